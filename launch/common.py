@@ -1,0 +1,34 @@
+"""What every launcher shares: the --config/--workdir flags and one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from absl import flags
+from ml_collections import config_flags
+
+from smec_jax.data import DataError
+
+DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "default.py")
+
+
+def define_config_and_workdir(workdir_default: str | None = None) -> None:
+    config_flags.DEFINE_config_file(
+        "config", DEFAULT_CONFIG, "Config file (configs/*.py); fields overridable as --config.x=y."
+    )
+    flags.DEFINE_string("workdir", workdir_default, "Directory for outputs (results, plots).")
+
+
+def guarded(main: Callable[[], None]) -> None:
+    """Runs ``main``; bad input ends the program with one clear line and exit status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    for noisy in ("absl", "jax._src.xla_bridge", "tensorflow_datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        main()
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

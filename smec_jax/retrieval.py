@@ -1,0 +1,150 @@
+"""Exact (exhaustive) cosine top-k retrieval in JAX, chunked and sharded over a device mesh.
+
+The corpus is split into ``chunk``-row blocks; a ``lax.scan`` keeps a running top-k, so
+memory is O(queries x (k + chunk)) whatever the corpus size. With a mesh, the corpus is
+sharded along the mesh's data axis: each device finds its local top-k, then the (tiny)
+candidate lists are all-gathered and merged. Ties break by the lower corpus row on every
+device count, because ``lax.top_k`` is stable and candidates are kept in row order.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+NEG_INF = -jnp.inf
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def _local_topk(q_qd, c_nd, exclude_q, offset, n_valid, *, k: int, chunk: int):
+    """Running top-k of q @ c.T over ``chunk``-row blocks of a (local) corpus block.
+
+    Args:
+      q_qd: (Q, D) queries. c_nd: (n, D) corpus rows, n a multiple of ``chunk``.
+      exclude_q: (Q,) global corpus row to drop per query (-1: none).
+      offset: global row of c_nd[0]. n_valid: number of real (unpadded) corpus rows.
+
+    Returns:
+      (Q, k) scores and (Q, k) global rows, best first; -inf / -1 where fewer than k exist.
+    """
+    n_q, dim = q_qd.shape
+    blocks = c_nd.reshape(-1, chunk, dim)
+
+    def body(carry, inp):
+        best_s, best_i = carry
+        block, j = inp
+        s = jnp.dot(q_qd, block.T, preferred_element_type=jnp.float32)
+        rows = offset + j * chunk + jnp.arange(chunk)
+        drop = (rows[None, :] >= n_valid) | (rows[None, :] == exclude_q[:, None])
+        s = jnp.where(drop, NEG_INF, s)
+        cat_s = jnp.concatenate([best_s, s], axis=1)
+        cat_i = jnp.concatenate([best_i, jnp.broadcast_to(rows, (n_q, chunk))], axis=1)
+        top_s, pos = jax.lax.top_k(cat_s, k)
+        return (top_s, jnp.take_along_axis(cat_i, pos, axis=1)), None
+
+    init = (jnp.full((n_q, k), NEG_INF, jnp.float32), jnp.full((n_q, k), -1, jnp.int32))
+    (best_s, best_i), _ = jax.lax.scan(body, init, (blocks, jnp.arange(blocks.shape[0])))
+    return best_s, jnp.where(jnp.isfinite(best_s), best_i, -1)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "chunk"))
+def _topk_single(q_qd, c_nd, exclude_q, n_valid, *, k, chunk):
+    return _local_topk(q_qd, c_nd, exclude_q, 0, n_valid, k=k, chunk=chunk)
+
+
+@functools.lru_cache(maxsize=32)
+def _topk_sharded_fn(mesh: Mesh, axis: str, k: int, chunk: int):
+    def per_shard(q_qd, c_nd, exclude_q, n_valid):
+        offset = jax.lax.axis_index(axis) * c_nd.shape[0]
+        s, i = _local_topk(q_qd, c_nd, exclude_q, offset, n_valid, k=k, chunk=chunk)
+        # (shards, Q, k) in shard order == row order, so the stable merge keeps lower rows.
+        all_s = jax.lax.all_gather(s, axis, axis=1, tiled=True)
+        all_i = jax.lax.all_gather(i, axis, axis=1, tiled=True)
+        top_s, pos = jax.lax.top_k(all_s, k)
+        return top_s, jnp.take_along_axis(all_i, pos, axis=1)
+
+    fn = jax.shard_map(
+        per_shard,
+        mesh=mesh,
+        in_specs=(P(), P(axis), P(), P()),
+        out_specs=(P(), P()),
+        check_vma=False,
+    )
+    return jax.jit(fn)
+
+
+def prepare_corpus(corpus: np.ndarray | jax.Array, chunk: int, mesh: Mesh | None, axis="data"):
+    """Pads the corpus to whole chunks per shard and places it (sharded) on the device(s)."""
+    n, _ = corpus.shape
+    shards = mesh.shape[axis] if mesh is not None else 1
+    chunk = max(1, min(chunk, -(-n // shards)))
+    per = -(-n // (shards * chunk)) * chunk
+    padded = jnp.pad(jnp.asarray(corpus), ((0, per * shards - n), (0, 0)))
+    if mesh is not None:
+        padded = jax.device_put(padded, NamedSharding(mesh, P(axis)))
+    return padded, chunk
+
+
+def search(
+    queries: np.ndarray | jax.Array,
+    corpus: np.ndarray | jax.Array,
+    k: int,
+    *,
+    exclude: np.ndarray | None = None,
+    chunk: int = 4096,
+    query_batch: int = 1024,
+    mesh: Mesh | None = None,
+    axis: str = "data",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine top-k of every query over the whole corpus.
+
+    Args:
+      queries: (Q, D); corpus: (N, D). Both are L2-normalised here (cosine).
+      k: hits per query (clipped to N).
+      exclude: optional (Q,) corpus row to drop per query (-1 = none), e.g. the doc whose id
+        equals the query id in ArguAna-style corpora.
+      chunk: corpus rows scored at once per device (bounds memory).
+      query_batch: queries scored at once.
+      mesh: shard the corpus along ``axis`` of this mesh; None = default device.
+
+    Returns:
+      scores (Q, k) float32 and rows (Q, k) int32, best first, ties broken by lower row;
+      -inf / -1 fill slots when fewer than k docs remain.
+    """
+    n_docs = corpus.shape[0]
+    k = min(k, n_docs)
+    corpus_p, chunk = prepare_corpus(l2_normalize(jnp.asarray(corpus, jnp.float32)), chunk, mesh, axis)
+    queries = l2_normalize(jnp.asarray(queries, jnp.float32))
+    n_q = queries.shape[0]
+    exclude = np.full((n_q,), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
+    n_valid = jnp.int32(n_docs)
+    if mesh is None:
+        fn = functools.partial(_topk_single, k=k, chunk=chunk)
+    else:
+        fn = _topk_sharded_fn(mesh, axis, k, chunk)
+    scores, rows = [], []
+    for start in range(0, n_q, query_batch):
+        qb = queries[start : start + query_batch]
+        eb = jnp.asarray(exclude[start : start + query_batch])
+        pad = query_batch - qb.shape[0] if n_q > query_batch else 0
+        if pad:  # keep one compiled shape for the last, short batch
+            qb = jnp.pad(qb, ((0, pad), (0, 0)))
+            eb = jnp.pad(eb, (0, pad), constant_values=-1)
+        s, i = fn(qb, corpus_p, eb, n_valid)
+        scores.append(np.asarray(s)[: qb.shape[0] - pad])
+        rows.append(np.asarray(i)[: qb.shape[0] - pad])
+    return np.concatenate(scores), np.concatenate(rows)
+
+
+def self_exclusion(query_ids: list[str], doc_ids: list[str]) -> np.ndarray:
+    """(Q,) corpus row whose id equals each query's id, else -1 (ArguAna-style corpora)."""
+    row = {d: i for i, d in enumerate(doc_ids)}
+    return np.asarray([row.get(q, -1) for q in query_ids], dtype=np.int32)
