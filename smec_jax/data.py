@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -308,8 +309,9 @@ def write_embedding_folder(
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise DataError(f"{out_dir} already exists; remove it or choose another --out")
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(out_dir.name + ".writing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     np.save(tmp / "corpus.npy", corpus)
     np.save(tmp / "queries.npy", queries)
     (tmp / "corpus_ids.txt").write_text("".join(f"{i}\n" for i in corpus_ids), encoding="utf-8")

@@ -1,0 +1,74 @@
+"""The evaluate command: the results format, and the reference SciFact numbers."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import default as default_config
+from launch import evaluate
+from smec_jax import compressors, evaluation
+from tests.conftest import SCIFACT
+
+
+def test_command_on_synthetic_writes_results_and_plot(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "launch.evaluate", "--config", "configs/synthetic.py",
+         "--workdir", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )
+    assert "unseen queries" in out.stdout
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert set(doc) == {"dataset", "encoder", "split", "results"}
+    assert set(doc["results"]) == {"truncate", "pca"}
+    assert list(doc["results"]["pca"]) == ["64", "32", "16", "8"]
+    keys = {f"{m}{s}" for m in evaluation.METRICS for s in ("", "_unseen")}
+    assert set(doc["results"]["pca"]["8"]) == keys
+    assert (tmp_path / "ndcg_vs_dim.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_data_folder_is_one_line_and_exit_2(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "launch.evaluate", f"--config.data.root={tmp_path}/none",
+         "--workdir", str(tmp_path / "w")],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "configs/synthetic.py" in out.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_pca_equals_numpy_float64_pca(synthetic):
+    comp = compressors.fit_pca(synthetic, None)
+    x = synthetic.corpus.astype(np.float64)
+    mean = x.mean(0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    for dim in (4, 16):
+        ref = (synthetic.queries - mean) @ vt[:dim].T
+        ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+        got = np.asarray(comp.compress(synthetic.queries, dim))
+        signs = np.sign((got * ref).sum(0))  # axes are defined up to sign
+        np.testing.assert_allclose(got * signs, ref, atol=2e-4)
+
+
+REFERENCE = {  # DESIGN.md section 3: SciFact test, all-MiniLM-L6-v2, nDCG@10
+    "truncate": {"384": 0.6451, "256": 0.6349, "128": 0.6016, "64": 0.4841, "32": 0.3371},
+    "pca": {"256": 0.6370, "128": 0.6107, "64": 0.5404, "32": 0.4530},
+}
+REFERENCE_UNSEEN = {
+    "truncate": {"384": 0.6758, "256": 0.6718, "128": 0.6132, "64": 0.4782, "32": 0.3518},
+    "pca": {"256": 0.6797, "128": 0.6316, "64": 0.5472, "32": 0.4637},
+}
+
+
+def test_default_config_reproduces_reference_scifact_numbers(tmp_path, scifact_minilm):
+    if not SCIFACT.is_dir():
+        pytest.skip("real data not found")
+    doc = evaluate.run(default_config.get_config(), str(tmp_path))
+    for ref, suffix in ((REFERENCE, ""), (REFERENCE_UNSEEN, "_unseen")):
+        for method, by_size in ref.items():
+            for size, want in by_size.items():
+                got = doc["results"][method][size]["ndcg@10" + suffix]
+                assert abs(got - want) <= 5e-4, (method, size, suffix, got, want)
