@@ -24,6 +24,47 @@ def get_config() -> ml_collections.ConfigDict:
     # Sizes to train and score, largest (the original dimension) first.
     c.ladder = (384, 256, 128, 64, 32)
 
+    # What `python -m launch.train` trains: smec (supervised) or smec_unsup (label-free).
+    c.method = "smec"
+
+    c.model = ml_collections.ConfigDict()
+    c.model.kind = "linear"  # linear | residual_mlp
+    c.model.out_dim = 0  # N; 0 = the embedding size D
+    c.model.hidden = 512  # residual_mlp only
+
+    c.train = ml_collections.ConfigDict()
+    c.train.split = "train"  # qrels split to train on; validation is carved from it
+    c.train.val_fraction = 0.15
+    c.train.batch_queries = 128
+    c.train.n_pos = 2  # judged-relevant docs per query in a batch
+    c.train.n_hard = 6  # hard negatives per query (from a pool mined once)
+    c.train.hard_pool = 30
+    c.train.unsup_batch = 1024  # docs per batch for smec_unsup
+    c.train.lr = 1e-3
+    c.train.ads_lr = 0.05
+    c.train.score_scale = 1.0  # cosine multiplier inside the rank loss
+    c.train.keep_weight = 0.0  # weight of the earlier (larger) sizes in later stages; 0 = paper
+    c.train.steps_per_stage = 300
+    c.train.eval_every = 50  # validation nDCG@10 at d_t, for early stopping
+    c.train.patience = 3
+    c.train.log_every = 50
+    c.train.ckpt_every = 100
+
+    c.ads = ml_collections.ConfigDict()
+    c.ads.enabled = True
+    c.ads.tau_start = 1.0
+    c.ads.tau_end = 0.1
+
+    c.memory = ml_collections.ConfigDict()  # S-XBM
+    c.memory.enabled = True
+    c.memory.size = 5000
+    c.memory.k = 10
+    c.memory.alpha = 0.1
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.num_devices = 0  # 0 = all visible devices
+    c.distributed = False  # call jax.distributed.initialize() (multi-host pods)
+
     c.eval = ml_collections.ConfigDict()
     c.eval.split = "test"
     c.eval.methods = ("truncate", "pca")

@@ -32,3 +32,6 @@ def guarded(main: Callable[[], None]) -> None:
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except FloatingPointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
@@ -28,6 +29,26 @@ from smec_jax.data import RetrievalData
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 TOP_K = 100
+
+
+def score(
+    data: RetrievalData,
+    comp: Compressor,
+    dim: int,
+    qids: list[str],
+    qrels,
+    *,
+    exclude: np.ndarray | None = None,
+    mesh: Mesh | None = None,
+    corpus: jax.Array | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-query metrics of one compressor at one size (exact search over the whole corpus)."""
+    q_emb = jnp.asarray(data.queries[data.query_rows(qids)])
+    c_emb = jnp.asarray(data.corpus) if corpus is None else corpus
+    _, ranked = retrieval.search(
+        comp.compress(q_emb, dim), comp.compress(c_emb, dim), TOP_K, exclude=exclude, mesh=mesh
+    )
+    return metrics.score_run(ranked, qids, data.corpus_ids, qrels)
 
 
 def evaluate(
@@ -46,18 +67,13 @@ def evaluate(
     qrels = data.qrels_for(split)
     unseen = set(data.unseen_queries(split)) if split != "train" and "train" in data.qrels else set()
     unseen_mask = np.asarray([q in unseen for q in qids])
-    q_emb = jnp.asarray(data.queries[data.query_rows(qids)])
-    c_emb = jnp.asarray(data.corpus)
     exclude = retrieval.self_exclusion(qids, data.corpus_ids) if exclude_self else None
+    corpus = jnp.asarray(data.corpus)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, comp in compressors.items():
         out[name] = {}
         for dim in sizes:
-            _, ranked = retrieval.search(
-                comp.compress(q_emb, dim), comp.compress(c_emb, dim), TOP_K,
-                exclude=exclude, mesh=mesh,
-            )
-            per_query = metrics.score_run(ranked, qids, data.corpus_ids, qrels)
+            per_query = score(data, comp, dim, qids, qrels, exclude=exclude, mesh=mesh, corpus=corpus)
             row = {m: float(v.mean()) for m, v in per_query.items()}
             if unseen_mask.any():
                 row |= {f"{m}_unseen": float(v[unseen_mask].mean()) for m, v in per_query.items()}

@@ -21,7 +21,9 @@ NEG_INF = -jnp.inf
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+    """x / max(|x|, eps) along the last axis, with a finite gradient at x = 0 (memory padding)."""
+    sq = jnp.sum(x * x, axis=-1, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
 
 
 def _local_topk(q_qd, c_nd, exclude_q, offset, n_valid, *, k: int, chunk: int):

@@ -1,0 +1,51 @@
+"""Checkpoints: the one module that talks to orbax, so an API change touches one file.
+
+A checkpoint holds a whole pytree (train state with memory and RNG, plus the stage's
+early-stopping record), saved with ``StandardSave`` and restored into an abstract tree that
+carries the target shardings, so a checkpoint written on one device count restores on
+another. orbax writes into a temporary folder and renames it when complete: an interrupted
+save never replaces the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """A thin wrapper around ``ocp.CheckpointManager`` for one pytree."""
+
+    def __init__(self, directory: str | Path, max_to_keep: int = 2):
+        self._mngr = ocp.CheckpointManager(
+            Path(directory).absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        )
+
+    def latest_step(self) -> int | None:
+        return self._mngr.latest_step()
+
+    def save(self, step: int, tree: Any, *, force: bool = False) -> None:
+        self._mngr.save(step, args=ocp.args.StandardSave(tree), force=force)
+
+    def restore(self, target: Any, step: int | None = None) -> Any:
+        """Restores into the structure, shapes, dtypes and shardings of ``target``."""
+        step = self.latest_step() if step is None else step
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+            target,
+        )
+        return self._mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def reached_preemption(self, step: int) -> bool:
+        return self._mngr.reached_preemption(step)
+
+    def wait(self) -> None:
+        self._mngr.wait_until_finished()
+
+    def close(self) -> None:
+        self._mngr.wait_until_finished()
+        self._mngr.close()

@@ -1,0 +1,75 @@
+"""Nested export: a trained SMEC compressor as one Matryoshka map that numpy alone applies.
+
+The output columns are reordered S_T, S_{T-1} \\ S_T, ..., S_0 \\ S_1 (DESIGN.md 2.5), so the
+size-d embedding is the first d coordinates of one vector: any MRL-aware vector store can
+truncate it. The file is a plain ``.npz`` (no pickles): ``w`` (D, N) and ``b`` (N,) with
+permuted columns (plus ``w1``, ``b1`` for the residual MLP), ``sizes``, ``kind``.
+
+    import numpy as np
+    f = np.load("compressor.npz")
+    y = x @ f["w"] + f["b"]                       # linear kind
+    y = y[:, :128]; y /= np.linalg.norm(y, axis=1, keepdims=True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from smec_jax import model
+from smec_jax.retrieval import l2_normalize
+
+
+@dataclasses.dataclass(frozen=True)
+class NestedCompressor:
+    """Compressor whose size-d output is the first d of the permuted outputs.
+
+    Attributes:
+      params: model params (jax or numpy arrays). order: (N,) output permutation.
+      sizes: the trained sizes.
+    """
+
+    params: dict
+    order: np.ndarray
+    sizes: tuple[int, ...]
+
+    def compress(self, x: jax.Array, dim: int) -> jax.Array:
+        y = model.apply_cols(jax.tree.map(jnp.asarray, self.params), jnp.asarray(x, jnp.float32),
+                             self.order[:dim])
+        return l2_normalize(y)
+
+    def permuted_params(self) -> dict[str, np.ndarray]:
+        p = model.to_numpy(self.params)
+        p["w"] = p["w"][:, self.order]
+        p["b"] = p["b"][self.order]
+        return p
+
+
+def save(comp: NestedCompressor, path: str | Path) -> Path:
+    """Writes the permuted compressor as .npz (atomically)."""
+    from smec_jax.evaluation import atomic_write
+
+    p = comp.permuted_params()
+    kind = "residual_mlp" if "w1" in p else "linear"
+    buf = io.BytesIO()
+    np.savez(buf, kind=np.asarray(kind), sizes=np.asarray(comp.sizes, np.int64), **p)
+    atomic_write(path, buf.getvalue())
+    return Path(path)
+
+
+def load_numpy(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def apply_exported(exported: dict[str, np.ndarray], x: np.ndarray, dim: int) -> np.ndarray:
+    """Numpy-only application of an exported compressor at size ``dim`` (unit vectors)."""
+    params = {k: exported[k] for k in ("w", "b", "w1", "b1") if k in exported}
+    y = model.apply_numpy(params, x)[:, :dim]
+    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+

@@ -1,0 +1,157 @@
+"""Training input: validation split, hard negatives mined once, and grain batch pipelines.
+
+A supervised batch (DESIGN.md 2.7) holds B training queries; each brings up to P of its
+judged-relevant docs and H hard negatives (top-ranked, unjudged docs under the *frozen*
+embeddings, sampled from a pool mined once). Every query is scored against every doc of the
+batch (so the other queries' docs are in-batch negatives), with the graded relevance of
+each (query, doc) pair looked up in the qrels. A doc that appears twice in a batch counts
+once.
+
+Batches are a grain ``MapDataset`` indexed by the global step: batch ``s`` is the same on
+every run, which is what makes a resumed run bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grain
+import numpy as np
+
+from smec_jax import retrieval
+from smec_jax.data import RetrievalData
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainQueries:
+    """Training queries resolved to rows.
+
+    Attributes:
+      rows: (n,) rows into ``data.queries``.
+      judged: per query, (doc rows (m,), grades (m,)) of every judgment (any grade).
+      hard_pool: (n, pool) doc rows of mined hard negatives (-1 padded).
+    """
+
+    rows: np.ndarray
+    judged: list[tuple[np.ndarray, np.ndarray]]
+    hard_pool: np.ndarray
+
+
+def split_train_val(
+    data: RetrievalData, split: str, val_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """Holds out ``val_fraction`` of the judged queries of ``split`` for validation (seeded)."""
+    qids = data.judged_queries(split)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(qids))
+    n_val = int(round(val_fraction * len(qids)))
+    val = sorted(perm[:n_val])
+    train = sorted(perm[n_val:])
+    return [qids[i] for i in train], [qids[i] for i in val]
+
+
+def resolve(data: RetrievalData, split: str, qids: list[str], pool: int, mesh=None) -> TrainQueries:
+    """Rows, judgments and a mined hard-negative pool for each query id."""
+    doc_row = {d: i for i, d in enumerate(data.corpus_ids)}
+    qrels = data.qrels_for(split)
+    rows = data.query_rows(qids)
+    judged = []
+    for q in qids:
+        docs = [(doc_row[d], g) for d, g in qrels[q].items()]
+        judged.append((np.asarray([r for r, _ in docs], np.int32), np.asarray([g for _, g in docs], np.int32)))
+    max_judged = max(len(j[0]) for j in judged)
+    _, top = retrieval.search(data.queries[rows], data.corpus, pool + max_judged, mesh=mesh)
+    hard = np.full((len(qids), pool), -1, np.int32)
+    for i, (doc_rows, _) in enumerate(judged):
+        cand = top[i][~np.isin(top[i], doc_rows) & (top[i] >= 0)][:pool]
+        hard[i, : len(cand)] = cand
+    return TrainQueries(rows=rows, judged=judged, hard_pool=hard)
+
+
+def _example(index: int, rng: np.random.Generator, tq: TrainQueries, n_pos: int, n_hard: int):
+    """One query's slots: up to n_pos judged-relevant docs, then n_hard hard negatives."""
+    doc_rows, grades = tq.judged[index]
+    pos = doc_rows[grades > 0]
+    if len(pos) > n_pos:
+        pos = rng.choice(pos, size=n_pos, replace=False)
+    pool = tq.hard_pool[index][tq.hard_pool[index] >= 0]
+    hard = rng.choice(pool, size=min(n_hard, len(pool)), replace=False)
+    slots = np.full((n_pos + n_hard,), -1, np.int32)
+    slots[: len(pos)] = pos
+    slots[n_pos : n_pos + len(hard)] = hard
+    return {"query": np.int32(index), "slots": slots}
+
+
+def _collate(examples: list[dict], tq: TrainQueries, data: RetrievalData, n_pos: int) -> dict:
+    """Batch of examples -> arrays for the train step (see module docstring)."""
+    qi = np.asarray([e["query"] for e in examples])
+    docs = np.concatenate([e["slots"] for e in examples])  # (C,)
+    _, first = np.unique(docs, return_index=True)
+    keep = np.zeros(docs.shape, bool)
+    keep[first] = True
+    keep &= docs >= 0
+    col = {int(d): c for c, d in enumerate(docs) if keep[c]}
+    b, c = len(qi), len(docs)
+    grades = np.zeros((b, c), np.int32)
+    valid = np.broadcast_to(keep, (b, c)).copy()
+    pos_idx = np.zeros((b, n_pos), np.int32)
+    pos_ok = np.zeros((b, n_pos), bool)
+    for i, q in enumerate(qi):
+        doc_rows, g = tq.judged[q]
+        cols = [(col[int(d)], int(gr)) for d, gr in zip(doc_rows, g, strict=True) if int(d) in col]
+        for cc, gr in cols:
+            grades[i, cc] = gr
+        positive = [cc for cc, gr in cols if gr > 0]
+        for cc in positive[n_pos:]:  # more positives than slots: leave the extras out
+            valid[i, cc] = False
+        positive = positive[:n_pos]
+        pos_idx[i, : len(positive)] = positive
+        pos_ok[i, : len(positive)] = True
+    n_docs = len(data.corpus_ids)
+    safe = np.maximum(docs, 0)
+    return {
+        "q": data.queries[tq.rows[qi]],
+        "q_ids": (n_docs + tq.rows[qi]).astype(np.int32),
+        "d": np.where(keep[:, None], data.corpus[safe], 0.0).astype(np.float32),
+        "d_ids": np.where(keep, docs, -1).astype(np.int32),
+        "d_keep": keep,
+        "grades": grades,
+        "valid": valid,
+        "pos_idx": pos_idx,
+        "pos_ok": pos_ok,
+    }
+
+
+def supervised_batches(
+    data: RetrievalData, tq: TrainQueries, *, batch_queries: int, n_pos: int, n_hard: int, seed: int
+) -> grain.MapDataset:
+    """Random-access dataset: ``ds[step]`` is the batch of global step ``step``."""
+    if len(tq.rows) < batch_queries:
+        raise ValueError(
+            f"batch of {batch_queries} queries but only {len(tq.rows)} training queries; "
+            "lower --config.train.batch_queries"
+        )
+    return (
+        grain.MapDataset.range(len(tq.rows))
+        .shuffle(seed=seed)
+        .repeat()
+        .random_map(lambda i, rng: _example(int(i), rng, tq, n_pos, n_hard), seed=seed + 1)
+        .batch(batch_queries, drop_remainder=True, batch_fn=lambda ex: _collate(ex, tq, data, n_pos))
+    )
+
+
+def unsupervised_batches(data: RetrievalData, *, batch_size: int, seed: int) -> grain.MapDataset:
+    """Label-free batches of corpus documents (method ``smec_unsup``)."""
+    if len(data.corpus_ids) < batch_size:
+        raise ValueError(f"batch of {batch_size} docs but the corpus has {len(data.corpus_ids)}")
+    return (
+        grain.MapDataset.range(len(data.corpus_ids))
+        .shuffle(seed=seed)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .map(lambda rows: {
+            "x": data.corpus[rows],
+            "ids": rows.astype(np.int32),
+            "keep": np.ones(rows.shape, bool),
+        })
+    )

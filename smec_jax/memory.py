@@ -1,0 +1,80 @@
+"""S-XBM: the selectable cross-batch memory, a device-resident FIFO ring buffer.
+
+The memory holds *original* (frozen-encoder) embeddings of past batches with their ids, a
+validity mask and a write pointer: a pytree inside the train state, updated by pure
+functions, so it is jitted, sharded and checkpointed with everything else. Each training
+sample looks up its top-k memory entries by original cosine (empty slots and entries with
+the sample's own id excluded); the unsupervised loss then asks the compressor to keep
+those similarities (:func:`smec_jax.losses.unsup_loss`). The step enqueues the batch
+*after* computing the loss, so a sample never finds itself from the same step.
+"""
+
+from __future__ import annotations
+
+import chex
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+
+@flax.struct.dataclass
+class Memory:
+    """entries (Q, D) original embeddings; ids (Q,) int32; valid (Q,) bool; ptr () int32."""
+
+    entries: jax.Array
+    ids: jax.Array
+    valid: jax.Array
+    ptr: jax.Array
+
+    @property
+    def size(self) -> int:
+        return self.entries.shape[0]
+
+
+def init(size: int, dim: int) -> Memory:
+    return Memory(
+        entries=jnp.zeros((size, dim), jnp.float32),
+        ids=jnp.full((size,), -1, jnp.int32),
+        valid=jnp.zeros((size,), bool),
+        ptr=jnp.zeros((), jnp.int32),
+    )
+
+
+def enqueue(mem: Memory, x_nd: jax.Array, ids_n: jax.Array, keep_n: jax.Array | None = None) -> Memory:
+    """Writes the rows of ``x_nd`` (where ``keep_n``) at the pointer, oldest entries first out.
+
+    Rows not kept (padding, duplicates) take no slot. With more kept rows than slots, the
+    last ``size`` of them remain.
+    """
+    n = x_nd.shape[0]
+    chex.assert_shape(ids_n, (n,))
+    keep_n = jnp.ones((n,), bool) if keep_n is None else keep_n
+    # Slot of each kept row: ptr + (number of kept rows before it); dropped rows go nowhere.
+    order = jnp.cumsum(keep_n) - 1
+    n_kept = jnp.sum(keep_n).astype(jnp.int32)
+    # Rows that would be overwritten within this same call are dropped too (keep the newest).
+    survives = keep_n & (order >= n_kept - mem.size)
+    slot = jnp.where(survives, (mem.ptr + order) % mem.size, mem.size)  # size = out of bounds
+    return Memory(
+        entries=mem.entries.at[slot].set(x_nd.astype(mem.entries.dtype), mode="drop"),
+        ids=mem.ids.at[slot].set(ids_n.astype(jnp.int32), mode="drop"),
+        valid=mem.valid.at[slot].set(True, mode="drop"),
+        ptr=(mem.ptr + n_kept) % mem.size,
+    )
+
+
+def neighbours(mem: Memory, x_nd: jax.Array, ids_n: jax.Array, k: int):
+    """Top-k memory entries of each row by original cosine.
+
+    Args:
+      x_nd: (n, D) L2-normalised original embeddings; ids_n: (n,) their ids.
+
+    Returns:
+      idx (n, k) memory slots, sim (n, k) original cosines, ok (n, k) bool (False where the
+      memory had fewer than k usable entries).
+    """
+    sim = jnp.dot(x_nd, mem.entries.T, preferred_element_type=jnp.float32)
+    usable = mem.valid[None, :] & (mem.ids[None, :] != ids_n[:, None])
+    sim = jnp.where(usable, sim, -jnp.inf)
+    top, idx = jax.lax.top_k(sim, k)
+    return idx, jnp.where(jnp.isfinite(top), top, 0.0), jnp.isfinite(top)

@@ -1,0 +1,102 @@
+"""The compressor: a map from D-dim original embeddings to N output dims (before selection).
+
+Parameters are a plain pytree (dict of arrays); the forward pass is a pure function. Two
+kinds (DESIGN.md 2.1):
+
+* ``linear``: y = x W + b, W (D, N) initialised to the identity (N = D by default), so the
+  first stage starts from the original embedding.
+* ``residual_mlp``: y = x + relu(x W1 + b1) W2 + b2 (as Matryoshka-Adaptor), N = D, W2 and
+  b2 zero-initialised so it too starts at the identity.
+
+Freezing (DESIGN.md 2.3) works on *output columns*: ``freeze_columns`` returns the params
+with the columns of frozen output dims passed through ``stop_gradient``. For the linear map
+this freezes those dims completely; for the residual MLP only their last-layer columns are
+frozen (the hidden layer is shared by all dims).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = dict[str, jax.Array]
+KINDS = ("linear", "residual_mlp")
+
+
+def init_params(rng: jax.Array, kind: str, in_dim: int, out_dim: int, hidden: int) -> Params:
+    """Identity-initialised parameters of the given kind."""
+    if kind == "linear":
+        return {
+            "w": jnp.eye(in_dim, out_dim, dtype=jnp.float32),
+            "b": jnp.zeros((out_dim,), jnp.float32),
+        }
+    if kind == "residual_mlp":
+        if out_dim != in_dim:
+            raise ValueError(f"residual_mlp needs out_dim == in_dim ({in_dim}), got {out_dim}")
+        scale = 1.0 / np.sqrt(in_dim)
+        return {
+            "w1": scale * jax.random.normal(rng, (in_dim, hidden), jnp.float32),
+            "b1": jnp.zeros((hidden,), jnp.float32),
+            "w": jnp.zeros((hidden, out_dim), jnp.float32),
+            "b": jnp.zeros((out_dim,), jnp.float32),
+        }
+    raise ValueError(f"unknown model kind {kind!r}; use one of {KINDS}")
+
+
+def apply(params: Params, x_bd: jax.Array) -> jax.Array:
+    """(B, D) original embeddings -> (B, N) outputs."""
+    if "w1" in params:
+        h = jax.nn.relu(x_bd @ params["w1"] + params["b1"])
+        return x_bd + h @ params["w"] + params["b"]
+    return x_bd @ params["w"] + params["b"]
+
+
+def apply_cols(params: Params, x_bd: jax.Array, cols: np.ndarray) -> jax.Array:
+    """(B, D) -> (B, len(cols)): only the output dims ``cols`` (static indices).
+
+    For the linear map this multiplies by W[:, cols] only, so later stages (fewer kept
+    dims) cost proportionally less.
+    """
+    if "w1" in params:
+        return apply(params, x_bd)[:, cols]
+    return x_bd @ params["w"][:, cols] + params["b"][cols]
+
+
+def freeze_columns(params: Params, trainable_n: np.ndarray) -> Params:
+    """Params whose output columns outside ``trainable_n`` (bool (N,)) get no gradient.
+
+    W_eff = m * W + (1 - m) * stop_gradient(W): values are unchanged, gradients of frozen
+    columns are exactly zero.
+    """
+    m = jnp.asarray(trainable_n, jnp.float32)
+    out = dict(params)
+    for name in ("w", "b"):
+        p = params[name]
+        out[name] = m * p + (1.0 - m) * jax.lax.stop_gradient(p)
+    return out
+
+
+def column_update_mask(params: Params, trainable_n: np.ndarray) -> dict[str, Any]:
+    """Multiplicative mask for optimizer updates: 1 on trainable columns, 0 on frozen ones.
+
+    Applied after the optimizer, so no transform (momentum, weight decay) can move a frozen
+    column, even with state carried from an earlier stage.
+    """
+    m = jnp.asarray(trainable_n, jnp.float32)
+    return {name: (m if name in ("w", "b") else jnp.ones((), jnp.float32)) for name in params}
+
+
+def to_numpy(params: Params) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in params.items()}
+
+
+def apply_numpy(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The same forward pass in numpy alone (used by exported compressors)."""
+    x = np.asarray(x, np.float32)
+    if "w1" in params:
+        h = np.maximum(x @ params["w1"] + params["b1"], 0.0)
+        return x + h @ params["w"] + params["b"]
+    return x @ params["w"] + params["b"]

@@ -1,0 +1,449 @@
+"""SMEC training: a pure train step compiled once per SMRL stage, and the loop over stages.
+
+Read top to bottom:
+  1. TrainState           — everything a resumed run needs, as one pytree.
+  2. make_train_step      — the stage's loss (rank at d_{t-1} and d_t + alpha * S-XBM), with
+                            frozen columns, ADS masks and the memory; jitted over the mesh.
+  3. train                — mesh, input, state (fresh or restored), then for each stage:
+                            compile, loop (log, validate, early-stop, checkpoint), fix the
+                            stage's selection; returns the nested compressor.
+
+The optimizer state is reset at every stage boundary: the trainable set changes, and Adam
+moments of columns that just froze must not leak into them (the post-optimizer update mask
+makes that impossible anyway).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from smec_jax import ads, evaluation, input_pipeline, losses, memory, model, parallel, smrl
+from smec_jax.checkpoint import Checkpointer
+from smec_jax.data import RetrievalData
+from smec_jax.export import NestedCompressor
+from smec_jax.retrieval import l2_normalize
+
+log = logging.getLogger(__name__)
+
+# ============================================================================ 1. train state
+
+
+@flax.struct.dataclass
+class TrainState:
+    """step: global step; stage: current stage t (T + 1 when done); stage_step: step in stage;
+    params: compressor; ads: {stage_t: logits}; opt_state; memory: S-XBM ring buffer;
+    rng: base key (per-step keys are fold_in(rng, step)); first_bad_step: first step with a
+    non-finite loss, -1 if none."""
+
+    step: jax.Array
+    stage: jax.Array
+    stage_step: jax.Array
+    params: dict
+    ads: dict
+    opt_state: Any
+    memory: memory.Memory
+    rng: jax.Array
+    first_bad_step: jax.Array
+
+
+def make_optimizer(cfg) -> optax.GradientTransformation:
+    """Adam on the compressor, Adam with its own learning rate on the ADS logits."""
+    return optax.multi_transform(
+        {"model": optax.adam(cfg.train.lr), "ads": optax.adam(cfg.train.ads_lr)},
+        {"params": "model", "ads": "ads"},
+    )
+
+
+def _trainable(state_or_tree) -> dict:
+    return {"params": state_or_tree.params, "ads": state_or_tree.ads}
+
+
+def create_train_state(cfg, in_dim: int, out_dim: int, sizes: tuple[int, ...]) -> TrainState:
+    rng = jax.random.key(cfg.seed)
+    params = model.init_params(jax.random.fold_in(rng, 1), cfg.model.kind, in_dim, out_dim,
+                               cfg.model.hidden)
+    logits = ads.init_logits(sizes)
+    tree = {"params": params, "ads": logits}
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        stage=jnp.ones((), jnp.int32),
+        stage_step=jnp.zeros((), jnp.int32),
+        params=params,
+        ads=logits,
+        opt_state=make_optimizer(cfg).init(tree),
+        memory=memory.init(cfg.memory.size if cfg.memory.enabled else 1, in_dim),
+        rng=jax.random.key_data(rng),
+        first_bad_step=jnp.full((), -1, jnp.int32),
+    )
+
+
+# ============================================================================ 2. the step
+
+
+def _cos_matrix(a_nd, b_md, mask_d=None):
+    if mask_d is not None:
+        a_nd, b_md = a_nd * mask_d, b_md * mask_d
+    return l2_normalize(a_nd) @ l2_normalize(b_md).T
+
+
+def _neighbour_outputs(params, entries_qd, idx_nk, kept):
+    """Compressed outputs (n, k, d) of memory neighbours, the cheaper of two ways.
+
+    Gathering the n*k neighbours and compressing them costs n*k*D*d; compressing the whole
+    memory once and gathering the outputs costs Q*D*d. Both are exact; the choice is static.
+    """
+    n, k = idx_nk.shape
+    q, dim = entries_qd.shape
+    if n * k < q:
+        out = model.apply_cols(params, entries_qd[idx_nk.reshape(-1)], kept)
+        return out.reshape(n, k, -1)
+    return model.apply_cols(params, entries_qd, kept)[idx_nk]
+
+
+def _unsup_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k):
+    """S-XBM loss of the samples against their memory neighbours, summed over sizes."""
+    idx, orig_sim, ok = memory.neighbours(mem, x_nd, ids_n, k)
+    ok = ok & keep_n[:, None]
+    y_nbr = _neighbour_outputs(params, mem.entries, idx, kept)  # (n, k, d)
+    total = 0.0
+    for mask in masks:
+        a = y_nd if mask is None else y_nd * mask
+        b = y_nbr if mask is None else y_nbr * mask
+        comp_sim = jnp.einsum("nd,nkd->nk", l2_normalize(a), l2_normalize(b))
+        total = total + losses.unsup_loss(orig_sim, comp_sim, ok)
+    return total
+
+
+def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh) -> Callable:
+    """The jitted ``(state, batch) -> (state, metrics)`` of one stage (sizes, masks static)."""
+    kept, d_next, name = stage.kept, stage.d_next, ads.stage_name(stage.index)
+    trainable_n = stage.trainable(out_dim)
+    prefix = np.zeros((stage.d_prev,), np.float32)
+    prefix[:d_next] = 1.0
+    opt = make_optimizer(cfg)
+    scale, alpha = cfg.train.score_scale, cfg.memory.alpha
+    steps = cfg.train.steps_per_stage
+
+    def loss_fn(tree, state: TrainState, batch, rng):
+        params = model.freeze_columns(tree["params"], trainable_n)
+        tau = ads.tau_schedule(state.stage_step, steps, cfg.ads.tau_start, cfg.ads.tau_end)
+        if cfg.ads.enabled:
+            m = ads.gumbel_topk_mask(rng, tree["ads"][name], d_next, tau)
+        else:
+            m = jnp.asarray(prefix)
+        masks = (None, m)  # size d_{t-1} (all kept dims), size d_t (selected)
+        metrics = {"tau": tau}
+        if supervised:
+            yq = model.apply_cols(params, batch["q"], kept)
+            yd = model.apply_cols(params, batch["d"], kept)
+            rank_args = (batch["grades"], batch["valid"], batch["pos_idx"], batch["pos_ok"])
+            rank = 0.0
+            for mask in masks:
+                rank = rank + losses.rank_loss(scale * _cos_matrix(yq, yd, mask), *rank_args)[0]
+            for _, cols in stage.earlier if cfg.train.keep_weight else ():
+                s = _cos_matrix(model.apply_cols(params, batch["q"], cols),
+                                model.apply_cols(params, batch["d"], cols))
+                rank = rank + cfg.train.keep_weight * losses.rank_loss(scale * s, *rank_args)[0]
+            x = jnp.concatenate([batch["q"], batch["d"]])
+            ids = jnp.concatenate([batch["q_ids"], batch["d_ids"]])
+            keep = jnp.concatenate([jnp.ones(batch["q_ids"].shape, bool), batch["d_keep"]])
+            y = jnp.concatenate([yq, yd])
+            metrics["rank"] = rank
+        else:
+            x, ids, keep = batch["x"], batch["ids"], batch["keep"]
+            y = model.apply_cols(params, x, kept)
+            rank = 0.0
+        if cfg.memory.enabled:
+            unsup = _unsup_term(state.memory, x, ids, keep, y, params, kept, masks, cfg.memory.k)
+        else:
+            unsup = jnp.zeros(())
+        metrics["unsup"] = unsup
+        loss = rank + (alpha if supervised else 1.0) * unsup
+        return loss, (metrics, x, ids, keep)
+
+    traces = 0
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        nonlocal traces  # like chex.assert_max_traces(n=1), but per stage's step
+        traces += 1
+        if traces > 1:
+            raise AssertionError(f"stage {stage.index}: train step traced twice (batch shapes changed?)")
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        tree = _trainable(state)
+        (loss, (metrics, x, ids, keep)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            tree, state, batch, rng
+        )
+        updates, opt_state = opt.update(grads, state.opt_state, tree)
+        # Nothing outside this stage's trainable columns and logits may move.
+        umask = {
+            "params": model.column_update_mask(tree["params"], trainable_n),
+            "ads": {k: jnp.float32(k == name) for k in tree["ads"]},
+        }
+        updates = jax.tree.map(lambda u, mk: u * mk, updates, umask)
+        new = optax.apply_updates(tree, updates)
+        mem = memory.enqueue(state.memory, x, ids, keep) if cfg.memory.enabled else state.memory
+        bad = ~jnp.isfinite(loss)
+        first_bad = jnp.where(bad & (state.first_bad_step < 0), state.step, state.first_bad_step)
+        metrics["loss"] = loss
+        new_state = state.replace(
+            step=state.step + 1,
+            stage_step=state.stage_step + 1,
+            params=new["params"],
+            ads=new["ads"],
+            opt_state=opt_state,
+            memory=mem,
+            first_bad_step=first_bad,
+        )
+        return new_state, metrics
+
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
+
+
+# ============================================================================ 3. the loop
+
+
+@dataclasses.dataclass
+class TrainResult:
+    compressor: NestedCompressor
+    sets: list[np.ndarray]  # S_0 .. S_T
+    val_history: list[dict]
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def _stage_selection(state: TrainState, sizes, t: int, ads_enabled: bool) -> np.ndarray:
+    logits = jax.tree.map(np.asarray, state.ads) if ads_enabled else None
+    return smrl.kept_sets(sizes, logits, t)[t]
+
+
+def _val_ndcg(data, params, cols, val_qids, split, mesh, corpus) -> float:
+    comp = NestedCompressor(params=params, order=np.asarray(cols), sizes=(len(cols),))
+    qrels = data.qrels_for(split)
+    per_q = evaluation.score(data, comp, len(cols), val_qids, qrels, mesh=mesh, corpus=corpus)
+    return float(per_q["ndcg@10"].mean())
+
+
+def _put_batch(batch: dict, sharding: NamedSharding) -> dict:
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.ascontiguousarray(v))
+        for k, v in batch.items()
+    }
+
+
+def _fmt_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]:
+    """Checks a config against the data before anything compiles; returns the size chain."""
+    if cfg.method not in ("smec", "smec_unsup"):
+        raise ValueError(f"unknown method {cfg.method!r}; use smec or smec_unsup")
+    if cfg.model.kind not in model.KINDS:
+        raise ValueError(f"unknown model.kind {cfg.model.kind!r}; use one of {model.KINDS}")
+    out_dim = cfg.model.out_dim or data.dim
+    sizes = smrl.sizes_for(cfg.ladder, out_dim)
+    if len(sizes) < 2:
+        raise ValueError(f"ladder {tuple(cfg.ladder)} has no size below {out_dim}: nothing to train")
+    if cfg.memory.enabled and cfg.memory.size < cfg.memory.k:
+        raise ValueError(f"memory.size {cfg.memory.size} is smaller than memory.k {cfg.memory.k}")
+    per_step = (cfg.train.batch_queries if cfg.method == "smec" else cfg.train.unsup_batch)
+    if per_step % n_devices:
+        raise ValueError(
+            f"batch of {per_step} is not divisible by the {n_devices} devices; change "
+            "--config.train.batch_queries (or unsup_batch) or --config.mesh.num_devices"
+        )
+    for key in ("steps_per_stage", "eval_every", "log_every", "ckpt_every"):
+        if int(cfg.train[key]) < 1:
+            raise ValueError(f"train.{key} must be >= 1")
+    return sizes
+
+
+def train(cfg, data: RetrievalData, workdir: str | Path | None = None, *, verbose: bool = True) -> TrainResult:
+    """Trains SMEC (or label-free ``smec_unsup``) on ``data``; resumes from ``workdir``.
+
+    Args:
+      cfg: the config (see configs/default.py).
+      data: the embedded dataset (training uses the train split; validation is carved from
+        it; test qrels are never read here).
+      workdir: checkpoints, metrics.jsonl and TensorBoard events go here; None = no files.
+    """
+    # -- mesh and sizes (fail before compiling anything)
+    n_dev = cfg.mesh.num_devices or jax.device_count()
+    sizes = validate_config(cfg, data, n_dev)
+    mesh = parallel.data_mesh(n_dev)
+    out_dim = sizes[0]
+    supervised = cfg.method == "smec"
+    batch_sharding = NamedSharding(mesh, P(parallel.DATA))
+    replicated = NamedSharding(mesh, P())
+
+    # -- input
+    split = cfg.train.split
+    if supervised:
+        train_q, val_q = input_pipeline.split_train_val(data, split, cfg.train.val_fraction, cfg.seed)
+        tq = input_pipeline.resolve(data, split, train_q, cfg.train.hard_pool)
+        batches = input_pipeline.supervised_batches(
+            data, tq, batch_queries=cfg.train.batch_queries, n_pos=cfg.train.n_pos,
+            n_hard=cfg.train.n_hard, seed=cfg.seed,
+        )
+    else:  # label-free: no qrels at all; validation still needs judged queries to score
+        batches = input_pipeline.unsupervised_batches(data, batch_size=cfg.train.unsup_batch, seed=cfg.seed)
+        val_q = input_pipeline.split_train_val(data, split, cfg.train.val_fraction, cfg.seed)[1] \
+            if split in data.qrels else []
+    corpus_dev = jnp.asarray(data.corpus)
+
+    # -- state: fresh, or the latest checkpoint of this workdir
+    state = jax.device_put(create_train_state(cfg, data.dim, out_dim, sizes), replicated)
+    best = _snapshot(state)
+    ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir else None
+    if ckpt and ckpt.latest_step() is not None:
+        restored = ckpt.restore({"state": state, "best": best})
+        state, best = restored["state"], restored["best"]
+        log.info("resumed from step %d (stage %d, step %d in stage)", int(state.step),
+                 int(state.stage), int(state.stage_step))
+    writer = _MetricWriter(workdir) if workdir else None
+    history: list[dict] = []
+    total_stages = len(sizes) - 1
+    t_start, step_start = time.perf_counter(), int(state.step)
+
+    # -- stages
+    while int(state.stage) <= total_stages:
+        t = int(state.stage)
+        logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
+        stage = smrl.make_stage(t, sizes, logits)
+        step_fn = make_train_step(stage, cfg, out_dim, supervised, mesh)
+        stopped = False
+        while int(state.stage_step) < cfg.train.steps_per_stage and not stopped:
+            s_in_stage = int(state.stage_step)
+            if s_in_stage % cfg.train.eval_every == 0 and val_q:
+                stopped, best = _validate(state, best, stage, sizes, cfg, data, val_q, split,
+                                          mesh, corpus_dev, history, writer)
+                if stopped:
+                    break
+            batch = _put_batch(batches[int(state.step)], batch_sharding)
+            state, metrics = step_fn(state, batch)
+            step = int(state.step)
+            if step % cfg.train.log_every == 0 or int(state.stage_step) == cfg.train.steps_per_stage:
+                _check_finite(state, ckpt)
+                done_steps = step - step_start
+                remaining = (total_stages - t) * cfg.train.steps_per_stage + (
+                    cfg.train.steps_per_stage - int(state.stage_step))
+                rate = done_steps / max(time.perf_counter() - t_start, 1e-9)
+                m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                if writer:
+                    writer.write(step, {f"train/{k}": v for k, v in m.items()} | {"stage": t})
+                if verbose:
+                    print(f"stage {t}/{total_stages} ({stage.d_prev}->{stage.d_next}) "
+                          f"step {int(state.stage_step)}/{cfg.train.steps_per_stage} | "
+                          + " ".join(f"{k} {v:.4f}" for k, v in m.items())
+                          + f" | {rate:.1f} steps/s | ETA {_fmt_eta(remaining / max(rate, 1e-9))}",
+                          flush=True)
+            if ckpt and step % cfg.train.ckpt_every == 0:
+                _check_finite(state, ckpt)
+                ckpt.save(step, {"state": state, "best": best})
+        # Final validation of the stage, then keep the best params of the stage and fix S_t.
+        if val_q and not stopped:
+            best = _validate(state, best, stage, sizes, cfg, data, val_q, split, mesh,
+                             corpus_dev, history, writer, final=True)[1]
+        if val_q:
+            state = state.replace(params=best["params"], ads=best["ads"])
+        state = jax.device_put(state.replace(
+            stage=state.stage + 1,
+            stage_step=jnp.zeros((), jnp.int32),
+            opt_state=make_optimizer(cfg).init(_trainable(state)),  # reset: see module doc
+        ), replicated)
+        best = _snapshot(state)
+        if ckpt:
+            _check_finite(state, ckpt)
+            ckpt.save(int(state.step), {"state": state, "best": best}, force=True)
+    if ckpt:
+        ckpt.close()
+    if writer:
+        writer.close()
+    logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
+    sets = smrl.kept_sets(sizes, logits, total_stages)
+    comp = NestedCompressor(params=model.to_numpy(state.params), order=smrl.nested_order(sets),
+                            sizes=tuple(sizes))
+    return TrainResult(compressor=comp, sets=sets, val_history=history)
+
+
+def _validate(state, best, stage, sizes, cfg, data, val_q, split, mesh, corpus, history, writer,
+              final=False):
+    """Validation nDCG@10 at d_t with the inference selection; updates the early-stopping record.
+
+    Returns (stop?, best).
+    """
+    cols = _stage_selection(state, sizes, stage.index, cfg.ads.enabled)
+    score = _val_ndcg(data, state.params, cols, val_q, split, mesh, corpus)
+    improved = score > float(best["score"])
+    if improved:
+        best = _snapshot(state, score)
+    else:
+        best = dict(best, bad_evals=best["bad_evals"] + 1)
+    rec = {"step": int(state.step), "stage": stage.index, "size": stage.d_next,
+           "val_ndcg@10": score, "best": float(best["score"])}
+    history.append(rec)
+    if writer:
+        writer.write(int(state.step), {"val/ndcg@10": score, "stage": stage.index})
+    stop = (not final) and int(best["bad_evals"]) >= cfg.train.patience
+    if stop:
+        log.info("stage %d: early stop at step %d (best val nDCG@10 %.4f)", stage.index,
+                 int(state.stage_step), float(best["score"]))
+    return stop, best
+
+
+def _snapshot(state: TrainState, score: float = -1.0) -> dict:
+    """Early-stopping record: *copies* of params and logits (the state's buffers are donated)."""
+    copy = lambda tree: jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+    return {"params": copy(state.params), "ads": copy(state.ads), "score": jnp.float32(score),
+            "bad_evals": jnp.int32(0)}
+
+
+def _check_finite(state: TrainState, ckpt: Checkpointer | None) -> None:
+    bad = int(state.first_bad_step)
+    if bad >= 0:
+        last = ckpt.latest_step() if ckpt else None
+        raise NonFiniteLoss(
+            f"non-finite loss at step {bad} (stage {int(state.stage)}); stopped without saving: "
+            f"the last good checkpoint (step {last}) is kept. Lower --config.train.lr or "
+            "--config.train.score_scale and rerun"
+        )
+
+
+class _MetricWriter:
+    """metrics.jsonl plus TensorBoard event files (tensorboardX: no TensorFlow needed)."""
+
+    def __init__(self, workdir):
+        from tensorboardX import SummaryWriter
+
+        self._path = Path(workdir) / "metrics.jsonl"
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+
+    def write(self, step: int, scalars: dict) -> None:
+        with open(self._path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **scalars}) + "\n")
+        for k, v in scalars.items():
+            if k != "stage":
+                self._tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self._tb.close()
+
