@@ -31,10 +31,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.kind = "linear"  # linear | residual_mlp
     c.model.out_dim = 0  # N; 0 = the embedding size D
     c.model.hidden = 512  # residual_mlp only
+    c.model.init = "identity"  # identity | pca (linear: start from the centred PCA rotation)
 
     c.train = ml_collections.ConfigDict()
     c.train.split = "train"  # qrels split to train on; validation is carved from it
     c.train.val_fraction = 0.15
+    c.train.val_unseen = True  # validation queries share no relevant doc with training queries
     c.train.batch_queries = 128
     c.train.n_pos = 2  # judged-relevant docs per query in a batch
     c.train.n_hard = 6  # hard negatives per query (from a pool mined once)
@@ -54,6 +56,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.ads.enabled = True
     c.ads.tau_start = 1.0
     c.ads.tau_end = 0.1
+    c.ads.init = "zeros"  # zeros | variance (logits from each kept dim's output variance)
+    c.ads.init_scale = 2.0
 
     c.memory = ml_collections.ConfigDict()  # S-XBM
     c.memory.enabled = True

@@ -8,8 +8,10 @@ tree has one leaf per stage). It picks which d_t of those survive (DESIGN.md 2.4
   replacement); as tau anneals (1.0 -> 0.1 per stage) the choice concentrates on the top
   logits.
 * training backward: the gradient of a *relaxed* top-k of the same perturbed logits, k
-  successive softmaxes that each remove the mass already taken (Xie & Ermon 2019), so no
-  dim is picked twice: mask = hard + relaxed - stop_gradient(relaxed).
+  successive softmaxes that each remove the mass already taken (Xie & Ermon 2019):
+  mask = hard + relaxed - stop_gradient(relaxed). The relaxed vector sums to k; at high
+  tau one entry can collect more than 1 (soft removal), at low tau it tends to the hard
+  k-hot. The forward mask is always exactly k distinct dims.
 * inference: top-k of z, no noise. Once a stage ends its selection is fixed.
 """
 

@@ -28,8 +28,13 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._mngr.latest_step()
 
-    def save(self, step: int, tree: Any, *, force: bool = False) -> None:
-        self._mngr.save(step, args=ocp.args.StandardSave(tree), force=force)
+    def save(self, step: int, tree: Any) -> None:
+        """Saves ``tree`` as ``step``, replacing a checkpoint of the same step (a stage that
+        ends on a checkpoint step saves twice: mid-stage, then with the stage closed)."""
+        if step in self._mngr.all_steps():
+            self._mngr.wait_until_finished()
+            self._mngr.delete(step)
+        self._mngr.save(step, args=ocp.args.StandardSave(tree), force=True)
 
     def restore(self, target: Any, step: int | None = None) -> Any:
         """Restores into the structure, shapes, dtypes and shardings of ``target``."""

@@ -38,16 +38,48 @@ class TrainQueries:
 
 
 def split_train_val(
-    data: RetrievalData, split: str, val_fraction: float, seed: int
+    data: RetrievalData, split: str, val_fraction: float, seed: int, unseen: bool = True
 ) -> tuple[list[str], list[str]]:
-    """Holds out ``val_fraction`` of the judged queries of ``split`` for validation (seeded)."""
+    """Holds out about ``val_fraction`` of the judged queries of ``split`` for validation.
+
+    With ``unseen`` (the default), queries that share a relevant doc are kept on the same
+    side, so no validation query has a relevant doc that is relevant for a training query:
+    validation then measures what a new query gets, not how well the model remembers
+    documents (DESIGN.md section 3), and early stopping selects for that.
+    """
     qids = data.judged_queries(split)
+    qrels = data.qrels_for(split)
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(qids))
-    n_val = int(round(val_fraction * len(qids)))
-    val = sorted(perm[:n_val])
-    train = sorted(perm[n_val:])
-    return [qids[i] for i in train], [qids[i] for i in val]
+    if not unseen:
+        groups = [[q] for q in qids]
+    else:  # connected components of "shares a relevant doc" (union-find)
+        parent = list(range(len(qids)))
+
+        def find(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        owner: dict[str, int] = {}
+        for i, q in enumerate(qids):
+            for d, g in qrels[q].items():
+                if g > 0:
+                    if d in owner:
+                        parent[find(i)] = find(owner[d])
+                    else:
+                        owner[d] = i
+        comps: dict[int, list[str]] = {}
+        for i, q in enumerate(qids):
+            comps.setdefault(find(i), []).append(q)
+        groups = list(comps.values())
+    target = int(round(val_fraction * len(qids)))
+    val: set[str] = set()
+    for gi in rng.permutation(len(groups)):
+        if len(val) >= target:
+            break
+        val.update(groups[gi])
+    return [q for q in qids if q not in val], [q for q in qids if q in val]
 
 
 def resolve(data: RetrievalData, split: str, qids: list[str], pool: int, mesh=None) -> TrainQueries:

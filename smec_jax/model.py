@@ -46,6 +46,24 @@ def init_params(rng: jax.Array, kind: str, in_dim: int, out_dim: int, hidden: in
     raise ValueError(f"unknown model kind {kind!r}; use one of {KINDS}")
 
 
+def pca_init(params: Params, corpus_nd: np.ndarray) -> Params:
+    """Linear params set to the centred PCA rotation of the corpus: y = (x - mean) V.
+
+    V is orthonormal, so at full size this only centres the embeddings; the leading output
+    dims are the principal components (what the PCA baseline keeps).
+    """
+    if "w1" in params:
+        raise ValueError("model.init='pca' needs model.kind='linear'")
+    x = np.asarray(corpus_nd, np.float64)
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    out_dim = params["w"].shape[1]
+    if vt.shape[0] < out_dim:
+        raise ValueError(f"model.init='pca' needs at least {out_dim} corpus rows, got {x.shape[0]}")
+    v = vt[:out_dim].T
+    return {"w": jnp.asarray(v, jnp.float32), "b": jnp.asarray(-mean @ v, jnp.float32)}
+
+
 def apply(params: Params, x_bd: jax.Array) -> jax.Array:
     """(B, D) original embeddings -> (B, N) outputs."""
     if "w1" in params:

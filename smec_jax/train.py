@@ -72,10 +72,15 @@ def _trainable(state_or_tree) -> dict:
     return {"params": state_or_tree.params, "ads": state_or_tree.ads}
 
 
-def create_train_state(cfg, in_dim: int, out_dim: int, sizes: tuple[int, ...]) -> TrainState:
+def create_train_state(
+    cfg, in_dim: int, out_dim: int, sizes: tuple[int, ...], corpus: np.ndarray | None = None
+) -> TrainState:
+    """Fresh state. ``model.init = "pca"`` (linear only) needs the corpus embeddings."""
     rng = jax.random.key(cfg.seed)
     params = model.init_params(jax.random.fold_in(rng, 1), cfg.model.kind, in_dim, out_dim,
                                cfg.model.hidden)
+    if cfg.model.init == "pca":
+        params = model.pca_init(params, corpus)
     logits = ads.init_logits(sizes)
     tree = {"params": params, "ads": logits}
     return TrainState(
@@ -222,6 +227,7 @@ class TrainResult:
     compressor: NestedCompressor
     sets: list[np.ndarray]  # S_0 .. S_T
     val_history: list[dict]
+    val_ndcg: dict[str, float]  # validation nDCG@10 of the final compressor per size
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -276,7 +282,14 @@ def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]
     return sizes
 
 
-def train(cfg, data: RetrievalData, workdir: str | Path | None = None, *, verbose: bool = True) -> TrainResult:
+def train(
+    cfg,
+    data: RetrievalData,
+    workdir: str | Path | None = None,
+    *,
+    verbose: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
     """Trains SMEC (or label-free ``smec_unsup``) on ``data``; resumes from ``workdir``.
 
     Args:
@@ -284,6 +297,8 @@ def train(cfg, data: RetrievalData, workdir: str | Path | None = None, *, verbos
       data: the embedded dataset (training uses the train split; validation is carved from
         it; test qrels are never read here).
       workdir: checkpoints, metrics.jsonl and TensorBoard events go here; None = no files.
+      verbose: print a progress line (losses, steps/s, ETA) every ``log_every`` steps.
+      on_step: called with the global step after each step (tests use it to interrupt).
     """
     # -- mesh and sizes (fail before compiling anything)
     n_dev = cfg.mesh.num_devices or jax.device_count()
@@ -297,20 +312,20 @@ def train(cfg, data: RetrievalData, workdir: str | Path | None = None, *, verbos
     # -- input
     split = cfg.train.split
     if supervised:
-        train_q, val_q = input_pipeline.split_train_val(data, split, cfg.train.val_fraction, cfg.seed)
+        train_q, val_q = input_pipeline.split_train_val(
+            data, split, cfg.train.val_fraction, cfg.seed, cfg.train.val_unseen)
         tq = input_pipeline.resolve(data, split, train_q, cfg.train.hard_pool)
         batches = input_pipeline.supervised_batches(
             data, tq, batch_queries=cfg.train.batch_queries, n_pos=cfg.train.n_pos,
             n_hard=cfg.train.n_hard, seed=cfg.seed,
         )
-    else:  # label-free: no qrels at all; validation still needs judged queries to score
+    else:  # label-free: no qrels at all, so no validation either (fixed steps per stage)
         batches = input_pipeline.unsupervised_batches(data, batch_size=cfg.train.unsup_batch, seed=cfg.seed)
-        val_q = input_pipeline.split_train_val(data, split, cfg.train.val_fraction, cfg.seed)[1] \
-            if split in data.qrels else []
+        val_q = []
     corpus_dev = jnp.asarray(data.corpus)
 
     # -- state: fresh, or the latest checkpoint of this workdir
-    state = jax.device_put(create_train_state(cfg, data.dim, out_dim, sizes), replicated)
+    state = jax.device_put(create_train_state(cfg, data.dim, out_dim, sizes, data.corpus), replicated)
     best = _snapshot(state)
     ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir else None
     if ckpt and ckpt.latest_step() is not None:
@@ -324,64 +339,75 @@ def train(cfg, data: RetrievalData, workdir: str | Path | None = None, *, verbos
     t_start, step_start = time.perf_counter(), int(state.step)
 
     # -- stages
-    while int(state.stage) <= total_stages:
-        t = int(state.stage)
-        logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
-        stage = smrl.make_stage(t, sizes, logits)
-        step_fn = make_train_step(stage, cfg, out_dim, supervised, mesh)
-        stopped = False
-        while int(state.stage_step) < cfg.train.steps_per_stage and not stopped:
-            s_in_stage = int(state.stage_step)
-            if s_in_stage % cfg.train.eval_every == 0 and val_q:
-                stopped, best = _validate(state, best, stage, sizes, cfg, data, val_q, split,
-                                          mesh, corpus_dev, history, writer)
-                if stopped:
-                    break
-            batch = _put_batch(batches[int(state.step)], batch_sharding)
-            state, metrics = step_fn(state, batch)
-            step = int(state.step)
-            if step % cfg.train.log_every == 0 or int(state.stage_step) == cfg.train.steps_per_stage:
+    try:
+        while int(state.stage) <= total_stages:
+            t = int(state.stage)
+            logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
+            stage = smrl.make_stage(t, sizes, logits)
+            if cfg.ads.enabled and cfg.ads.init == "variance" and int(state.stage_step) == 0:
+                state = _init_stage_logits(state, stage, data.corpus, cfg.ads.init_scale, replicated)
+            step_fn = make_train_step(stage, cfg, out_dim, supervised, mesh)
+            stopped = False
+            while int(state.stage_step) < cfg.train.steps_per_stage and not stopped:
+                s_in_stage = int(state.stage_step)
+                if s_in_stage % cfg.train.eval_every == 0 and val_q:
+                    stopped, best = _validate(state, best, stage, sizes, cfg, data, val_q, split,
+                                              mesh, corpus_dev, history, writer)
+                    if stopped:
+                        break
+                batch = _put_batch(batches[int(state.step)], batch_sharding)
+                state, metrics = step_fn(state, batch)
+                step = int(state.step)
+                if step % cfg.train.log_every == 0 or int(state.stage_step) == cfg.train.steps_per_stage:
+                    _check_finite(state, ckpt)
+                    done_steps = step - step_start
+                    remaining = (total_stages - t) * cfg.train.steps_per_stage + (
+                        cfg.train.steps_per_stage - int(state.stage_step))
+                    rate = done_steps / max(time.perf_counter() - t_start, 1e-9)
+                    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    if writer:
+                        writer.write(step, {f"train/{k}": v for k, v in m.items()} | {"stage": t})
+                    if verbose:
+                        print(f"stage {t}/{total_stages} ({stage.d_prev}->{stage.d_next}) "
+                              f"step {int(state.stage_step)}/{cfg.train.steps_per_stage} | "
+                              + " ".join(f"{k} {v:.4f}" for k, v in m.items())
+                              + f" | {rate:.1f} steps/s | ETA {_fmt_eta(remaining / max(rate, 1e-9))}",
+                              flush=True)
+                if ckpt and step % cfg.train.ckpt_every == 0:
+                    _check_finite(state, ckpt)
+                    ckpt.save(step, {"state": state, "best": best})
+                if on_step:
+                    on_step(step)
+            # Final validation of the stage, then keep the best params of the stage and fix S_t.
+            if val_q and not stopped:
+                best = _validate(state, best, stage, sizes, cfg, data, val_q, split, mesh,
+                                 corpus_dev, history, writer, final=True)[1]
+            if val_q:
+                state = state.replace(params=best["params"], ads=best["ads"])
+            state = jax.device_put(state.replace(
+                stage=state.stage + 1,
+                stage_step=jnp.zeros((), jnp.int32),
+                opt_state=make_optimizer(cfg).init(_trainable(state)),  # reset: see module doc
+            ), replicated)
+            best = _snapshot(state)
+            if ckpt:
                 _check_finite(state, ckpt)
-                done_steps = step - step_start
-                remaining = (total_stages - t) * cfg.train.steps_per_stage + (
-                    cfg.train.steps_per_stage - int(state.stage_step))
-                rate = done_steps / max(time.perf_counter() - t_start, 1e-9)
-                m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                if writer:
-                    writer.write(step, {f"train/{k}": v for k, v in m.items()} | {"stage": t})
-                if verbose:
-                    print(f"stage {t}/{total_stages} ({stage.d_prev}->{stage.d_next}) "
-                          f"step {int(state.stage_step)}/{cfg.train.steps_per_stage} | "
-                          + " ".join(f"{k} {v:.4f}" for k, v in m.items())
-                          + f" | {rate:.1f} steps/s | ETA {_fmt_eta(remaining / max(rate, 1e-9))}",
-                          flush=True)
-            if ckpt and step % cfg.train.ckpt_every == 0:
-                _check_finite(state, ckpt)
-                ckpt.save(step, {"state": state, "best": best})
-        # Final validation of the stage, then keep the best params of the stage and fix S_t.
-        if val_q and not stopped:
-            best = _validate(state, best, stage, sizes, cfg, data, val_q, split, mesh,
-                             corpus_dev, history, writer, final=True)[1]
-        if val_q:
-            state = state.replace(params=best["params"], ads=best["ads"])
-        state = jax.device_put(state.replace(
-            stage=state.stage + 1,
-            stage_step=jnp.zeros((), jnp.int32),
-            opt_state=make_optimizer(cfg).init(_trainable(state)),  # reset: see module doc
-        ), replicated)
-        best = _snapshot(state)
+                ckpt.save(int(state.step), {"state": state, "best": best})
+    finally:  # an interrupted run still completes its last save
         if ckpt:
-            _check_finite(state, ckpt)
-            ckpt.save(int(state.step), {"state": state, "best": best}, force=True)
-    if ckpt:
-        ckpt.close()
-    if writer:
-        writer.close()
+            ckpt.close()
+        if writer:
+            writer.close()
     logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
     sets = smrl.kept_sets(sizes, logits, total_stages)
     comp = NestedCompressor(params=model.to_numpy(state.params), order=smrl.nested_order(sets),
                             sizes=tuple(sizes))
-    return TrainResult(compressor=comp, sets=sets, val_history=history)
+    val_ndcg = {}
+    for dim in sizes if val_q else ():
+        per_q = evaluation.score(data, comp, dim, val_q, data.qrels_for(split), mesh=mesh,
+                                 corpus=corpus_dev)
+        val_ndcg[str(dim)] = float(per_q["ndcg@10"].mean())
+    return TrainResult(compressor=comp, sets=sets, val_history=history, val_ndcg=val_ndcg)
 
 
 def _validate(state, best, stage, sizes, cfg, data, val_q, split, mesh, corpus, history, writer,
@@ -407,6 +433,17 @@ def _validate(state, best, stage, sizes, cfg, data, val_q, split, mesh, corpus, 
         log.info("stage %d: early stop at step %d (best val nDCG@10 %.4f)", stage.index,
                  int(state.stage_step), float(best["score"]))
     return stop, best
+
+
+def _init_stage_logits(state, stage, corpus, scale, sharding) -> TrainState:
+    """Stage logits from the output variance of each kept dim on the corpus (standardised
+    log-variance x scale): selection starts from the dims that carry the most signal and
+    ADS learns from there. Deterministic, so a resumed run recomputes the same values."""
+    y = np.asarray(model.apply_cols(state.params, jnp.asarray(corpus[:4096]), stage.kept))
+    lv = np.log(y.var(axis=0) + 1e-12)
+    z = scale * (lv - lv.mean()) / (lv.std() + 1e-12)
+    logits = dict(state.ads, **{ads.stage_name(stage.index): jnp.asarray(z, jnp.float32)})
+    return jax.device_put(state.replace(ads=logits), sharding)
 
 
 def _snapshot(state: TrainState, score: float = -1.0) -> dict:

@@ -1,0 +1,178 @@
+"""The SMEC trainer: frozen columns, determinism, resume, 1 vs 8 devices, NaN guard, config
+errors, the nested export, and the launcher end to end (tiny synthetic config)."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import synthetic as synthetic_config
+from smec_jax import export, input_pipeline, model, smrl, train
+from smec_jax.checkpoint import Checkpointer
+
+
+def tiny_config():
+    c = synthetic_config.get_config()
+    c.data.synthetic.update(n_docs=600, n_train=120, n_test=40, dim=32, rank=8, seed=1)
+    c.ladder = (32, 16, 8)
+    c.train.update(batch_queries=16, n_hard=3, hard_pool=8, steps_per_stage=8, eval_every=4,
+                   log_every=2, ckpt_every=4, patience=100, unsup_batch=32)
+    c.memory.update(size=64, k=4)
+    return c
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_frozen_columns_are_bit_identical_after_a_stage(synthetic):
+    cfg = tiny_config()
+    sizes = smrl.sizes_for(cfg.ladder, synthetic.dim)
+    mesh = train.parallel.data_mesh(1)
+    tq = input_pipeline.resolve(synthetic, "train", synthetic.judged_queries("train"), 8)
+    batches = input_pipeline.supervised_batches(synthetic, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0)
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    state = jax.device_put(train.create_train_state(cfg, synthetic.dim, 32, sizes), replicated)
+    for t in (1, 2):
+        stage = smrl.make_stage(t, sizes, jax.tree.map(np.asarray, state.ads))
+        before = jax.tree.map(np.array, state.params)
+        ads_before = jax.tree.map(np.array, state.ads)
+        step = train.make_train_step(stage, cfg, 32, True, mesh)
+        for _ in range(5):
+            state, _ = step(state, train._put_batch(batches[int(state.step)], sharding))
+        after = jax.tree.map(np.asarray, state.params)
+        frozen = ~stage.trainable(32)
+        assert frozen.sum() == 32 - stage.d_prev
+        np.testing.assert_array_equal(after["w"][:, frozen], before["w"][:, frozen])
+        np.testing.assert_array_equal(after["b"][frozen], before["b"][frozen])
+        assert not np.array_equal(after["w"][:, ~frozen], before["w"][:, ~frozen])
+        for name in state.ads:  # only this stage's logits move
+            same = np.array_equal(np.asarray(state.ads[name]), ads_before[name])
+            assert same == (name != f"stage_{t}"), name
+        state = jax.device_put(state.replace(stage=state.stage + 1, stage_step=state.stage_step * 0),
+                               replicated)
+
+
+def test_same_seed_same_result(synthetic):
+    a = train.train(tiny_config(), synthetic, verbose=False)
+    b = train.train(tiny_config(), synthetic, verbose=False)
+    for x, y in zip(leaves(a.compressor.params), leaves(b.compressor.params), strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a.compressor.order, b.compressor.order)
+
+
+def test_interrupted_run_resumes_bit_identically(tmp_path, synthetic):
+    cfg = tiny_config()
+    straight = train.train(cfg, synthetic, tmp_path / "a", verbose=False)
+
+    def kill_at_6(step):
+        if step == 6:  # mid-stage 1; last checkpoint at step 4
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, synthetic, tmp_path / "b", verbose=False, on_step=kill_at_6)
+    assert Checkpointer(tmp_path / "b" / "checkpoints").latest_step() == 4
+    resumed = train.train(cfg, synthetic, tmp_path / "b", verbose=False)
+    for x, y in zip(leaves(straight.compressor.params), leaves(resumed.compressor.params), strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(straight.compressor.order, resumed.compressor.order)
+
+
+def test_one_and_eight_devices_agree(synthetic):
+    cfg1, cfg8 = tiny_config(), tiny_config()
+    cfg1.mesh.num_devices, cfg8.mesh.num_devices = 1, 8
+    a = train.train(cfg1, synthetic, verbose=False)
+    b = train.train(cfg8, synthetic, verbose=False)
+    np.testing.assert_array_equal(a.compressor.order, b.compressor.order)
+    for x, y in zip(leaves(a.compressor.params), leaves(b.compressor.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synthetic):
+    cfg = tiny_config()
+
+    def kill_at_5(step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, synthetic, tmp_path, verbose=False, on_step=kill_at_5)
+    cfg.train.score_scale = float("nan")
+    with pytest.raises(train.NonFiniteLoss, match=r"non-finite loss at step 4 .*checkpoint \(step 4\) is kept"):
+        train.train(cfg, synthetic, tmp_path, verbose=False)
+    assert Checkpointer(tmp_path / "checkpoints").latest_step() == 4
+
+
+@pytest.mark.parametrize("field,value,msg", [
+    ("ladder", (32, 32, 8), "strictly decreasing"),
+    ("ladder", (64, 8), "within 1..32"),
+    ("memory.size", 3, "memory.size 3 is smaller than memory.k 4"),
+    ("train.batch_queries", 12, "batch of 12 is not divisible by the 8 devices"),
+    ("method", "smek", "unknown method 'smek'"),
+    ("model.kind", "mlp", "unknown model.kind 'mlp'"),
+])
+def test_bad_configs_fail_before_compiling(synthetic, field, value, msg):
+    cfg = tiny_config()
+    node, *rest = field.split(".")
+    if rest:
+        cfg[node][rest[0]] = value
+    else:
+        cfg[node] = value
+    with pytest.raises(ValueError, match=msg):
+        train.validate_config(cfg, synthetic, 8)
+
+
+def test_export_prefixes_equal_the_trained_selection_path(tmp_path, synthetic):
+    res = train.train(tiny_config(), synthetic, verbose=False)
+    comp = res.compressor
+    path = export.save(comp, tmp_path / "c.npz")
+    exported = export.load_numpy(path)
+    x = synthetic.queries[:20]
+    full = np.asarray(model.apply(jax.tree.map(np.asarray, comp.params), x))
+    for size, s in zip(comp.sizes, res.sets, strict=True):
+        # the size-d prefix of the exported map is the selection S_t (as a set of dims) ...
+        assert set(comp.order[:size]) == set(s)
+        # ... so it gives the same cosines as the trained selection path ...
+        sel = full[:, s] / np.linalg.norm(full[:, s], axis=1, keepdims=True)
+        pre = export.apply_exported(exported, x, size)
+        np.testing.assert_allclose(pre @ pre.T, sel @ sel.T, atol=1e-5)
+        # ... and numpy alone gives what the JAX compressor gives.
+        np.testing.assert_allclose(pre, np.asarray(comp.compress(x, size)), atol=1e-5)
+
+
+def test_label_free_mode_reads_no_qrels(synthetic):
+    cfg = tiny_config()
+    cfg.method = "smec_unsup"
+    no_labels = type(synthetic)(**{**synthetic.__dict__, "qrels": {"test": synthetic.qrels["test"]}})
+    res = train.train(cfg, no_labels, verbose=False)
+    assert res.val_ndcg == {} and [len(s) for s in res.sets] == [32, 16, 8]
+
+
+def test_launch_train_end_to_end(tmp_path):
+    overrides = ["--config.data.synthetic.n_docs=600", "--config.data.synthetic.dim=32",
+                 "--config.data.synthetic.rank=8", "--config.ladder=(32,16,8)",
+                 "--config.train.batch_queries=16", "--config.train.steps_per_stage=6",
+                 "--config.train.eval_every=3", "--config.memory.size=64"]
+    out = subprocess.run(
+        [sys.executable, "-m", "launch.train", "--config", "configs/synthetic.py",
+         "--workdir", str(tmp_path), *overrides],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "steps/s" in out.stdout and "ETA" in out.stdout
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert set(doc["results"]) == {"truncate", "pca", "smec"}
+    assert set(doc["results"]["smec"]) == {"32", "16", "8"}
+    for f in ("ndcg_vs_dim.png", "compressor.npz", "metrics.jsonl"):
+        assert (tmp_path / f).is_file(), f
+    assert list((tmp_path / "tensorboard").iterdir())
+    bad = subprocess.run(
+        [sys.executable, "-m", "launch.train", "--config", "configs/synthetic.py",
+         "--workdir", str(tmp_path / "bad"), "--config.ladder=(64,64)"],
+        capture_output=True, text=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ladder")
