@@ -3,8 +3,12 @@
   python -m launch.benchmark [--bench eval] [--config ...] [--repeats 5] [--out FILE.json]
 
 Benchmarks:
-  eval   scoring every ladder size of the configured dataset with truncation and PCA, after
-         the embeddings are loaded and the methods fitted (the warm-up run compiles).
+  eval        scoring every ladder size of the configured dataset with truncation and PCA,
+              after the embeddings are loaded and the methods fitted (warm-up compiles).
+  matmul      this machine's float32 matmul peak with the same JAX build (square matmuls).
+  train_step  SMEC train steps/s and achieved GFLOP/s at the reference shape: D = N = 768,
+              128 queries x 8 docs per batch, stage pair 768 -> 384, memory 5000, k = 10
+              (FLOPs counted by XLA's cost analysis of the compiled step).
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ import time
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from absl import app, flags
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from launch import common
 from smec_jax import compressors, data, evaluation
 
 FLAGS = flags.FLAGS
 common.define_config_and_workdir()
-flags.DEFINE_list("bench", ["eval"], "Benchmarks to run.")
+flags.DEFINE_list("bench", ["eval", "matmul", "train_step"], "Benchmarks to run.")
 flags.DEFINE_integer("repeats", 5, "Timed repetitions (the median is reported).")
 flags.DEFINE_string("out", None, "Optional JSON file for the figures.")
 
@@ -51,7 +59,79 @@ def bench_eval(config, repeats: int) -> dict:
     return res
 
 
-BENCHES = {"eval": bench_eval}
+def bench_matmul(config, repeats: int) -> dict:
+    del config
+    best = {}
+    for n in (1024, 2048, 4096):
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        f = jax.jit(lambda x: x @ x)
+        r = timed(lambda: f(a).block_until_ready(), repeats)
+        gflops = 2 * n**3 / r["median_s"] / 1e9
+        print(f"matmul {n}x{n}x{n} float32: {gflops:.1f} GFLOP/s (median of {repeats})")
+        if gflops > best.get("gflops", 0):
+            best = {"gflops": gflops, "n": n, **r}
+    return best
+
+
+def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_size=5000, k=10):
+    """A compiled stage-1 step (dim -> dim/2) and one batch at the reference shape."""
+    from smec_jax import parallel, smrl, train
+
+    cfg = config.copy_and_resolve_references()
+    cfg.train.update(batch_queries=batch_queries, n_pos=2, n_hard=docs_per_query - 2)
+    cfg.memory.update(size=mem_size, k=k, enabled=True)
+    sizes = (dim, dim // 2)
+    mesh = parallel.data_mesh(cfg.mesh.num_devices or jax.device_count())
+    rep = NamedSharding(mesh, P())
+    state = jax.device_put(train.create_train_state(cfg, dim, dim, sizes), rep)
+    rng = np.random.default_rng(0)
+    c = batch_queries * docs_per_query
+    unit = lambda n: (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(
+        rng.normal(size=(n, dim)).astype(np.float32))
+    grades = np.zeros((batch_queries, c), np.int32)
+    pos_idx = np.zeros((batch_queries, 2), np.int32)
+    for i in range(batch_queries):
+        grades[i, i * docs_per_query] = 1
+        pos_idx[i, 0] = i * docs_per_query
+    batch = {
+        "q": unit(batch_queries), "q_ids": np.arange(batch_queries, dtype=np.int32) + 10**6,
+        "d": unit(c), "d_ids": np.arange(c, dtype=np.int32), "d_keep": np.ones(c, bool),
+        "grades": grades, "valid": np.ones((batch_queries, c), bool), "pos_idx": pos_idx,
+        "pos_ok": np.arange(2)[None, :].repeat(batch_queries, 0) == 0,
+    }
+    batch = train._put_batch(batch, NamedSharding(mesh, P(parallel.DATA)))
+    # Fill the memory so the neighbour search and S-XBM loss do their full work.
+    mem = train.memory.enqueue(state.memory, jnp.asarray(unit(mem_size)), jnp.arange(mem_size) + 2 * 10**6)
+    state = jax.device_put(state.replace(memory=mem), rep)
+    step = train.make_train_step(smrl.make_stage(1, sizes, None), cfg, dim, True, mesh)
+    return step, state, batch
+
+
+def bench_train_step(config, repeats: int) -> dict:
+    step, state, batch = reference_step(config)
+    compiled = step.lower(state, batch).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    flops = float(cost.get("flops", 0.0))
+    holder = {"state": state}
+
+    def run_steps(n=10):
+        s = holder["state"]
+        for _ in range(n):
+            s, m = step(s, batch)
+        jax.block_until_ready(s)
+        holder["state"] = s
+
+    r = timed(run_steps, repeats)
+    sps = 10 / r["median_s"]
+    res = {"steps_per_s": sps, "flops_per_step": flops, "gflops": flops * sps / 1e9,
+           "shape": "D=N=768, 128 q x 8 docs, 768->384, memory 5000, k 10", **r}
+    print(f"train_step: {sps:.2f} steps/s, {flops / 1e9:.2f} GFLOP/step (XLA count), "
+          f"{res['gflops']:.1f} GFLOP/s achieved")
+    return res
+
+
+BENCHES = {"eval": bench_eval, "matmul": bench_matmul, "train_step": bench_train_step}
 
 
 def main(argv):

@@ -282,6 +282,31 @@ def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]
     return sizes
 
 
+@dataclasses.dataclass
+class _Run:
+    """What every stage of one training run shares (host side)."""
+
+    cfg: Any
+    data: RetrievalData
+    sizes: tuple[int, ...]
+    mesh: Any
+    supervised: bool
+    batches: Any
+    val_q: list[str]
+    corpus: jax.Array
+    ckpt: Checkpointer | None
+    writer: _MetricWriter | None
+    verbose: bool
+    on_step: Callable[[int], None] | None
+    history: list[dict] = dataclasses.field(default_factory=list)
+    t_start: float = 0.0
+    step_start: int = 0
+
+    @property
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P())
+
+
 def train(
     cfg,
     data: RetrievalData,
@@ -304,12 +329,9 @@ def train(
     n_dev = cfg.mesh.num_devices or jax.device_count()
     sizes = validate_config(cfg, data, n_dev)
     mesh = parallel.data_mesh(n_dev)
-    out_dim = sizes[0]
     supervised = cfg.method == "smec"
-    batch_sharding = NamedSharding(mesh, P(parallel.DATA))
-    replicated = NamedSharding(mesh, P())
 
-    # -- input
+    # -- input: batches indexed by global step; validation carved from the train split
     split = cfg.train.split
     if supervised:
         train_q, val_q = input_pipeline.split_train_val(
@@ -322,10 +344,10 @@ def train(
     else:  # label-free: no qrels at all, so no validation either (fixed steps per stage)
         batches = input_pipeline.unsupervised_batches(data, batch_size=cfg.train.unsup_batch, seed=cfg.seed)
         val_q = []
-    corpus_dev = jnp.asarray(data.corpus)
 
     # -- state: fresh, or the latest checkpoint of this workdir
-    state = jax.device_put(create_train_state(cfg, data.dim, out_dim, sizes, data.corpus), replicated)
+    replicated = NamedSharding(mesh, P())
+    state = jax.device_put(create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus), replicated)
     best = _snapshot(state)
     ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir else None
     if ckpt and ckpt.latest_step() is not None:
@@ -333,62 +355,15 @@ def train(
         state, best = restored["state"], restored["best"]
         log.info("resumed from step %d (stage %d, step %d in stage)", int(state.step),
                  int(state.stage), int(state.stage_step))
-    writer = _MetricWriter(workdir) if workdir else None
-    history: list[dict] = []
-    total_stages = len(sizes) - 1
-    t_start, step_start = time.perf_counter(), int(state.step)
+    run = _Run(cfg=cfg, data=data, sizes=sizes, mesh=mesh, supervised=supervised,
+               batches=batches, val_q=val_q, corpus=jnp.asarray(data.corpus), ckpt=ckpt,
+               writer=_MetricWriter(workdir) if workdir else None, verbose=verbose,
+               on_step=on_step, t_start=time.perf_counter(), step_start=int(state.step))
 
-    # -- stages
+    # -- stages: each compiles its own step; a resumed run starts in its unfinished stage
     try:
-        while int(state.stage) <= total_stages:
-            t = int(state.stage)
-            logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
-            stage = smrl.make_stage(t, sizes, logits)
-            if cfg.ads.enabled and cfg.ads.init == "variance" and int(state.stage_step) == 0:
-                state = _init_stage_logits(state, stage, data.corpus, cfg.ads.init_scale, replicated)
-            step_fn = make_train_step(stage, cfg, out_dim, supervised, mesh)
-            stopped = False
-            while int(state.stage_step) < cfg.train.steps_per_stage and not stopped:
-                s_in_stage = int(state.stage_step)
-                if s_in_stage % cfg.train.eval_every == 0 and val_q:
-                    stopped, best = _validate(state, best, stage, sizes, cfg, data, val_q, split,
-                                              mesh, corpus_dev, history, writer)
-                    if stopped:
-                        break
-                batch = _put_batch(batches[int(state.step)], batch_sharding)
-                state, metrics = step_fn(state, batch)
-                step = int(state.step)
-                if step % cfg.train.log_every == 0 or int(state.stage_step) == cfg.train.steps_per_stage:
-                    _check_finite(state, ckpt)
-                    done_steps = step - step_start
-                    remaining = (total_stages - t) * cfg.train.steps_per_stage + (
-                        cfg.train.steps_per_stage - int(state.stage_step))
-                    rate = done_steps / max(time.perf_counter() - t_start, 1e-9)
-                    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    if writer:
-                        writer.write(step, {f"train/{k}": v for k, v in m.items()} | {"stage": t})
-                    if verbose:
-                        print(f"stage {t}/{total_stages} ({stage.d_prev}->{stage.d_next}) "
-                              f"step {int(state.stage_step)}/{cfg.train.steps_per_stage} | "
-                              + " ".join(f"{k} {v:.4f}" for k, v in m.items())
-                              + f" | {rate:.1f} steps/s | ETA {_fmt_eta(remaining / max(rate, 1e-9))}",
-                              flush=True)
-                if ckpt and step % cfg.train.ckpt_every == 0:
-                    _check_finite(state, ckpt)
-                    ckpt.save(step, {"state": state, "best": best})
-                if on_step:
-                    on_step(step)
-            # Final validation of the stage, then keep the best params of the stage and fix S_t.
-            if val_q and not stopped:
-                best = _validate(state, best, stage, sizes, cfg, data, val_q, split, mesh,
-                                 corpus_dev, history, writer, final=True)[1]
-            if val_q:
-                state = state.replace(params=best["params"], ads=best["ads"])
-            state = jax.device_put(state.replace(
-                stage=state.stage + 1,
-                stage_step=jnp.zeros((), jnp.int32),
-                opt_state=make_optimizer(cfg).init(_trainable(state)),  # reset: see module doc
-            ), replicated)
+        while int(state.stage) < len(sizes):
+            state = _run_stage(run, state, best)
             best = _snapshot(state)
             if ckpt:
                 _check_finite(state, ckpt)
@@ -396,38 +371,90 @@ def train(
     finally:  # an interrupted run still completes its last save
         if ckpt:
             ckpt.close()
-        if writer:
-            writer.close()
+        if run.writer:
+            run.writer.close()
+
+    # -- the nested compressor, and its validation scores at every size
     logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
-    sets = smrl.kept_sets(sizes, logits, total_stages)
+    sets = smrl.kept_sets(sizes, logits, len(sizes) - 1)
     comp = NestedCompressor(params=model.to_numpy(state.params), order=smrl.nested_order(sets),
                             sizes=tuple(sizes))
     val_ndcg = {}
     for dim in sizes if val_q else ():
         per_q = evaluation.score(data, comp, dim, val_q, data.qrels_for(split), mesh=mesh,
-                                 corpus=corpus_dev)
+                                 corpus=run.corpus)
         val_ndcg[str(dim)] = float(per_q["ndcg@10"].mean())
-    return TrainResult(compressor=comp, sets=sets, val_history=history, val_ndcg=val_ndcg)
+    return TrainResult(compressor=comp, sets=sets, val_history=run.history, val_ndcg=val_ndcg)
 
 
-def _validate(state, best, stage, sizes, cfg, data, val_q, split, mesh, corpus, history, writer,
-              final=False):
-    """Validation nDCG@10 at d_t with the inference selection; updates the early-stopping record.
+def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
+    """Trains stage ``state.stage`` to its end (step budget or early stop); returns the state
+    of the next stage: best params of this one, S_t fixed, optimizer reset."""
+    cfg, t = run.cfg, int(state.stage)
+    logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
+    stage = smrl.make_stage(t, run.sizes, logits)
+    if cfg.ads.enabled and cfg.ads.init == "variance" and int(state.stage_step) == 0:
+        state = _init_stage_logits(state, stage, run.data.corpus, cfg.ads.init_scale, run.replicated)
+    step_fn = make_train_step(stage, cfg, run.sizes[0], run.supervised, run.mesh)
+    batch_sharding = NamedSharding(run.mesh, P(parallel.DATA))
+    stopped = False
+    while int(state.stage_step) < cfg.train.steps_per_stage:
+        if int(state.stage_step) % cfg.train.eval_every == 0 and run.val_q:
+            stopped, best = _validate(run, state, best, stage)
+            if stopped:
+                break
+        state, metrics = step_fn(state, _put_batch(run.batches[int(state.step)], batch_sharding))
+        step = int(state.step)
+        if step % cfg.train.log_every == 0 or int(state.stage_step) == cfg.train.steps_per_stage:
+            _check_finite(state, run.ckpt)
+            _log_progress(run, state, stage, metrics)
+        if run.ckpt and step % cfg.train.ckpt_every == 0:
+            _check_finite(state, run.ckpt)
+            run.ckpt.save(step, {"state": state, "best": best})
+        if run.on_step:
+            run.on_step(step)
+    # Final validation, then keep the best params of the stage and fix S_t.
+    if run.val_q:
+        if not stopped:
+            best = _validate(run, state, best, stage, final=True)[1]
+        state = state.replace(params=best["params"], ads=best["ads"])
+    return jax.device_put(state.replace(
+        stage=state.stage + 1,
+        stage_step=jnp.zeros((), jnp.int32),
+        opt_state=make_optimizer(cfg).init(_trainable(state)),  # reset: see module doc
+    ), run.replicated)
 
-    Returns (stop?, best).
-    """
-    cols = _stage_selection(state, sizes, stage.index, cfg.ads.enabled)
-    score = _val_ndcg(data, state.params, cols, val_q, split, mesh, corpus)
-    improved = score > float(best["score"])
-    if improved:
+
+def _log_progress(run: _Run, state: TrainState, stage: smrl.Stage, metrics: dict) -> None:
+    """One line per log step (losses, steps/s, ETA) and the same scalars to the writers."""
+    cfg, step, t = run.cfg, int(state.step), stage.index
+    total = len(run.sizes) - 1
+    remaining = (total - t) * cfg.train.steps_per_stage + cfg.train.steps_per_stage - int(state.stage_step)
+    rate = (step - run.step_start) / max(time.perf_counter() - run.t_start, 1e-9)
+    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if run.writer:
+        run.writer.write(step, {f"train/{k}": v for k, v in m.items()} | {"stage": t})
+    if run.verbose:
+        print(f"stage {t}/{total} ({stage.d_prev}->{stage.d_next}) "
+              f"step {int(state.stage_step)}/{cfg.train.steps_per_stage} | "
+              + " ".join(f"{k} {v:.4f}" for k, v in m.items())
+              + f" | {rate:.1f} steps/s | ETA {_fmt_eta(remaining / max(rate, 1e-9))}", flush=True)
+
+
+def _validate(run: _Run, state: TrainState, best: dict, stage: smrl.Stage, final=False):
+    """Validation nDCG@10 at d_t with the inference selection; updates the early-stopping
+    record. Returns (stop?, best)."""
+    cfg = run.cfg
+    cols = _stage_selection(state, run.sizes, stage.index, cfg.ads.enabled)
+    score = _val_ndcg(run.data, state.params, cols, run.val_q, cfg.train.split, run.mesh, run.corpus)
+    if score > float(best["score"]):
         best = _snapshot(state, score)
     else:
         best = dict(best, bad_evals=best["bad_evals"] + 1)
-    rec = {"step": int(state.step), "stage": stage.index, "size": stage.d_next,
-           "val_ndcg@10": score, "best": float(best["score"])}
-    history.append(rec)
-    if writer:
-        writer.write(int(state.step), {"val/ndcg@10": score, "stage": stage.index})
+    run.history.append({"step": int(state.step), "stage": stage.index, "size": stage.d_next,
+                        "val_ndcg@10": score, "best": float(best["score"])})
+    if run.writer:
+        run.writer.write(int(state.step), {"val/ndcg@10": score, "stage": stage.index})
     stop = (not final) and int(best["bad_evals"]) >= cfg.train.patience
     if stop:
         log.info("stage %d: early stop at step %d (best val nDCG@10 %.4f)", stage.index,
