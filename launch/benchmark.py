@@ -108,6 +108,17 @@ def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_
 
 
 def bench_train_step(config, repeats: int) -> dict:
+    """The reference step with each way of compressing memory neighbours."""
+    out = {}
+    for mode in ("memory", "gather"):
+        cfg = config.copy_and_resolve_references()
+        cfg.memory.neighbour_mode = mode
+        out[mode] = _bench_one_step(cfg, repeats, mode)
+    out["speedup_memory_vs_gather"] = out["memory"]["steps_per_s"] / out["gather"]["steps_per_s"]
+    return out
+
+
+def _bench_one_step(config, repeats: int, label: str) -> dict:
     step, state, batch = reference_step(config)
     compiled = step.lower(state, batch).compile()
     cost = compiled.cost_analysis()
@@ -126,7 +137,7 @@ def bench_train_step(config, repeats: int) -> dict:
     sps = 10 / r["median_s"]
     res = {"steps_per_s": sps, "flops_per_step": flops, "gflops": flops * sps / 1e9,
            "shape": "D=N=768, 128 q x 8 docs, 768->384, memory 5000, k 10", **r}
-    print(f"train_step: {sps:.2f} steps/s, {flops / 1e9:.2f} GFLOP/step (XLA count), "
+    print(f"train_step [{label}]: {sps:.2f} steps/s, {flops / 1e9:.2f} GFLOP/step (XLA count), "
           f"{res['gflops']:.1f} GFLOP/s achieved")
     return res
 

@@ -18,3 +18,9 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
     if n > jax.device_count():
         raise ValueError(f"asked for {n} devices but only {jax.device_count()} are visible")
     return jax.make_mesh((n,), (DATA,), axis_types=(AxisType.Auto,), devices=jax.devices()[:n])
+
+
+def local_mesh() -> Mesh:
+    """A "data" mesh over this process's devices only (host-side evaluation on every host)."""
+    devs = jax.local_devices()
+    return jax.make_mesh((len(devs),), (DATA,), axis_types=(AxisType.Auto,), devices=devs)

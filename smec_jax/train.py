@@ -105,25 +105,27 @@ def _cos_matrix(a_nd, b_md, mask_d=None):
     return l2_normalize(a_nd) @ l2_normalize(b_md).T
 
 
-def _neighbour_outputs(params, entries_qd, idx_nk, kept):
+def _neighbour_outputs(params, entries_qd, idx_nk, kept, mode: str = "auto"):
     """Compressed outputs (n, k, d) of memory neighbours, the cheaper of two ways.
 
-    Gathering the n*k neighbours and compressing them costs n*k*D*d; compressing the whole
-    memory once and gathering the outputs costs Q*D*d. Both are exact; the choice is static.
+    "gather": gather the n*k neighbours, then compress them: n*k*D*d multiply-adds.
+    "memory": compress the whole memory once, then gather outputs: Q*D*d.
+    Both are exact; "auto" picks the cheaper statically (at the reference shape, n = 1152
+    samples x k = 10 > Q = 5000, so compressing the memory costs 2.3x less).
     """
     n, k = idx_nk.shape
-    q, dim = entries_qd.shape
-    if n * k < q:
+    q, _ = entries_qd.shape
+    if mode == "gather" or (mode == "auto" and n * k < q):
         out = model.apply_cols(params, entries_qd[idx_nk.reshape(-1)], kept)
         return out.reshape(n, k, -1)
     return model.apply_cols(params, entries_qd, kept)[idx_nk]
 
 
-def _unsup_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k):
+def _unsup_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="auto"):
     """S-XBM loss of the samples against their memory neighbours, summed over sizes."""
     idx, orig_sim, ok = memory.neighbours(mem, x_nd, ids_n, k)
     ok = ok & keep_n[:, None]
-    y_nbr = _neighbour_outputs(params, mem.entries, idx, kept)  # (n, k, d)
+    y_nbr = _neighbour_outputs(params, mem.entries, idx, kept, mode)  # (n, k, d)
     total = 0.0
     for mask in masks:
         a = y_nd if mask is None else y_nd * mask
@@ -173,7 +175,8 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
             y = model.apply_cols(params, x, kept)
             rank = 0.0
         if cfg.memory.enabled:
-            unsup = _unsup_term(state.memory, x, ids, keep, y, params, kept, masks, cfg.memory.k)
+            unsup = _unsup_term(state.memory, x, ids, keep, y, params, kept, masks, cfg.memory.k,
+                                cfg.memory.neighbour_mode)
         else:
             unsup = jnp.zeros(())
         metrics["unsup"] = unsup
@@ -240,17 +243,26 @@ def _stage_selection(state: TrainState, sizes, t: int, ads_enabled: bool) -> np.
 
 
 def _val_ndcg(data, params, cols, val_qids, split, mesh, corpus) -> float:
-    comp = NestedCompressor(params=params, order=np.asarray(cols), sizes=(len(cols),))
+    # Host copies: validation runs the same on every process, on its local devices.
+    comp = NestedCompressor(params=jax.device_get(params), order=np.asarray(cols), sizes=(len(cols),))
     qrels = data.qrels_for(split)
     per_q = evaluation.score(data, comp, len(cols), val_qids, qrels, mesh=mesh, corpus=corpus)
     return float(per_q["ndcg@10"].mean())
 
 
 def _put_batch(batch: dict, sharding: NamedSharding) -> dict:
-    return {
-        k: jax.make_array_from_process_local_data(sharding, np.ascontiguousarray(v))
-        for k, v in batch.items()
-    }
+    """Global batch arrays from this process's slice of each host batch (leading axis).
+
+    Every array is sharded along its leading axis over the mesh's data axis; process p holds
+    the p-th contiguous block, which is what its devices address.
+    """
+    n_proc, pid = jax.process_count(), jax.process_index()
+    out = {}
+    for k, v in batch.items():
+        rows = v.shape[0] // n_proc
+        local = np.ascontiguousarray(v[pid * rows : (pid + 1) * rows])
+        out[k] = jax.make_array_from_process_local_data(sharding, local, v.shape)
+    return out
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -298,6 +310,7 @@ class _Run:
     writer: _MetricWriter | None
     verbose: bool
     on_step: Callable[[int], None] | None
+    eval_mesh: Any = None  # this process's devices: validation runs on every host alike
     history: list[dict] = dataclasses.field(default_factory=list)
     t_start: float = 0.0
     step_start: int = 0
@@ -348,7 +361,7 @@ def train(
     # -- state: fresh, or the latest checkpoint of this workdir
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus), replicated)
-    best = _snapshot(state)
+    best = _snapshot(state, replicated)
     ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir else None
     if ckpt and ckpt.latest_step() is not None:
         restored = ckpt.restore({"state": state, "best": best})
@@ -358,13 +371,14 @@ def train(
     run = _Run(cfg=cfg, data=data, sizes=sizes, mesh=mesh, supervised=supervised,
                batches=batches, val_q=val_q, corpus=jnp.asarray(data.corpus), ckpt=ckpt,
                writer=_MetricWriter(workdir) if workdir else None, verbose=verbose,
-               on_step=on_step, t_start=time.perf_counter(), step_start=int(state.step))
+               on_step=on_step, eval_mesh=parallel.local_mesh(), t_start=time.perf_counter(),
+               step_start=int(state.step))
 
     # -- stages: each compiles its own step; a resumed run starts in its unfinished stage
     try:
         while int(state.stage) < len(sizes):
             state = _run_stage(run, state, best)
-            best = _snapshot(state)
+            best = _snapshot(state, replicated)
             if ckpt:
                 _check_finite(state, ckpt)
                 ckpt.save(int(state.step), {"state": state, "best": best})
@@ -381,8 +395,8 @@ def train(
                             sizes=tuple(sizes))
     val_ndcg = {}
     for dim in sizes if val_q else ():
-        per_q = evaluation.score(data, comp, dim, val_q, data.qrels_for(split), mesh=mesh,
-                                 corpus=run.corpus)
+        per_q = evaluation.score(data, comp, dim, val_q, data.qrels_for(split),
+                                 mesh=run.eval_mesh, corpus=run.corpus)
         val_ndcg[str(dim)] = float(per_q["ndcg@10"].mean())
     return TrainResult(compressor=comp, sets=sets, val_history=run.history, val_ndcg=val_ndcg)
 
@@ -446,11 +460,12 @@ def _validate(run: _Run, state: TrainState, best: dict, stage: smrl.Stage, final
     record. Returns (stop?, best)."""
     cfg = run.cfg
     cols = _stage_selection(state, run.sizes, stage.index, cfg.ads.enabled)
-    score = _val_ndcg(run.data, state.params, cols, run.val_q, cfg.train.split, run.mesh, run.corpus)
+    score = _val_ndcg(run.data, state.params, cols, run.val_q, cfg.train.split, run.eval_mesh,
+                      run.corpus)
     if score > float(best["score"]):
-        best = _snapshot(state, score)
+        best = _snapshot(state, run.replicated, score)
     else:
-        best = dict(best, bad_evals=best["bad_evals"] + 1)
+        best = dict(best, bad_evals=jax.device_put(np.int32(int(best["bad_evals"]) + 1), run.replicated))
     run.history.append({"step": int(state.step), "stage": stage.index, "size": stage.d_next,
                         "val_ndcg@10": score, "best": float(best["score"])})
     if run.writer:
@@ -466,18 +481,20 @@ def _init_stage_logits(state, stage, corpus, scale, sharding) -> TrainState:
     """Stage logits from the output variance of each kept dim on the corpus (standardised
     log-variance x scale): selection starts from the dims that carry the most signal and
     ADS learns from there. Deterministic, so a resumed run recomputes the same values."""
-    y = np.asarray(model.apply_cols(state.params, jnp.asarray(corpus[:4096]), stage.kept))
+    y = model.apply_numpy(jax.device_get(state.params), corpus[:4096])[:, stage.kept]
     lv = np.log(y.var(axis=0) + 1e-12)
     z = scale * (lv - lv.mean()) / (lv.std() + 1e-12)
     logits = dict(state.ads, **{ads.stage_name(stage.index): jnp.asarray(z, jnp.float32)})
     return jax.device_put(state.replace(ads=logits), sharding)
 
 
-def _snapshot(state: TrainState, score: float = -1.0) -> dict:
-    """Early-stopping record: *copies* of params and logits (the state's buffers are donated)."""
+def _snapshot(state: TrainState, sharding: NamedSharding, score: float = -1.0) -> dict:
+    """Early-stopping record: *copies* of params and logits (the state's buffers are donated),
+    placed like the state so that every process saves and restores it alike."""
     copy = lambda tree: jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
-    return {"params": copy(state.params), "ads": copy(state.ads), "score": jnp.float32(score),
-            "bad_evals": jnp.int32(0)}
+    record = {"params": copy(state.params), "ads": copy(state.ads), "score": np.float32(score),
+              "bad_evals": np.int32(0)}
+    return jax.device_put(record, sharding)
 
 
 def _check_finite(state: TrainState, ckpt: Checkpointer | None) -> None:

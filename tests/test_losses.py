@@ -102,9 +102,10 @@ def test_neighbour_outputs_gather_orders_agree():
     params = {"w": jnp.asarray(rng.normal(size=(5, 5)), jnp.float32), "b": jnp.zeros(5)}
     entries = jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)
     kept = np.array([1, 4])
-    few = jnp.asarray([[0, 5]])  # n*k = 2 < 6: gathers then compresses
-    many = jnp.asarray(rng.integers(0, 6, size=(4, 3)))  # n*k = 12 >= 6: compresses the memory
+    few = jnp.asarray([[0, 5]])  # n*k = 2 < 6: auto gathers then compresses
+    many = jnp.asarray(rng.integers(0, 6, size=(4, 3)))  # n*k = 12 >= 6: auto compresses the memory
     for idx in (few, many):
-        got = train._neighbour_outputs(params, entries, idx, kept)
         want = np.asarray(model.apply(params, entries))[:, kept][np.asarray(idx)]
-        np.testing.assert_allclose(got, want, rtol=1e-5)
+        for mode in ("auto", "gather", "memory"):
+            got = train._neighbour_outputs(params, entries, idx, kept, mode)
+            np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=mode)
