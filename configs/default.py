@@ -64,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.memory.size = 5000
     c.memory.k = 10
     c.memory.alpha = 0.1
+    c.memory.sharded = False  # shard the memory's queue axis over the devices (huge memories)
     c.memory.neighbour_mode = "auto"  # auto | gather | memory: how neighbours get compressed
 
     c.mesh = ml_collections.ConfigDict()

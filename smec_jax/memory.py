@@ -78,3 +78,31 @@ def neighbours(mem: Memory, x_nd: jax.Array, ids_n: jax.Array, k: int):
     sim = jnp.where(usable, sim, -jnp.inf)
     top, idx = jax.lax.top_k(sim, k)
     return idx, jnp.where(jnp.isfinite(top), top, 0.0), jnp.isfinite(top)
+
+
+def neighbours_sharded(mem: Memory, x_nd: jax.Array, ids_n: jax.Array, k: int, mesh, axis: str):
+    """:func:`neighbours` for a memory sharded along its queue axis over ``mesh[axis]``.
+
+    Each device finds the top-k of its own slots, the (n, k) candidate lists are gathered
+    and merged. Candidates stay in slot order, and ``top_k`` is stable, so ties resolve to
+    the lower slot exactly as with the replicated memory: the results are identical.
+    """
+    from jax.sharding import PartitionSpec as P
+
+    def per_shard(entries, slot_ids, valid, x, ids):
+        local = Memory(entries=entries, ids=slot_ids, valid=valid, ptr=jnp.zeros((), jnp.int32))
+        idx, sim, ok = neighbours(local, x, ids, min(k, entries.shape[0]))
+        sim = jnp.where(ok, sim, -jnp.inf)
+        idx = idx + jax.lax.axis_index(axis) * entries.shape[0]
+        all_sim = jax.lax.all_gather(sim, axis, axis=1, tiled=True)
+        all_idx = jax.lax.all_gather(idx, axis, axis=1, tiled=True)
+        top, pos = jax.lax.top_k(all_sim, k)
+        return jnp.take_along_axis(all_idx, pos, axis=1), top
+
+    idx, top = jax.shard_map(
+        per_shard, mesh=mesh,
+        in_specs=(P(axis), P(axis), P(axis), P(), P()),
+        out_specs=(P(), P()), check_vma=False,
+    )(mem.entries, mem.ids, mem.valid, x_nd, ids_n)
+    ok = jnp.isfinite(top)
+    return idx, jnp.where(ok, top, 0.0), ok

@@ -121,9 +121,15 @@ def _neighbour_outputs(params, entries_qd, idx_nk, kept, mode: str = "auto"):
     return model.apply_cols(params, entries_qd, kept)[idx_nk]
 
 
-def _unsup_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="auto"):
-    """S-XBM loss of the samples against their memory neighbours, summed over sizes."""
-    idx, orig_sim, ok = memory.neighbours(mem, x_nd, ids_n, k)
+def _unsup_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="auto", mesh=None):
+    """S-XBM loss of the samples against their memory neighbours, summed over sizes.
+
+    With ``mesh``, the memory is sharded along its queue axis (per-shard top-k, then merge).
+    """
+    if mesh is None:
+        idx, orig_sim, ok = memory.neighbours(mem, x_nd, ids_n, k)
+    else:
+        idx, orig_sim, ok = memory.neighbours_sharded(mem, x_nd, ids_n, k, mesh, parallel.DATA)
     ok = ok & keep_n[:, None]
     y_nbr = _neighbour_outputs(params, mem.entries, idx, kept, mode)  # (n, k, d)
     total = 0.0
@@ -176,7 +182,7 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
             rank = 0.0
         if cfg.memory.enabled:
             unsup = _unsup_term(state.memory, x, ids, keep, y, params, kept, masks, cfg.memory.k,
-                                cfg.memory.neighbour_mode)
+                                cfg.memory.neighbour_mode, mesh if cfg.memory.sharded else None)
         else:
             unsup = jnp.zeros(())
         metrics["unsup"] = unsup
@@ -219,7 +225,18 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
         return new_state, metrics
 
     replicated = NamedSharding(mesh, P())
-    return jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
+    return jax.jit(step, donate_argnums=0, out_shardings=(state_shardings(cfg, mesh), replicated))
+
+
+def state_shardings(cfg, mesh):
+    """Sharding of every TrainState leaf: replicated, except an S-XBM memory that is sharded
+    along its queue axis when ``memory.sharded`` (for memories too large to replicate)."""
+    replicated = NamedSharding(mesh, P())
+    queue = NamedSharding(mesh, P(parallel.DATA)) if cfg.memory.sharded else replicated
+    mem = memory.Memory(entries=queue, ids=queue, valid=queue, ptr=replicated)
+    return TrainState(step=replicated, stage=replicated, stage_step=replicated,
+                      params=replicated, ads=replicated, opt_state=replicated, memory=mem,
+                      rng=replicated, first_bad_step=replicated)
 
 
 # ============================================================================ 3. the loop
@@ -282,6 +299,11 @@ def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]
         raise ValueError(f"ladder {tuple(cfg.ladder)} has no size below {out_dim}: nothing to train")
     if cfg.memory.enabled and cfg.memory.size < cfg.memory.k:
         raise ValueError(f"memory.size {cfg.memory.size} is smaller than memory.k {cfg.memory.k}")
+    if cfg.memory.enabled and cfg.memory.sharded and cfg.memory.size % n_devices:
+        raise ValueError(
+            f"memory.size {cfg.memory.size} is not divisible by the {n_devices} devices it is "
+            "sharded over; change --config.memory.size"
+        )
     per_step = (cfg.train.batch_queries if cfg.method == "smec" else cfg.train.unsup_batch)
     if per_step % n_devices:
         raise ValueError(
@@ -360,7 +382,8 @@ def train(
 
     # -- state: fresh, or the latest checkpoint of this workdir
     replicated = NamedSharding(mesh, P())
-    state = jax.device_put(create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus), replicated)
+    state = jax.device_put(create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus),
+                           state_shardings(cfg, mesh))
     best = _snapshot(state, replicated)
     ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir else None
     if ckpt and ckpt.latest_step() is not None:
@@ -408,7 +431,8 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
     logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
     stage = smrl.make_stage(t, run.sizes, logits)
     if cfg.ads.enabled and cfg.ads.init == "variance" and int(state.stage_step) == 0:
-        state = _init_stage_logits(state, stage, run.data.corpus, cfg.ads.init_scale, run.replicated)
+        state = _init_stage_logits(state, stage, run.data.corpus, cfg.ads.init_scale,
+                                   state_shardings(cfg, run.mesh))
     step_fn = make_train_step(stage, cfg, run.sizes[0], run.supervised, run.mesh)
     batch_sharding = NamedSharding(run.mesh, P(parallel.DATA))
     stopped = False
@@ -436,7 +460,7 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
         stage=state.stage + 1,
         stage_step=jnp.zeros((), jnp.int32),
         opt_state=make_optimizer(cfg).init(_trainable(state)),  # reset: see module doc
-    ), run.replicated)
+    ), state_shardings(cfg, run.mesh))
 
 
 def _log_progress(run: _Run, state: TrainState, stage: smrl.Stage, metrics: dict) -> None:

@@ -176,3 +176,13 @@ def test_launch_train_end_to_end(tmp_path):
         capture_output=True, text=True,
     )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ladder")
+
+
+def test_sharded_memory_trains_like_the_replicated_one(synthetic):
+    rep, shard = tiny_config(), tiny_config()
+    shard.memory.sharded = True
+    a = train.train(rep, synthetic, verbose=False)
+    b = train.train(shard, synthetic, verbose=False)
+    np.testing.assert_array_equal(a.compressor.order, b.compressor.order)
+    for x, y in zip(leaves(a.compressor.params), leaves(b.compressor.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
