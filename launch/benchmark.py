@@ -6,6 +6,9 @@ Benchmarks:
   eval        scoring every ladder size of the configured dataset with truncation and PCA,
               after the embeddings are loaded and the methods fitted (warm-up compiles).
   matmul      this machine's float32 matmul peak with the same JAX build (square matmuls).
+  retrieval   exact top-100 over a synthetic float16 corpus (--corpus_size, default 1,000,000
+              x 768) in chunks, sharded over all devices: queries/s and peak memory for two
+              query counts (memory must not grow with the number of queries).
   train_step  SMEC train steps/s and achieved GFLOP/s at the reference shape: D = N = 768,
               128 queries x 8 docs per batch, stage pair 768 -> 384, memory 5000, k = 10
               (FLOPs counted by XLA's cost analysis of the compiled step).
@@ -31,9 +34,11 @@ from smec_jax import compressors, data, evaluation
 
 FLAGS = flags.FLAGS
 common.define_config_and_workdir()
-flags.DEFINE_list("bench", ["eval", "matmul", "train_step"], "Benchmarks to run.")
+flags.DEFINE_list("bench", ["eval", "matmul", "train_step", "retrieval"], "Benchmarks to run.")
 flags.DEFINE_integer("repeats", 5, "Timed repetitions (the median is reported).")
 flags.DEFINE_string("out", None, "Optional JSON file for the figures.")
+flags.DEFINE_integer("corpus_size", 1_000_000, "Documents in the retrieval benchmark's corpus.")
+flags.DEFINE_list("num_queries", ["256", "2048"], "Query counts for the retrieval benchmark.")
 
 
 def timed(fn: Callable[[], object], repeats: int) -> dict:
@@ -142,7 +147,43 @@ def _bench_one_step(config, repeats: int, label: str) -> dict:
     return res
 
 
-BENCHES = {"eval": bench_eval, "matmul": bench_matmul, "train_step": bench_train_step}
+def _peak_memory_bytes() -> tuple[str, int]:
+    """Peak device memory on accelerators, peak process RSS on CPU."""
+    dev = jax.local_devices()[0]
+    stats = dev.memory_stats() if dev.platform != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        return "device_peak_bytes", int(stats["peak_bytes_in_use"])
+    import resource
+
+    return "process_peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def bench_retrieval(config, repeats: int) -> dict:
+    from smec_jax import parallel, retrieval
+
+    del config
+    n, dim = FLAGS.corpus_size, 768
+    mesh = parallel.data_mesh() if jax.device_count() > 1 else None
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((min(65536, n - i), dim), np.float32).astype(np.float16)
+              for i in range(0, n, 65536)]
+    corpus = jnp.asarray(np.concatenate(blocks))
+    del blocks
+    print(f"retrieval: corpus {n:,} x {dim} float16 ({corpus.nbytes / 2**30:.2f} GiB), "
+          f"{jax.device_count()} device(s)")
+    out = {"corpus": [n, dim], "dtype": "float16", "k": 100}
+    for nq in [int(x) for x in FLAGS.num_queries]:
+        q = rng.standard_normal((nq, dim)).astype(np.float32)
+        r = timed(lambda q=q: retrieval.search(q, corpus, 100, chunk=8192, query_batch=256,
+                                               mesh=mesh), max(1, repeats // 2))
+        key, peak = _peak_memory_bytes()
+        out[str(nq)] = {"queries_per_s": nq / r["median_s"], key: peak, **r}
+        print(f"  {nq} queries: {nq / r['median_s']:.1f} queries/s, {key} "
+              f"{peak / 2**30:.2f} GiB")
+    return out
+
+
+BENCHES = {"eval": bench_eval, "retrieval": bench_retrieval, "matmul": bench_matmul, "train_step": bench_train_step}
 
 
 def main(argv):

@@ -43,7 +43,7 @@ def _local_topk(q_qd, c_nd, exclude_q, offset, n_valid, *, k: int, chunk: int):
     def body(carry, inp):
         best_s, best_i = carry
         block, j = inp
-        s = jnp.dot(q_qd, block.T, preferred_element_type=jnp.float32)
+        s = jnp.dot(q_qd, block.astype(jnp.float32).T, preferred_element_type=jnp.float32)
         rows = offset + j * chunk + jnp.arange(chunk)
         drop = (rows[None, :] >= n_valid) | (rows[None, :] == exclude_q[:, None])
         s = jnp.where(drop, NEG_INF, s)
@@ -109,7 +109,8 @@ def search(
     """Exact cosine top-k of every query over the whole corpus.
 
     Args:
-      queries: (Q, D); corpus: (N, D). Both are L2-normalised here (cosine).
+      queries: (Q, D); corpus: (N, D). Both are L2-normalised here (cosine); a float16 or
+        bfloat16 device corpus stays in that dtype and is upcast one chunk at a time.
       k: hits per query (clipped to N).
       exclude: optional (Q,) corpus row to drop per query (-1 = none), e.g. the doc whose id
         equals the query id in ArguAna-style corpora.
@@ -123,7 +124,8 @@ def search(
     """
     n_docs = corpus.shape[0]
     k = min(k, n_docs)
-    corpus_p, chunk = prepare_corpus(l2_normalize(jnp.asarray(corpus, jnp.float32)), chunk, mesh, axis)
+    corpus = _normalize_keep_dtype(jnp.asarray(corpus))
+    corpus_p, chunk = prepare_corpus(corpus, chunk, mesh, axis)
     queries = l2_normalize(jnp.asarray(queries, jnp.float32))
     n_q = queries.shape[0]
     exclude = np.full((n_q,), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
@@ -144,6 +146,15 @@ def search(
         scores.append(np.asarray(s)[: qb.shape[0] - pad])
         rows.append(np.asarray(i)[: qb.shape[0] - pad])
     return np.concatenate(scores), np.concatenate(rows)
+
+
+@jax.jit
+def _normalize_keep_dtype(c_nd: jax.Array) -> jax.Array:
+    """Unit rows, computed in float32; float16/bfloat16 corpora stay compact (upcast per chunk
+    during the search), anything else becomes float32. Row-wise, so identical rows stay
+    identical (ties then break by row on any chunking or device count)."""
+    out = l2_normalize(c_nd.astype(jnp.float32))
+    return out.astype(c_nd.dtype) if c_nd.dtype in (jnp.float16, jnp.bfloat16) else out
 
 
 def self_exclusion(query_ids: list[str], doc_ids: list[str]) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Chunked, sharded top-k equals a brute-force numpy argsort, ties and exclusions included."""
 
+import jax.numpy as jnp
 import numpy as np
 
 from smec_jax import parallel, retrieval
@@ -59,3 +60,14 @@ def test_k_larger_than_what_remains_fills_with_minus_one():
     s, i = retrieval.search(np.ones((2, 6)), c, 4, exclude=np.array([0, -1]))
     assert i.shape == (2, 4) and i[0, -1] == -1 and np.isneginf(s[0, -1])
     assert sorted(i[1]) == [0, 1, 2, 3]
+
+
+def test_float16_corpus_stays_float16_and_ranks_like_brute_force():
+    rng = np.random.default_rng(4)
+    c = rng.normal(size=(500, 16)).astype(np.float16)
+    q = rng.normal(size=(7, 16)).astype(np.float32)
+    unit16 = (c.astype(np.float32) / np.linalg.norm(c.astype(np.float32), axis=1, keepdims=True)).astype(np.float16)
+    assert retrieval._normalize_keep_dtype(jnp.asarray(c)).dtype == jnp.float16
+    _, want = brute_topk(q, unit16.astype(np.float64), 20)
+    _, got = retrieval.search(q, c, 20, chunk=64, mesh=parallel.data_mesh(8))
+    np.testing.assert_array_equal(got, want)
