@@ -90,6 +90,7 @@ def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_
     cfg = config.copy_and_resolve_references()
     cfg.train.update(batch_queries=batch_queries, n_pos=2, n_hard=docs_per_query - 2)
     cfg.memory.update(size=mem_size, k=k, enabled=True)
+    cfg.model.init = "identity"  # random data: the starting point does not change the cost
     sizes = (dim, dim // 2)
     mesh = parallel.data_mesh(cfg.mesh.num_devices or jax.device_count())
     rep = NamedSharding(mesh, P())

@@ -16,6 +16,9 @@ DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "defau
 
 
 def define_config_and_workdir(workdir_default: str | None = None) -> None:
+    """Defines --config and --workdir once per process (several launchers may be imported)."""
+    if "config" in flags.FLAGS:
+        return
     config_flags.DEFINE_config_file(
         "config", DEFAULT_CONFIG, "Config file (configs/*.py); fields overridable as --config.x=y."
     )

@@ -36,7 +36,8 @@ def test_frozen_columns_are_bit_identical_after_a_stage(synthetic):
     batches = input_pipeline.supervised_batches(synthetic, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0)
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    state = jax.device_put(train.create_train_state(cfg, synthetic.dim, 32, sizes), replicated)
+    state = jax.device_put(train.create_train_state(cfg, synthetic.dim, 32, sizes, synthetic.corpus),
+                           replicated)
     for t in (1, 2):
         stage = smrl.make_stage(t, sizes, jax.tree.map(np.asarray, state.ads))
         before = jax.tree.map(np.array, state.params)
