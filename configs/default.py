@@ -19,7 +19,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.dataset = "scifact"
     c.data.encoder = "all-MiniLM-L6-v2"
     c.data.tfds_dir = ""
-    c.data.synthetic = ml_collections.ConfigDict()  # make_synthetic kwargs (source=synthetic)
+    # make_synthetic kwargs, used with source=synthetic (configs/synthetic.py)
+    c.data.synthetic = ml_collections.ConfigDict(
+        {"n_docs": 2000, "n_train": 400, "n_test": 100, "dim": 64, "rank": 16, "seed": 0}
+    )
 
     # Sizes to train and score, largest (the original dimension) first.
     c.ladder = (384, 256, 128, 64, 32)

@@ -19,18 +19,37 @@ from smec_jax import compressors, data, evaluation, export, parallel, train
 
 FLAGS = flags.FLAGS
 common.define_config_and_workdir("runs/scifact")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs "
+                    "off TPU/Slurm, where jax.distributed cannot detect it).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+
+
+def initialize_distributed() -> None:
+    """jax.distributed.initialize(): auto-detected on TPU pods and Slurm, explicit otherwise.
+
+    CPU processes talk through gloo collectives (a no-op setting on TPU/GPU).
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+    )
+    print(f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} "
+          f"local of {jax.device_count()} devices", flush=True)
 
 
 def run(config, workdir: str) -> dict:
     if config.distributed:
-        jax.distributed.initialize()
+        initialize_distributed()
     ds = data.load_from_config(config.data)
     n_dev = config.mesh.num_devices or jax.device_count()
     train.validate_config(config, ds, n_dev)  # bad configs fail before anything compiles
     print(f"{ds.name}: {len(ds.corpus_ids)} docs, {ds.dim}-d {ds.encoder}; method {config.method}, "
           f"ladder {tuple(config.ladder)}, {n_dev} device(s) [{jax.default_backend()}]", flush=True)
     start = time.perf_counter()
-    result = train.train(config, ds, workdir)
+    result = train.train(config, ds, workdir, verbose=jax.process_index() == 0)
     print(f"trained in {time.perf_counter() - start:.1f}s; validation nDCG@10: {result.val_ndcg}")
     fitted = {m: compressors.fit_method(m, ds, config.ladder, config) for m in config.eval.methods}
     fitted[config.method] = result.compressor
@@ -38,8 +57,8 @@ def run(config, workdir: str) -> dict:
     results = evaluation.evaluate(ds, fitted, config.ladder, split=config.eval.split, mesh=mesh,
                                   exclude_self=config.eval.exclude_self)
     doc = evaluation.results_document(ds, config.eval.split, results)
-    print(evaluation.format_table(doc))
-    if jax.process_index() == 0:
+    if jax.process_index() == 0:  # every process scored; one writes
+        print(evaluation.format_table(doc))
         evaluation.write_results(workdir, doc)
         evaluation.plot_results(doc, Path(workdir) / "ndcg_vs_dim.png")
         export.save(result.compressor, Path(workdir) / "compressor.npz")

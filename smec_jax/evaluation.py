@@ -142,6 +142,9 @@ def plot_results(document: Mapping, path: str | Path, metric: str = "ndcg@10") -
             vals = [by_size[str(s)].get(metric + suffix, np.nan) for s in sizes]
             ax.plot(sizes, vals, marker="o", label=method)
         ax.set_xscale("log", base=2)
+        all_sizes = sorted({int(s) for r in results.values() for s in r})
+        ax.set_xticks(all_sizes, [str(s) for s in all_sizes])
+        ax.minorticks_off()
         ax.set_xlabel("embedding size")
         ax.set_ylabel(metric)
         ax.set_title(f"{document['dataset']} {document['split']}: {title}")

@@ -106,6 +106,8 @@ def test_neighbour_outputs_gather_orders_agree():
     many = jnp.asarray(rng.integers(0, 6, size=(4, 3)))  # n*k = 12 >= 6: auto compresses the memory
     for idx in (few, many):
         want = np.asarray(model.apply(params, entries))[:, kept][np.asarray(idx)]
+        w = jnp.asarray([1.0, 0.0])
         for mode in ("auto", "gather", "memory"):
-            got = train._neighbour_outputs(params, entries, idx, kept, mode)
+            got, (sq,) = train._neighbour_outputs(params, entries, idx, kept, mode, [w])
             np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=mode)
+            np.testing.assert_allclose(sq, want[..., 0] ** 2, rtol=1e-5, err_msg=mode)

@@ -1,0 +1,41 @@
+"""Dry run of the pod launch on CPU: `python -m launch.train --config configs/tpu_pod.py`
+as 2 processes x 4 devices, shrunk to the tiny synthetic data."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.test_multihost import _free_port
+
+SHRINK = [
+    "--config.data.source=synthetic", "--config.data.synthetic.n_docs=600",
+    "--config.data.synthetic.n_train=120", "--config.data.synthetic.n_test=40",
+    "--config.data.synthetic.dim=32", "--config.data.synthetic.rank=8", "--config.ladder=(32,16,8)",
+    "--config.train.batch_queries=16", "--config.train.steps_per_stage=6",
+    "--config.train.eval_every=3", "--config.train.log_every=2", "--config.train.ckpt_every=3",
+    "--config.memory.size=64",
+]
+
+
+def test_pod_config_runs_as_two_processes(tmp_path):
+    port = str(_free_port())
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "launch.train", "--config", "configs/tpu_pod.py",
+             "--workdir", str(tmp_path), f"--coordinator_address=localhost:{port}",
+             "--num_processes=2", f"--process_id={i}", *SHRINK],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-3000:]
+    assert "process 0/2: 4 local of 8 devices" in outs[0]
+    assert "process 1/2: 4 local of 8 devices" in outs[1]
+    assert "steps/s" in outs[0] and "steps/s" not in outs[1]  # one progress display
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert set(doc["results"]) == {"truncate", "pca", "smec"}
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
