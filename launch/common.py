@@ -25,6 +25,17 @@ def define_config_and_workdir(workdir_default: str | None = None) -> None:
     flags.DEFINE_string("workdir", workdir_default, "Directory for outputs (results, plots).")
 
 
+def run_main(fn: Callable[[], object]) -> None:
+    """``app.run`` (flag parsing) around ``fn``, with one-line errors (see :func:`guarded`)."""
+    from absl import app
+
+    def main(argv):
+        del argv
+        guarded(fn)
+
+    app.run(main)
+
+
 def guarded(main: Callable[[], None]) -> None:
     """Runs ``main``; bad input ends the program with one clear line and exit status 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

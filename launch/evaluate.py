@@ -8,10 +8,9 @@ Prints a table and writes ``DIR/results.json`` and ``DIR/ndcg_vs_dim.png``.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import jax
-from absl import app, flags
+from absl import flags
 
 from launch import common
 from smec_jax import compressors, data, evaluation, parallel
@@ -33,19 +32,11 @@ def run(config, workdir: str) -> dict:
         ds, fitted, ladder, split=config.eval.split, mesh=mesh,
         exclude_self=config.eval.exclude_self,
     )
-    doc = evaluation.results_document(ds, config.eval.split, results)
-    print(evaluation.format_table(doc))
     print(f"scored {len(fitted)} methods x {len(ladder)} sizes in {time.perf_counter() - start:.2f}s")
-    path = evaluation.write_results(workdir, doc)
-    png = evaluation.plot_results(doc, Path(workdir) / "ndcg_vs_dim.png")
-    print(f"wrote {path} and {png}")
+    doc = evaluation.results_document(ds, config.eval.split, results)
+    evaluation.report(doc, workdir)
     return doc
 
 
-def main(argv):
-    del argv
-    common.guarded(lambda: run(FLAGS.config, FLAGS.workdir))
-
-
 if __name__ == "__main__":
-    app.run(main)
+    common.run_main(lambda: run(FLAGS.config, FLAGS.workdir))

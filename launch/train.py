@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import jax
-from absl import app, flags
+from absl import flags
 
 from launch import common
 from smec_jax import compressors, data, evaluation, export, parallel, train
@@ -58,18 +58,10 @@ def run(config, workdir: str) -> dict:
                                   exclude_self=config.eval.exclude_self)
     doc = evaluation.results_document(ds, config.eval.split, results)
     if jax.process_index() == 0:  # every process scored; one writes
-        print(evaluation.format_table(doc))
-        evaluation.write_results(workdir, doc)
-        evaluation.plot_results(doc, Path(workdir) / "ndcg_vs_dim.png")
-        export.save(result.compressor, Path(workdir) / "compressor.npz")
-        print(f"wrote {workdir}/results.json, ndcg_vs_dim.png, compressor.npz")
+        evaluation.report(doc, workdir)
+        print(f"wrote {export.save(result.compressor, Path(workdir) / 'compressor.npz')}")
     return doc
 
 
-def main(argv):
-    del argv
-    common.guarded(lambda: run(FLAGS.config, FLAGS.workdir))
-
-
 if __name__ == "__main__":
-    app.run(main)
+    common.run_main(lambda: run(FLAGS.config, FLAGS.workdir))

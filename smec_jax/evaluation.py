@@ -106,6 +106,14 @@ def write_results(workdir: str | Path, document: Mapping) -> Path:
     return path
 
 
+def report(document: Mapping, workdir: str | Path) -> None:
+    """Prints the table and writes ``results.json`` and ``ndcg_vs_dim.png`` into ``workdir``."""
+    print(format_table(document))
+    write_results(workdir, document)
+    plot_results(document, Path(workdir) / "ndcg_vs_dim.png")
+    print(f"wrote {workdir}/results.json and ndcg_vs_dim.png")
+
+
 def format_table(document: Mapping, metric: str = "ndcg@10") -> str:
     """A plain-text table: one row per method, one column per size, all and unseen queries."""
     results = document["results"]

@@ -560,7 +560,7 @@ class _MetricWriter:
             f.write(json.dumps({"step": step, **scalars}) + "\n")
         for k, v in scalars.items():
             if k != "stage":
-                self._tb.add_scalar(k, v, step)
+                self._tb.add_scalar(k.replace("@", "_"), v, step)  # TensorBoard tag charset
 
     def close(self) -> None:
         self._tb.close()
