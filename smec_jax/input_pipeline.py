@@ -14,6 +14,9 @@ every run, which is what makes a resumed run bit-identical to an uninterrupted o
 from __future__ import annotations
 
 import dataclasses
+import queue
+import threading
+from collections.abc import Callable
 
 import grain
 import numpy as np
@@ -187,3 +190,42 @@ def unsupervised_batches(data: RetrievalData, *, batch_size: int, seed: int) -> 
             "keep": np.ones(rows.shape, bool),
         })
     )
+
+
+class Prefetcher:
+    """Builds and places the batches of steps start, start+1, ... on a background thread,
+    ``size`` ahead of the train loop, so host work overlaps the device's step."""
+
+    def __init__(self, batches, start: int, place: Callable[[dict], dict], size: int = 2):
+        self._q: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+
+        def work():
+            step = start
+            while not self._stop.is_set():
+                try:
+                    item = place(batches[step])
+                except Exception as e:  # noqa: BLE001 - re-raised in the consumer
+                    item = e
+                while not self._stop.is_set():
+                    try:
+                        self._q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if isinstance(item, Exception):
+                    return
+                step += 1
+
+        self._thread = threading.Thread(target=work, daemon=True)
+        self._thread.start()
+
+    def next(self) -> dict:
+        item = self._q.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

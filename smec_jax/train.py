@@ -447,23 +447,30 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
         state = _init_stage_logits(state, stage, run.data.corpus, cfg.ads.init_scale,
                                    state_shardings(cfg, run.mesh))
     step_fn = make_train_step(stage, cfg, run.sizes[0], run.supervised, run.mesh)
-    batch_sharding = NamedSharding(run.mesh, P(parallel.DATA))
+    # Host-side counters mirror the state's, so the loop never waits on the device except at
+    # log, validation and checkpoint steps; batches are built and placed ahead by a thread.
+    step, stage_step = int(state.step), int(state.stage_step)
+    feed = input_pipeline.Prefetcher(
+        run.batches, step, lambda b: _put_batch(b, NamedSharding(run.mesh, P(parallel.DATA))))
     stopped = False
-    while int(state.stage_step) < cfg.train.steps_per_stage:
-        if int(state.stage_step) % cfg.train.eval_every == 0 and run.val_q:
-            stopped, best = _validate(run, state, best, stage)
-            if stopped:
-                break
-        state, metrics = step_fn(state, _put_batch(run.batches[int(state.step)], batch_sharding))
-        step = int(state.step)
-        if step % cfg.train.log_every == 0 or int(state.stage_step) == cfg.train.steps_per_stage:
-            _check_finite(state, run.ckpt)
-            _log_progress(run, state, stage, metrics)
-        if run.ckpt and step % cfg.train.ckpt_every == 0:
-            _check_finite(state, run.ckpt)
-            run.ckpt.save(step, {"state": state, "best": best})
-        if run.on_step:
-            run.on_step(step)
+    try:
+        while stage_step < cfg.train.steps_per_stage:
+            if stage_step % cfg.train.eval_every == 0 and run.val_q:
+                stopped, best = _validate(run, state, best, stage)
+                if stopped:
+                    break
+            state, metrics = step_fn(state, feed.next())
+            step, stage_step = step + 1, stage_step + 1
+            if step % cfg.train.log_every == 0 or stage_step == cfg.train.steps_per_stage:
+                _check_finite(state, run.ckpt)
+                _log_progress(run, state, stage, metrics)
+            if run.ckpt and step % cfg.train.ckpt_every == 0:
+                _check_finite(state, run.ckpt)
+                run.ckpt.save(step, {"state": state, "best": best})
+            if run.on_step:
+                run.on_step(step)
+    finally:
+        feed.close()
     # Final validation, then keep the best params of the stage and fix S_t.
     if run.val_q:
         if not stopped:

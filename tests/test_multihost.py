@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from smec_jax import data, train
+from smec_jax import data, retrieval, train
 from tests.test_train import tiny_config
 
 
@@ -58,6 +58,12 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path, eight_devi
     np.testing.assert_array_equal(two["order"], eight_devices["order"])
     for k in ("w", "b"):
         np.testing.assert_allclose(two[k], eight_devices[k], rtol=1e-5, atol=1e-6)
+    # retrieval over a corpus sharded across both processes == one device
+    cfg = tiny_config()
+    ds = data.load_from_config(cfg.data)
+    s1, i1 = retrieval.search(ds.queries[:50], ds.corpus, 20, chunk=16)
+    np.testing.assert_array_equal(two["search_rows"], i1)
+    np.testing.assert_allclose(two["search_scores"], s1, atol=1e-6)
 
 
 def test_checkpoints_cross_between_layouts(tmp_path, eight_devices):
