@@ -27,7 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Sizes to train and score, largest (the original dimension) first.
     c.ladder = (384, 256, 128, 64, 32)
 
-    # What `python -m launch.train` trains: smec (supervised) or smec_unsup (label-free).
+    # What `python -m launch.train` trains: smec (supervised), smec_unsup (label-free), or an
+    # ablation: mrl (all sizes jointly), mrl_smrl (sequential), mrl_sxbm (joint + memory).
     c.method = "smec"
 
     c.model = ml_collections.ConfigDict()
@@ -39,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.init = "pca"
 
     c.train = ml_collections.ConfigDict()
+    c.train.schedule = "sequential"  # sequential (SMRL) | joint (MRL); ablations set it
     c.train.split = "train"  # qrels split to train on; validation is carved from it
     c.train.val_fraction = 0.15
     c.train.val_unseen = True  # validation queries share no relevant doc with training queries

@@ -43,13 +43,21 @@ class Stage:
       kept: (d_prev,) int indices into the N outputs of S_{t-1}.
       earlier: ((size, indices), ...) of the larger sizes fixed by earlier stages (S_0..S_{t-2}),
         for the optional keep-weight term.
+      also: for the joint MRL baseline (one stage), the sizes between d_prev and d_next that
+        are in the loss too (as prefixes).
     """
+
+    @property
+    def loss_sizes(self) -> tuple[int, ...]:
+        """The smaller sizes in this stage's loss besides d_prev, largest first."""
+        return (*self.also, self.d_next)
 
     index: int
     d_prev: int
     d_next: int
     kept: np.ndarray
     earlier: tuple[tuple[int, np.ndarray], ...]
+    also: tuple[int, ...] = ()  # joint (MRL) schedule: the other smaller sizes in the loss
 
     def trainable(self, out_dim: int) -> np.ndarray:
         """(N,) bool: the output columns this stage may change (those of S_{t-1})."""
@@ -88,6 +96,13 @@ def make_stage(t: int, sizes: Sequence[int], logits: Mapping[str, np.ndarray] | 
         kept=sets[t - 1],
         earlier=tuple((sizes[j], sets[j]) for j in range(t - 1)),
     )
+
+
+def joint_stage(sizes: Sequence[int]) -> Stage:
+    """The single stage of MRL (the ablation baseline): every size trained at once, as prefixes
+    of the N outputs, all columns trainable."""
+    return Stage(index=1, d_prev=sizes[0], d_next=sizes[-1], kept=np.arange(sizes[0]),
+                 earlier=(), also=tuple(sizes[1:-1]))
 
 
 def nested_order(sets: Sequence[np.ndarray]) -> np.ndarray:

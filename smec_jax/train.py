@@ -157,8 +157,7 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
     """The jitted ``(state, batch) -> (state, metrics)`` of one stage (sizes, masks static)."""
     kept, d_next, name = stage.kept, stage.d_next, ads.stage_name(stage.index)
     trainable_n = stage.trainable(out_dim)
-    prefix = np.zeros((stage.d_prev,), np.float32)
-    prefix[:d_next] = 1.0
+    prefixes = [np.arange(stage.d_prev) < size for size in stage.loss_sizes]  # no-ADS masks
     opt = make_optimizer(cfg)
     scale, alpha = cfg.train.score_scale, cfg.memory.alpha
     steps = cfg.train.steps_per_stage
@@ -167,10 +166,10 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
         params = model.freeze_columns(tree["params"], trainable_n)
         tau = ads.tau_schedule(state.stage_step, steps, cfg.ads.tau_start, cfg.ads.tau_end)
         if cfg.ads.enabled:
-            m = ads.gumbel_topk_mask(rng, tree["ads"][name], d_next, tau)
+            smaller = (ads.gumbel_topk_mask(rng, tree["ads"][name], d_next, tau),)
         else:
-            m = jnp.asarray(prefix)
-        masks = (None, m)  # size d_{t-1} (all kept dims), size d_t (selected)
+            smaller = tuple(jnp.asarray(p, jnp.float32) for p in prefixes)
+        masks = (None, *smaller)  # size d_{t-1} (all kept dims), then the selected sizes
         metrics = {"tau": tau}
         if supervised:
             yq = model.apply_cols(params, batch["q"], kept)
@@ -299,10 +298,38 @@ def _fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+# Ablations of SMEC on the same linear compressor and data (the paper's ablation table):
+# MRL trains every size at once as prefixes; +SMRL trains them sequentially; +S-XBM adds the
+# memory loss to MRL; smec is all three parts (SMRL + ADS + S-XBM).
+ABLATIONS = {
+    "mrl": {"schedule": "joint", "ads": False, "memory": False},
+    "mrl_smrl": {"schedule": "sequential", "ads": False, "memory": False},
+    "mrl_sxbm": {"schedule": "joint", "ads": False, "memory": True},
+}
+METHODS = ("smec", "smec_unsup", *ABLATIONS)
+
+
+def method_config(cfg):
+    """The config a method actually trains with (an ablation switches parts off)."""
+    if cfg.method not in ABLATIONS:
+        return cfg
+    cfg = cfg.copy_and_resolve_references()
+    parts = ABLATIONS[cfg.method]
+    cfg.train.schedule, cfg.ads.enabled, cfg.memory.enabled = (
+        parts["schedule"], parts["ads"], parts["memory"])
+    return cfg
+
+
 def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]:
     """Checks a config against the data before anything compiles; returns the size chain."""
-    if cfg.method not in ("smec", "smec_unsup"):
-        raise ValueError(f"unknown method {cfg.method!r}; use smec or smec_unsup")
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; use one of {', '.join(METHODS)}")
+    cfg = method_config(cfg)
+    if cfg.train.schedule not in ("sequential", "joint"):
+        raise ValueError(f"unknown train.schedule {cfg.train.schedule!r}; use sequential or joint")
+    if cfg.train.schedule == "joint" and cfg.ads.enabled:
+        raise ValueError("ADS selects dims stage by stage: set --config.ads.enabled=False "
+                         "with train.schedule=joint")
     if cfg.model.kind not in model.KINDS:
         raise ValueError(f"unknown model.kind {cfg.model.kind!r}; use one of {model.KINDS}")
     out_dim = cfg.model.out_dim or data.dim
@@ -316,7 +343,7 @@ def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]
             f"memory.size {cfg.memory.size} is not divisible by the {n_devices} devices it is "
             "sharded over; change --config.memory.size"
         )
-    per_step = (cfg.train.batch_queries if cfg.method == "smec" else cfg.train.unsup_batch)
+    per_step = cfg.train.unsup_batch if cfg.method == "smec_unsup" else cfg.train.batch_queries
     if per_step % n_devices:
         raise ValueError(
             f"batch of {per_step} is not divisible by the {n_devices} devices; change "
@@ -335,6 +362,7 @@ class _Run:
     cfg: Any
     data: RetrievalData
     sizes: tuple[int, ...]
+    n_stages: int
     mesh: Any
     supervised: bool
     batches: Any
@@ -375,8 +403,10 @@ def train(
     # -- mesh and sizes (fail before compiling anything)
     n_dev = cfg.mesh.num_devices or jax.device_count()
     sizes = validate_config(cfg, data, n_dev)
+    cfg = method_config(cfg)
+    n_stages = 1 if cfg.train.schedule == "joint" else len(sizes) - 1
     mesh = parallel.data_mesh(n_dev)
-    supervised = cfg.method == "smec"
+    supervised = cfg.method != "smec_unsup"
 
     # -- input: batches indexed by global step; validation carved from the train split
     split = cfg.train.split
@@ -403,7 +433,7 @@ def train(
         state, best = restored["state"], restored["best"]
         log.info("resumed from step %d (stage %d, step %d in stage)", int(state.step),
                  int(state.stage), int(state.stage_step))
-    run = _Run(cfg=cfg, data=data, sizes=sizes, mesh=mesh, supervised=supervised,
+    run = _Run(cfg=cfg, data=data, sizes=sizes, n_stages=n_stages, mesh=mesh, supervised=supervised,
                batches=batches, val_q=val_q, corpus=jnp.asarray(data.corpus), ckpt=ckpt,
                writer=_MetricWriter(workdir) if workdir and jax.process_index() == 0 else None,
                verbose=verbose,
@@ -412,7 +442,7 @@ def train(
 
     # -- stages: each compiles its own step; a resumed run starts in its unfinished stage
     try:
-        while int(state.stage) < len(sizes):
+        while int(state.stage) <= n_stages:
             state = _run_stage(run, state, best)
             best = _snapshot(state, replicated)
             if ckpt:
@@ -442,7 +472,10 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
     of the next stage: best params of this one, S_t fixed, optimizer reset."""
     cfg, t = run.cfg, int(state.stage)
     logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
-    stage = smrl.make_stage(t, run.sizes, logits)
+    if cfg.train.schedule == "joint":
+        stage = smrl.joint_stage(run.sizes)
+    else:
+        stage = smrl.make_stage(t, run.sizes, logits)
     if cfg.ads.enabled and cfg.ads.init == "variance" and int(state.stage_step) == 0:
         state = _init_stage_logits(state, stage, run.data.corpus, cfg.ads.init_scale,
                                    state_shardings(cfg, run.mesh))
@@ -486,7 +519,7 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
 def _log_progress(run: _Run, state: TrainState, stage: smrl.Stage, metrics: dict) -> None:
     """One line per log step (losses, steps/s, ETA) and the same scalars to the writers."""
     cfg, step, t = run.cfg, int(state.step), stage.index
-    total = len(run.sizes) - 1
+    total = run.n_stages
     remaining = (total - t) * cfg.train.steps_per_stage + cfg.train.steps_per_stage - int(state.stage_step)
     rate = (step - run.step_start) / max(time.perf_counter() - run.t_start, 1e-9)
     m = {k: float(v) for k, v in jax.device_get(metrics).items()}

@@ -187,3 +187,24 @@ def test_sharded_memory_trains_like_the_replicated_one(synthetic):
     np.testing.assert_array_equal(a.compressor.order, b.compressor.order)
     for x, y in zip(leaves(a.compressor.params), leaves(b.compressor.params), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_mrl_ablation_trains_every_size_jointly_as_prefixes(synthetic):
+    """mrl: one stage, all ladder sizes in the loss, prefix selection, no memory; its sets are
+    the plain prefixes, and it differs from the sequential (mrl_smrl) schedule."""
+    cfg = tiny_config()
+    cfg.method = "mrl"
+    res = train.train(cfg, synthetic, verbose=False)
+    assert [list(s) for s in res.sets] == [list(range(n)) for n in (32, 16, 8)]
+    assert {h["stage"] for h in res.val_history} == {1}
+    cfg.method = "mrl_smrl"
+    seq = train.train(cfg, synthetic, verbose=False)
+    assert {h["stage"] for h in seq.val_history} == {1, 2}
+    assert not np.array_equal(res.compressor.params["w"], seq.compressor.params["w"])
+
+
+def test_joint_schedule_refuses_ads(synthetic):
+    cfg = tiny_config()
+    cfg.train.schedule = "joint"
+    with pytest.raises(ValueError, match="ADS selects dims stage by stage"):
+        train.validate_config(cfg, synthetic, 8)
