@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from smec_jax.data import RetrievalData
 from smec_jax.retrieval import l2_normalize
@@ -95,3 +96,63 @@ def fit_pca(data: RetrievalData, ladder: Sequence[int], config: Any = None) -> P
     del ladder, config
     mean, axes = _pca_axes(jnp.asarray(data.corpus, jnp.float32))
     return PCA(mean=mean, components=axes)
+
+
+# --------------------------------------------------------------------------- doc_prior control
+
+
+@dataclasses.dataclass(frozen=True)
+class DocPrior:
+    """A control, not a compressor: the original embedding at every size, plus a score bonus
+    ``beta`` for every document judged relevant for a training query. What it gains over
+    ``truncate`` at full size is what remembering training documents alone is worth.
+
+    Attributes:
+      bias: (n_docs,) bonus per corpus row. beta: the validated bonus.
+    """
+
+    bias: np.ndarray
+    beta: float
+
+    def compress(self, x: jax.Array, dim: int) -> jax.Array:
+        del dim  # no compression: the point is to measure memorisation alone
+        return l2_normalize(jnp.asarray(x, jnp.float32))
+
+    def doc_bias(self) -> np.ndarray:
+        return self.bias
+
+
+DOC_PRIOR_BETAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def _judged_bias(data: RetrievalData, split: str, qids: Sequence[str]) -> np.ndarray:
+    row = {d: i for i, d in enumerate(data.corpus_ids)}
+    qrels = data.qrels_for(split)
+    marked = np.zeros((len(data.corpus_ids),), np.float32)
+    for q in qids:
+        for d, g in qrels[q].items():
+            if g > 0:
+                marked[row[d]] = 1.0
+    return marked
+
+
+@register("doc_prior")
+def fit_doc_prior(data: RetrievalData, ladder: Sequence[int], config: Any = None) -> DocPrior:
+    """Chooses beta on a *random* validation split of the training queries (remembering only
+    helps queries that share documents with training, so an unseen-style split would always
+    choose 0), then marks the documents judged relevant for all training queries."""
+    from smec_jax import evaluation, input_pipeline
+
+    del ladder
+    split = config.train.split if config is not None else "train"
+    frac = config.train.val_fraction if config is not None else 0.15
+    seed = config.seed if config is not None else 0
+    train_q, val_q = input_pipeline.split_train_val(data, split, frac, seed, unseen=False)
+    marked = _judged_bias(data, split, train_q)
+    qrels = data.qrels_for(split)
+    scores = {}
+    for beta in DOC_PRIOR_BETAS:
+        comp = DocPrior(bias=beta * marked, beta=beta)
+        scores[beta] = float(evaluation.score(data, comp, data.dim, val_q, qrels)["ndcg@10"].mean())
+    beta = max(DOC_PRIOR_BETAS, key=lambda b: (scores[b], -b))
+    return DocPrior(bias=beta * _judged_bias(data, split, data.judged_queries(split)), beta=beta)

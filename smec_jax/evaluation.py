@@ -45,8 +45,10 @@ def score(
     """Per-query metrics of one compressor at one size (exact search over the whole corpus)."""
     q_emb = jnp.asarray(data.queries[data.query_rows(qids)])
     c_emb = jnp.asarray(data.corpus) if corpus is None else corpus
+    bias = comp.doc_bias() if hasattr(comp, "doc_bias") else None  # the doc_prior control
     _, ranked = retrieval.search(
-        comp.compress(q_emb, dim), comp.compress(c_emb, dim), TOP_K, exclude=exclude, mesh=mesh
+        comp.compress(q_emb, dim), comp.compress(c_emb, dim), TOP_K, exclude=exclude,
+        doc_bias=bias, mesh=mesh,
     )
     return metrics.score_run(ranked, qids, data.corpus_ids, qrels)
 

@@ -26,11 +26,12 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
 
 
-def _local_topk(q_qd, c_nd, exclude_q, offset, n_valid, *, k: int, chunk: int):
+def _local_topk(q_qd, c_nd, bias_n, exclude_q, offset, n_valid, *, k: int, chunk: int):
     """Running top-k of q @ c.T over ``chunk``-row blocks of a (local) corpus block.
 
     Args:
       q_qd: (Q, D) queries. c_nd: (n, D) corpus rows, n a multiple of ``chunk``.
+      bias_n: (n,) score added to each corpus row (zeros: plain cosine).
       exclude_q: (Q,) global corpus row to drop per query (-1: none).
       offset: global row of c_nd[0]. n_valid: number of real (unpadded) corpus rows.
 
@@ -39,11 +40,12 @@ def _local_topk(q_qd, c_nd, exclude_q, offset, n_valid, *, k: int, chunk: int):
     """
     n_q, dim = q_qd.shape
     blocks = c_nd.reshape(-1, chunk, dim)
+    biases = bias_n.reshape(-1, chunk)
 
     def body(carry, inp):
         best_s, best_i = carry
-        block, j = inp
-        s = jnp.dot(q_qd, block.astype(jnp.float32).T, preferred_element_type=jnp.float32)
+        block, bias, j = inp
+        s = jnp.dot(q_qd, block.astype(jnp.float32).T, preferred_element_type=jnp.float32) + bias
         rows = offset + j * chunk + jnp.arange(chunk)
         drop = (rows[None, :] >= n_valid) | (rows[None, :] == exclude_q[:, None])
         s = jnp.where(drop, NEG_INF, s)
@@ -53,20 +55,20 @@ def _local_topk(q_qd, c_nd, exclude_q, offset, n_valid, *, k: int, chunk: int):
         return (top_s, jnp.take_along_axis(cat_i, pos, axis=1)), None
 
     init = (jnp.full((n_q, k), NEG_INF, jnp.float32), jnp.full((n_q, k), -1, jnp.int32))
-    (best_s, best_i), _ = jax.lax.scan(body, init, (blocks, jnp.arange(blocks.shape[0])))
+    (best_s, best_i), _ = jax.lax.scan(body, init, (blocks, biases, jnp.arange(blocks.shape[0])))
     return best_s, jnp.where(jnp.isfinite(best_s), best_i, -1)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk"))
-def _topk_single(q_qd, c_nd, exclude_q, n_valid, *, k, chunk):
-    return _local_topk(q_qd, c_nd, exclude_q, 0, n_valid, k=k, chunk=chunk)
+def _topk_single(q_qd, c_nd, bias_n, exclude_q, n_valid, *, k, chunk):
+    return _local_topk(q_qd, c_nd, bias_n, exclude_q, 0, n_valid, k=k, chunk=chunk)
 
 
 @functools.lru_cache(maxsize=32)
 def _topk_sharded_fn(mesh: Mesh, axis: str, k: int, chunk: int):
-    def per_shard(q_qd, c_nd, exclude_q, n_valid):
+    def per_shard(q_qd, c_nd, bias_n, exclude_q, n_valid):
         offset = jax.lax.axis_index(axis) * c_nd.shape[0]
-        s, i = _local_topk(q_qd, c_nd, exclude_q, offset, n_valid, k=k, chunk=chunk)
+        s, i = _local_topk(q_qd, c_nd, bias_n, exclude_q, offset, n_valid, k=k, chunk=chunk)
         # (shards, Q, k) in shard order == row order, so the stable merge keeps lower rows.
         all_s = jax.lax.all_gather(s, axis, axis=1, tiled=True)
         all_i = jax.lax.all_gather(i, axis, axis=1, tiled=True)
@@ -76,7 +78,7 @@ def _topk_sharded_fn(mesh: Mesh, axis: str, k: int, chunk: int):
     fn = jax.shard_map(
         per_shard,
         mesh=mesh,
-        in_specs=(P(), P(axis), P(), P()),
+        in_specs=(P(), P(axis), P(axis), P(), P()),
         out_specs=(P(), P()),
         check_vma=False,
     )
@@ -101,6 +103,7 @@ def search(
     k: int,
     *,
     exclude: np.ndarray | None = None,
+    doc_bias: np.ndarray | None = None,
     chunk: int = 4096,
     query_batch: int = 1024,
     mesh: Mesh | None = None,
@@ -114,6 +117,7 @@ def search(
       k: hits per query (clipped to N).
       exclude: optional (Q,) corpus row to drop per query (-1 = none), e.g. the doc whose id
         equals the query id in ArguAna-style corpora.
+      doc_bias: optional (N,) score added to every query's cosine with each doc.
       chunk: corpus rows scored at once per device (bounds memory).
       query_batch: queries scored at once.
       mesh: shard the corpus along ``axis`` of this mesh; None = default device.
@@ -126,6 +130,10 @@ def search(
     k = min(k, n_docs)
     corpus = _normalize_keep_dtype(jnp.asarray(corpus))
     corpus_p, chunk = prepare_corpus(corpus, chunk, mesh, axis)
+    bias = np.zeros((n_docs,), np.float32) if doc_bias is None else np.asarray(doc_bias, np.float32)
+    bias_p = jnp.pad(jnp.asarray(bias), (0, corpus_p.shape[0] - n_docs))
+    if mesh is not None:
+        bias_p = jax.device_put(bias_p, NamedSharding(mesh, P(axis)))
     queries = l2_normalize(jnp.asarray(queries, jnp.float32))
     n_q = queries.shape[0]
     exclude = np.full((n_q,), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
@@ -142,7 +150,7 @@ def search(
         if pad:  # keep one compiled shape for the last, short batch
             qb = jnp.pad(qb, ((0, pad), (0, 0)))
             eb = jnp.pad(eb, (0, pad), constant_values=-1)
-        s, i = fn(qb, corpus_p, eb, n_valid)
+        s, i = fn(qb, corpus_p, bias_p, eb, n_valid)
         scores.append(np.asarray(s)[: qb.shape[0] - pad])
         rows.append(np.asarray(i)[: qb.shape[0] - pad])
     return np.concatenate(scores), np.concatenate(rows)

@@ -72,3 +72,16 @@ def test_default_config_reproduces_reference_scifact_numbers(tmp_path, scifact_m
             for size, want in by_size.items():
                 got = doc["results"][method][size]["ndcg@10" + suffix]
                 assert abs(got - want) <= 5e-4, (method, size, suffix, got, want)
+
+
+def test_doc_prior_marks_training_documents_and_validates_beta(synthetic):
+    cfg = default_config.get_config()
+    comp = compressors.fit_method("doc_prior", synthetic, (32,), cfg)
+    train_docs = {d for q in synthetic.qrels["train"].values() for d, g in q.items() if g > 0}
+    marked = {synthetic.corpus_ids[i] for i in np.flatnonzero(comp.doc_bias())}
+    assert comp.beta in compressors.DOC_PRIOR_BETAS
+    assert marked == (train_docs if comp.beta > 0 else set())
+    # beta = 0 is exactly the original ranking
+    plain = compressors.DocPrior(bias=np.zeros(len(synthetic.corpus_ids), np.float32), beta=0.0)
+    res = evaluation.evaluate(synthetic, {"p": plain, "t": compressors.fit_truncate(synthetic, None)}, (32,))
+    assert res["p"]["32"] == res["t"]["32"]

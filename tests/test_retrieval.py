@@ -73,3 +73,17 @@ def test_float16_corpus_stays_float16_and_ranks_like_brute_force():
     ref = np.sort(qn.astype(np.float64) @ unit16.astype(np.float64).T, axis=1)[:, ::-1][:, :20]
     scores, _ = retrieval.search(q, c, 20, chunk=64, mesh=parallel.data_mesh(8))
     np.testing.assert_allclose(scores, ref, atol=1e-6)  # the same top-20 scores, in order
+
+
+def test_doc_bias_is_added_to_every_score():
+    rng = np.random.default_rng(5)
+    q, c = rng.normal(size=(6, 8)), rng.normal(size=(300, 8))
+    bias = np.where(rng.random(300) < 0.1, 0.3, 0.0)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    cn = c / np.linalg.norm(c, axis=1, keepdims=True)
+    s = qn @ cn.T + bias
+    want = np.stack([np.lexsort((np.arange(300), -row)) for row in s])[:, :15]
+    for mesh in (None, parallel.data_mesh(8)):
+        got_s, got = retrieval.search(q, c, 15, doc_bias=bias, chunk=32, mesh=mesh)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(got_s, np.take_along_axis(s, want, 1), atol=1e-5)
