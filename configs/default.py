@@ -28,7 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.ladder = (384, 256, 128, 64, 32)
 
     # What `python -m launch.train` trains: smec (supervised), smec_unsup (label-free), or an
-    # ablation: mrl (all sizes jointly), mrl_smrl (sequential), mrl_sxbm (joint + memory).
+    # ablation: mrl (all sizes jointly), mrl_smrl (sequential), mrl_sxbm (joint + memory), or
+    # a peer method: matryoshka_adaptor, matryoshka_adaptor_unsup.
     c.method = "smec"
 
     c.model = ml_collections.ConfigDict()
@@ -76,6 +77,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.memory.alpha = 0.1
     c.memory.sharded = False  # shard the memory's queue axis over the devices (huge memories)
     c.memory.neighbour_mode = "auto"  # auto | gather | memory: how neighbours get compressed
+
+    # Matryoshka-Adaptor's losses (methods matryoshka_adaptor and matryoshka_adaptor_unsup).
+    c.adaptor = ml_collections.ConfigDict()
+    c.adaptor.enabled = False
+    c.adaptor.topk = 10
+    c.adaptor.topk_weight = 1.0
+    c.adaptor.pair_weight = 1.0
+    c.adaptor.rec_weight = 1.0
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.num_devices = 0  # 0 = all visible devices

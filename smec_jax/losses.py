@@ -56,3 +56,37 @@ def unsup_loss(orig_sim: jax.Array, comp_sim: jax.Array, ok: jax.Array) -> jax.A
     diff = jnp.where(ok, jnp.abs(orig_sim - comp_sim), 0.0)
     return jnp.sum(diff) / jnp.maximum(jnp.sum(ok), 1)
 
+
+
+def similarity_preservation(
+    e_nd: jax.Array, c_nd: jax.Array, masks, k: int | None = None, valid_n: jax.Array | None = None
+) -> jax.Array:
+    """Matryoshka-Adaptor's in-batch losses, summed over sizes.
+
+    mean over pairs (i, j != i) of |cos(e_i, e_j) - cos(c_i * m, c_j * m)| for each size mask
+    m (None = all dims): every pair (L_pair), or only each row's k most similar rows under
+    the original embeddings (L_topk). Rows where ``valid_n`` is False (padding) take no part.
+    """
+    n = e_nd.shape[0]
+    valid = jnp.ones((n,), bool) if valid_n is None else valid_n
+    unit = lambda x: x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=1, keepdims=True), 1e-24))
+    en = unit(e_nd)
+    orig = en @ en.T
+    usable = ~jnp.eye(n, dtype=bool) & valid[:, None] & valid[None, :]
+    if k is None:
+        pick = usable
+    else:
+        top, nbr = jax.lax.top_k(jnp.where(usable, orig, -jnp.inf), k)
+        pick = jnp.zeros((n, n), bool).at[jnp.arange(n)[:, None], nbr].set(jnp.isfinite(top))
+        pick = pick & usable
+    total = 0.0
+    for m in masks:
+        cn = unit(c_nd if m is None else c_nd * m)
+        diff = jnp.abs(orig - cn @ cn.T)
+        total = total + jnp.sum(jnp.where(pick, diff, 0.0)) / jnp.maximum(jnp.sum(pick), 1)
+    return total
+
+
+def reconstruction(e_nd: jax.Array, c_nd: jax.Array) -> jax.Array:
+    """Matryoshka-Adaptor's L_rec: mean absolute difference between adapted and original."""
+    return jnp.mean(jnp.abs(c_nd - e_nd))

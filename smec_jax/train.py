@@ -198,6 +198,13 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
             unsup = jnp.zeros(())
         metrics["unsup"] = unsup
         loss = rank + (alpha if supervised else 1.0) * unsup
+        if cfg.adaptor.enabled:  # Matryoshka-Adaptor's losses on the batch's own samples
+            ad = cfg.adaptor
+            topk = losses.similarity_preservation(x, y, masks, ad.topk, keep)
+            pair = losses.similarity_preservation(x, y, masks, None, keep)
+            rec = losses.reconstruction(x * keep[:, None], y * keep[:, None])
+            metrics |= {"topk": topk, "pair": pair, "rec": rec}
+            loss = loss + ad.topk_weight * topk + ad.pair_weight * pair + ad.rec_weight * rec
         return loss, (metrics, x, ids, keep)
 
     traces = 0
@@ -298,25 +305,41 @@ def _fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-# Ablations of SMEC on the same linear compressor and data (the paper's ablation table):
-# MRL trains every size at once as prefixes; +SMRL trains them sequentially; +S-XBM adds the
-# memory loss to MRL; smec is all three parts (SMRL + ADS + S-XBM).
-ABLATIONS = {
-    "mrl": {"schedule": "joint", "ads": False, "memory": False},
+# Methods the trainer runs, as switches on the same code path. Ablations of SMEC (the
+# paper's ablation table): mrl trains every size at once as prefixes, mrl_smrl trains them
+# sequentially, mrl_sxbm adds the memory loss to MRL. Matryoshka-Adaptor (Yoon et al. 2024):
+# a residual MLP trained on all prefix sizes jointly with in-batch similarity preservation
+# (L_topk + L_pair + L_rec), plus the rank loss when supervised.
+_MRL = {"schedule": "joint", "ads": False, "memory": False}
+_MA = {**_MRL, "kind": "residual_mlp", "adaptor": True}
+METHOD_PARTS = {
+    "smec": {},
+    "smec_unsup": {"supervised": False},
+    "mrl": _MRL,
     "mrl_smrl": {"schedule": "sequential", "ads": False, "memory": False},
-    "mrl_sxbm": {"schedule": "joint", "ads": False, "memory": True},
+    "mrl_sxbm": {**_MRL, "memory": True},
+    "matryoshka_adaptor": _MA,
+    "matryoshka_adaptor_unsup": {**_MA, "supervised": False},
 }
-METHODS = ("smec", "smec_unsup", *ABLATIONS)
+METHODS = tuple(METHOD_PARTS)
+
+
+def is_supervised(method: str) -> bool:
+    return METHOD_PARTS.get(method, {}).get("supervised", True)
 
 
 def method_config(cfg):
-    """The config a method actually trains with (an ablation switches parts off)."""
-    if cfg.method not in ABLATIONS:
+    """The config a method actually trains with (switches parts on or off)."""
+    parts = METHOD_PARTS.get(cfg.method, {})
+    if not set(parts) - {"supervised"}:
         return cfg
     cfg = cfg.copy_and_resolve_references()
-    parts = ABLATIONS[cfg.method]
-    cfg.train.schedule, cfg.ads.enabled, cfg.memory.enabled = (
-        parts["schedule"], parts["ads"], parts["memory"])
+    cfg.train.schedule = parts.get("schedule", cfg.train.schedule)
+    cfg.ads.enabled = parts.get("ads", cfg.ads.enabled)
+    cfg.memory.enabled = parts.get("memory", cfg.memory.enabled)
+    cfg.adaptor.enabled = parts.get("adaptor", cfg.adaptor.enabled)
+    if parts.get("kind"):
+        cfg.model.kind, cfg.model.init = parts["kind"], "identity"
     return cfg
 
 
@@ -343,7 +366,7 @@ def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]
             f"memory.size {cfg.memory.size} is not divisible by the {n_devices} devices it is "
             "sharded over; change --config.memory.size"
         )
-    per_step = cfg.train.unsup_batch if cfg.method == "smec_unsup" else cfg.train.batch_queries
+    per_step = cfg.train.batch_queries if is_supervised(cfg.method) else cfg.train.unsup_batch
     if per_step % n_devices:
         raise ValueError(
             f"batch of {per_step} is not divisible by the {n_devices} devices; change "
@@ -406,7 +429,7 @@ def train(
     cfg = method_config(cfg)
     n_stages = 1 if cfg.train.schedule == "joint" else len(sizes) - 1
     mesh = parallel.data_mesh(n_dev)
-    supervised = cfg.method != "smec_unsup"
+    supervised = is_supervised(cfg.method)
 
     # -- input: batches indexed by global step; validation carved from the train split
     split = cfg.train.split

@@ -111,3 +111,29 @@ def test_neighbour_outputs_gather_orders_agree():
             got, (sq,) = train._neighbour_outputs(params, entries, idx, kept, mode, [w])
             np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=mode)
             np.testing.assert_allclose(sq, want[..., 0] ** 2, rtol=1e-5, err_msg=mode)
+
+
+def test_matryoshka_adaptor_losses_equal_loops():
+    rng = np.random.default_rng(3)
+    e = rng.normal(size=(7, 6)).astype(np.float32)
+    c = e + 0.3 * rng.normal(size=(7, 6)).astype(np.float32)
+    masks = (None, jnp.asarray([1, 1, 1, 0, 0, 0], jnp.float32))
+    cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    def loop(k):
+        total = 0.0
+        for m in (np.ones(6), np.asarray(masks[1])):
+            vals = []
+            for i in range(7):
+                others = [j for j in range(7) if j != i]
+                if k is not None:
+                    others = sorted(others, key=lambda j: -cos(e[i], e[j]))[:k]
+                vals += [abs(cos(e[i], e[j]) - cos(c[i] * m, c[j] * m)) for j in others]
+            total += np.mean(vals)
+        return total
+
+    for k in (None, 3):
+        got = float(losses.similarity_preservation(jnp.asarray(e), jnp.asarray(c), masks, k))
+        np.testing.assert_allclose(got, loop(k), rtol=1e-5)
+    np.testing.assert_allclose(float(losses.reconstruction(jnp.asarray(e), jnp.asarray(c))),
+                               np.abs(c - e).mean(), rtol=1e-6)

@@ -208,3 +208,16 @@ def test_joint_schedule_refuses_ads(synthetic):
     cfg.train.schedule = "joint"
     with pytest.raises(ValueError, match="ADS selects dims stage by stage"):
         train.validate_config(cfg, synthetic, 8)
+
+
+@pytest.mark.parametrize("method", ["matryoshka_adaptor", "matryoshka_adaptor_unsup"])
+def test_matryoshka_adaptor_runs_end_to_end(tmp_path, synthetic, method):
+    cfg = tiny_config()
+    cfg.method = method
+    res = train.train(cfg, synthetic, tmp_path, verbose=False)
+    assert "w1" in res.compressor.params  # the residual MLP
+    assert [list(s) for s in res.sets] == [list(range(n)) for n in (32, 16, 8)]
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses_seen = {k for rec in logged for k in rec}
+    assert {"train/topk", "train/pair", "train/rec"} <= losses_seen
+    assert ("train/rank" in losses_seen) == (method == "matryoshka_adaptor")
