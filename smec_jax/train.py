@@ -272,9 +272,13 @@ class NonFiniteLoss(FloatingPointError):
     pass
 
 
-def _stage_selection(state: TrainState, sizes, t: int, ads_enabled: bool) -> np.ndarray:
-    logits = jax.tree.map(np.asarray, state.ads) if ads_enabled else None
-    return smrl.kept_sets(sizes, logits, t)[t]
+def _stage_selection(state: TrainState, stage: smrl.Stage, sizes, ads_enabled: bool) -> np.ndarray:
+    """The output dims of size d_t as inference would pick them now (S_t); for the joint
+    schedule, the prefix of the smallest size."""
+    if stage.also or not ads_enabled:  # joint schedule, or prefixes of the kept dims
+        return stage.kept[: stage.d_next]
+    logits = jax.tree.map(np.asarray, state.ads)
+    return smrl.kept_sets(sizes, logits, stage.index)[stage.index]
 
 
 def _val_ndcg(data, params, cols, val_qids, split, mesh, corpus) -> float:
@@ -559,7 +563,7 @@ def _validate(run: _Run, state: TrainState, best: dict, stage: smrl.Stage, final
     """Validation nDCG@10 at d_t with the inference selection; updates the early-stopping
     record. Returns (stop?, best)."""
     cfg = run.cfg
-    cols = _stage_selection(state, run.sizes, stage.index, cfg.ads.enabled)
+    cols = _stage_selection(state, stage, run.sizes, cfg.ads.enabled)
     score = _val_ndcg(run.data, state.params, cols, run.val_q, cfg.train.split, run.eval_mesh,
                       run.corpus)
     if score > float(best["score"]):

@@ -221,3 +221,15 @@ def test_matryoshka_adaptor_runs_end_to_end(tmp_path, synthetic, method):
     losses_seen = {k for rec in logged for k in rec}
     assert {"train/topk", "train/pair", "train/rec"} <= losses_seen
     assert ("train/rank" in losses_seen) == (method == "matryoshka_adaptor")
+
+
+def test_validation_scores_the_newest_size(synthetic):
+    """Early stopping looks at d_t: the stage's new size (the smallest one for MRL)."""
+    for method, want in (("mrl", {8}), ("mrl_smrl", {16, 8}), ("smec", {16, 8})):
+        cfg = tiny_config()
+        cfg.method = method
+        res = train.train(cfg, synthetic, verbose=False)
+        assert {h["size"] for h in res.val_history} == want, method
+        last = {h["size"]: h["best"] for h in res.val_history}
+        # the kept model's validation score at the final size is what early stopping recorded
+        assert abs(res.val_ndcg["8"] - last[8]) < 1e-6, method
