@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # What `python -m launch.train` trains: smec (supervised), smec_unsup (label-free), or an
     # ablation: mrl (all sizes jointly), mrl_smrl (sequential), mrl_sxbm (joint + memory), or
-    # a peer method: matryoshka_adaptor, matryoshka_adaptor_unsup.
+    # a peer method: matryoshka_adaptor, matryoshka_adaptor_unsup, search_adaptor.
     c.method = "smec"
 
     c.model = ml_collections.ConfigDict()
@@ -54,6 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.ads_lr = 0.05
     # Cosine multiplier inside the rank loss (DESIGN default 1; 20 chosen on validation).
     c.train.score_scale = 20.0
+    c.train.full_weight = 1.0  # weight of size d_{t-1} in the rank loss (Search-Adaptor: 0)
     c.train.keep_weight = 0.0  # weight of the earlier (larger) sizes in later stages; 0 = paper
     c.train.steps_per_stage = 300
     c.train.eval_every = 50  # validation nDCG@10 at d_t, for early stopping

@@ -49,17 +49,23 @@ def run(config, workdir: str) -> dict:
     print(f"{ds.name}: {len(ds.corpus_ids)} docs, {ds.dim}-d {ds.encoder}; method {config.method}, "
           f"ladder {tuple(config.ladder)}, {n_dev} device(s) [{jax.default_backend()}]", flush=True)
     start = time.perf_counter()
-    result = train.train(config, ds, workdir, verbose=jax.process_index() == 0)
-    print(f"trained in {time.perf_counter() - start:.1f}s; validation nDCG@10: {result.val_ndcg}")
+    verbose = jax.process_index() == 0
+    if config.method == "search_adaptor":  # one adaptor per size
+        compressor, val = train.fit_search_adaptor(config, ds, workdir, verbose)
+    else:
+        result = train.train(config, ds, workdir, verbose=verbose)
+        compressor, val = result.compressor, result.val_ndcg
+    print(f"trained in {time.perf_counter() - start:.1f}s; validation nDCG@10: {val}")
     fitted = {m: compressors.fit_method(m, ds, config.ladder, config) for m in config.eval.methods}
-    fitted[config.method] = result.compressor
+    fitted[config.method] = compressor
     mesh = parallel.data_mesh(n_dev) if n_dev > 1 else None
     results = evaluation.evaluate(ds, fitted, config.ladder, split=config.eval.split, mesh=mesh,
                                   exclude_self=config.eval.exclude_self)
     doc = evaluation.results_document(ds, config.eval.split, results)
     if jax.process_index() == 0:  # every process scored; one writes
         evaluation.report(doc, workdir)
-        print(f"wrote {export.save(result.compressor, Path(workdir) / 'compressor.npz')}")
+        if isinstance(compressor, export.NestedCompressor):  # per-size adaptors do not nest
+            print(f"wrote {export.save(compressor, Path(workdir) / 'compressor.npz')}")
     return doc
 
 

@@ -176,8 +176,8 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
             yd = model.apply_cols(params, batch["d"], kept)
             rank_args = (batch["grades"], batch["valid"], batch["pos_idx"], batch["pos_ok"])
             rank = 0.0
-            for mask in masks:
-                rank = rank + losses.rank_loss(scale * _cos_matrix(yq, yd, mask), *rank_args)[0]
+            for mask, w in zip(masks, (cfg.train.full_weight,) + (1.0,) * len(smaller), strict=True):
+                rank = rank + w * losses.rank_loss(scale * _cos_matrix(yq, yd, mask), *rank_args)[0]
             for _, cols in stage.earlier if cfg.train.keep_weight else ():
                 s = _cos_matrix(model.apply_cols(params, batch["q"], cols),
                                 model.apply_cols(params, batch["d"], cols))
@@ -200,11 +200,15 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
         loss = rank + (alpha if supervised else 1.0) * unsup
         if cfg.adaptor.enabled:  # Matryoshka-Adaptor's losses on the batch's own samples
             ad = cfg.adaptor
-            topk = losses.similarity_preservation(x, y, masks, ad.topk, keep)
-            pair = losses.similarity_preservation(x, y, masks, None, keep)
             rec = losses.reconstruction(x * keep[:, None], y * keep[:, None])
-            metrics |= {"topk": topk, "pair": pair, "rec": rec}
-            loss = loss + ad.topk_weight * topk + ad.pair_weight * pair + ad.rec_weight * rec
+            metrics["rec"] = rec
+            loss = loss + ad.rec_weight * rec
+            if ad.topk_weight:
+                metrics["topk"] = losses.similarity_preservation(x, y, masks, ad.topk, keep)
+                loss = loss + ad.topk_weight * metrics["topk"]
+            if ad.pair_weight:
+                metrics["pair"] = losses.similarity_preservation(x, y, masks, None, keep)
+                loss = loss + ad.pair_weight * metrics["pair"]
         return loss, (metrics, x, ids, keep)
 
     traces = 0
@@ -316,6 +320,9 @@ def _fmt_eta(seconds: float) -> str:
 # (L_topk + L_pair + L_rec), plus the rank loss when supervised.
 _MRL = {"schedule": "joint", "ads": False, "memory": False}
 _MA = {**_MRL, "kind": "residual_mlp", "adaptor": True}
+# Search-Adaptor (Yoon et al. 2024): one linear adaptor per target size, rank loss at that
+# size only plus L1 reconstruction; `fit_search_adaptor` runs it once per ladder size.
+_SA = {**_MRL, "adaptor": True, "full_weight": 0.0, "adaptor_weights": (0.0, 0.0)}
 METHOD_PARTS = {
     "smec": {},
     "smec_unsup": {"supervised": False},
@@ -324,6 +331,7 @@ METHOD_PARTS = {
     "mrl_sxbm": {**_MRL, "memory": True},
     "matryoshka_adaptor": _MA,
     "matryoshka_adaptor_unsup": {**_MA, "supervised": False},
+    "search_adaptor": _SA,
 }
 METHODS = tuple(METHOD_PARTS)
 
@@ -344,7 +352,41 @@ def method_config(cfg):
     cfg.adaptor.enabled = parts.get("adaptor", cfg.adaptor.enabled)
     if parts.get("kind"):
         cfg.model.kind, cfg.model.init = parts["kind"], "identity"
+    if "full_weight" in parts:
+        cfg.train.full_weight = parts["full_weight"]
+        cfg.model.init = "identity"
+    if "adaptor_weights" in parts:  # Search-Adaptor keeps only the reconstruction term
+        cfg.adaptor.topk_weight, cfg.adaptor.pair_weight = parts["adaptor_weights"]
     return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class PerSizeCompressor:
+    """One separately trained compressor per size (Search-Adaptor)."""
+
+    by_size: dict[int, NestedCompressor]
+
+    def compress(self, x: jax.Array, dim: int) -> jax.Array:
+        if dim not in self.by_size:
+            raise ValueError(f"no adaptor trained for size {dim}; sizes {sorted(self.by_size)}")
+        return self.by_size[dim].compress(x, dim)
+
+
+def fit_search_adaptor(cfg, data: RetrievalData, workdir: str | Path | None = None,
+                       verbose: bool = True) -> tuple[PerSizeCompressor, dict[str, float]]:
+    """Trains one Search-Adaptor per ladder size below N (a run each, resumable in
+    ``workdir/size_D``); the full size is the original embedding (identity map)."""
+    sizes = smrl.sizes_for(cfg.ladder, cfg.model.out_dim or data.dim)
+    by_size, val = {}, {}
+    for d in sizes[1:]:
+        c = cfg.copy_and_resolve_references()
+        c.ladder = (sizes[0], d)
+        res = train(c, data, Path(workdir) / f"size_{d}" if workdir else None, verbose=verbose)
+        by_size[d], val[str(d)] = res.compressor, res.val_ndcg[str(d)]
+    ident = model.init_params(jax.random.key(0), "linear", data.dim, sizes[0], 0)
+    by_size[sizes[0]] = NestedCompressor(model.to_numpy(ident), np.arange(sizes[0]), (sizes[0],))
+    val[str(sizes[0])] = float("nan")
+    return PerSizeCompressor(by_size), val
 
 
 def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]:

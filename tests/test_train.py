@@ -233,3 +233,18 @@ def test_validation_scores_the_newest_size(synthetic):
         last = {h["size"]: h["best"] for h in res.val_history}
         # the kept model's validation score at the final size is what early stopping recorded
         assert abs(res.val_ndcg["8"] - last[8]) < 1e-6, method
+
+
+def test_search_adaptor_trains_one_map_per_size(tmp_path, synthetic):
+    cfg = tiny_config()
+    cfg.method = "search_adaptor"
+    comp, val = train.fit_search_adaptor(cfg, synthetic, tmp_path, verbose=False)
+    assert sorted(comp.by_size) == [8, 16, 32] and set(val) == {"8", "16", "32"}
+    x = synthetic.queries[:5]
+    np.testing.assert_allclose(comp.compress(x, 32), x / np.linalg.norm(x, axis=1, keepdims=True), atol=1e-6)
+    w8, w16 = comp.by_size[8].params["w"], comp.by_size[16].params["w"]
+    assert not np.allclose(w8[:, :8], w16[:, :8])  # separately trained, not nested
+    logged = (tmp_path / "size_8" / "metrics.jsonl").read_text()
+    assert '"train/rec"' in logged and '"train/pair"' not in logged
+    with pytest.raises(ValueError, match="no adaptor trained for size 4"):
+        comp.compress(x, 4)
