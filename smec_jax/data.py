@@ -69,7 +69,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg}); fix or remove that line")
+            raise DataError(
+                f"{path}:{lineno}: malformed JSON ({e.msg}); fix or remove that line"
+            ) from None
         if not isinstance(row, dict) or "_id" not in row:
             raise DataError(f'{path}:{lineno}: expected a JSON object with an "_id" field')
         row["_id"] = str(row["_id"])
@@ -135,7 +137,9 @@ def load_embedding_matrix(path: Path, ids: list[str]) -> np.ndarray:
     try:
         x = np.load(path, allow_pickle=False)
     except ValueError as e:
-        raise DataError(f"{path}: not a plain numeric .npy array ({e}); pickles are refused")
+        raise DataError(
+            f"{path}: not a plain numeric .npy array ({e}); pickles are refused"
+        ) from None
     if x.ndim != 2 or x.dtype not in (np.float16, np.float32):
         raise DataError(f"{path}: expected a 2-D float16/float32 array, got {x.dtype} {x.shape}")
     if x.shape[0] != len(ids):

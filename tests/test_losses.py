@@ -40,9 +40,9 @@ def test_rank_loss_equals_brute_force_value_and_gradient():
         if not pos_ok.any():
             continue
         scores = jnp.asarray(rng.normal(size=grades.shape), jnp.float32)
-        fast = lambda s: losses.rank_loss(s, jnp.asarray(grades), jnp.asarray(valid),
-                                          jnp.asarray(pos_idx), jnp.asarray(pos_ok))[0]
-        slow = lambda s: rank_loss_brute(s, grades, valid)
+        args = tuple(jnp.asarray(a) for a in (grades, valid, pos_idx, pos_ok))
+        fast = lambda s, args=args: losses.rank_loss(s, *args)[0]
+        slow = lambda s, g=grades, v=valid: rank_loss_brute(s, g, v)
         np.testing.assert_allclose(fast(scores), slow(scores), rtol=1e-5)
         np.testing.assert_allclose(jax.grad(fast)(scores), jax.grad(slow)(scores), rtol=1e-4, atol=1e-6)
 
