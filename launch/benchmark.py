@@ -56,11 +56,19 @@ def bench_eval(config, repeats: int) -> dict:
     ladder = tuple(config.ladder)
     fitted = {m: compressors.fit_method(m, ds, ladder, config) for m in ("truncate", "pca")}
     res = timed(lambda: evaluation.evaluate(ds, fitted, ladder), repeats)
-    res |= {"dataset": ds.name, "encoder": ds.encoder, "sizes": list(ladder), "methods": 2,
-            "queries": len(ds.judged_queries("test")), "docs": len(ds.corpus_ids)}
-    print(f"eval: {res['methods']} methods x {len(ladder)} sizes on {ds.name} "
-          f"({res['queries']} queries x {res['docs']} docs): median {res['median_s']:.3f}s, "
-          f"{res['median_s'] / (2 * len(ladder)):.3f}s per size")
+    res |= {
+        "dataset": ds.name,
+        "encoder": ds.encoder,
+        "sizes": list(ladder),
+        "methods": 2,
+        "queries": len(ds.judged_queries("test")),
+        "docs": len(ds.corpus_ids),
+    }
+    print(
+        f"eval: {res['methods']} methods x {len(ladder)} sizes on {ds.name} "
+        f"({res['queries']} queries x {res['docs']} docs): median {res['median_s']:.3f}s, "
+        f"{res['median_s'] / (2 * len(ladder)):.3f}s per size"
+    )
     return res
 
 
@@ -98,21 +106,29 @@ def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_
     rng = np.random.default_rng(0)
     c = batch_queries * docs_per_query
     unit = lambda n: (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(
-        rng.normal(size=(n, dim)).astype(np.float32))
+        rng.normal(size=(n, dim)).astype(np.float32)
+    )
     grades = np.zeros((batch_queries, c), np.int32)
     pos_idx = np.zeros((batch_queries, 2), np.int32)
     for i in range(batch_queries):
         grades[i, i * docs_per_query] = 1
         pos_idx[i, 0] = i * docs_per_query
     batch = {
-        "q": unit(batch_queries), "q_ids": np.arange(batch_queries, dtype=np.int32) + 10**6,
-        "d": unit(c), "d_ids": np.arange(c, dtype=np.int32), "d_keep": np.ones(c, bool),
-        "grades": grades, "valid": np.ones((batch_queries, c), bool), "pos_idx": pos_idx,
+        "q": unit(batch_queries),
+        "q_ids": np.arange(batch_queries, dtype=np.int32) + 10**6,
+        "d": unit(c),
+        "d_ids": np.arange(c, dtype=np.int32),
+        "d_keep": np.ones(c, bool),
+        "grades": grades,
+        "valid": np.ones((batch_queries, c), bool),
+        "pos_idx": pos_idx,
         "pos_ok": np.arange(2)[None, :].repeat(batch_queries, 0) == 0,
     }
     batch = train._put_batch(batch, NamedSharding(mesh, P(parallel.DATA)))
     # Fill the memory so the neighbour search and S-XBM loss do their full work.
-    mem = train.memory.enqueue(state.memory, jnp.asarray(unit(mem_size)), jnp.arange(mem_size) + 2 * 10**6)
+    mem = train.memory.enqueue(
+        state.memory, jnp.asarray(unit(mem_size)), jnp.arange(mem_size) + 2 * 10**6
+    )
     state = jax.device_put(state.replace(memory=mem), rep)
     step = train.make_train_step(smrl.make_stage(1, sizes, None), cfg, dim, True, mesh)
     return step, state, batch
@@ -163,11 +179,18 @@ def _bench_one_step(config, repeats: int, label: str) -> dict:
     r = timed(run_steps, repeats)
     sps = 10 / r["median_s"]
     model_flops = step_matmul_flops(label)
-    res = {"steps_per_s": sps, "flops_per_step": model_flops, "xla_flops_per_step": flops,
-           "gflops": model_flops * sps / 1e9,
-           "shape": "D=N=768, 128 q x 8 docs, 768->384, memory 5000, k 10", **r}
-    print(f"train_step [{label}]: {sps:.2f} steps/s, {model_flops / 1e9:.2f} GFLOP/step "
-          f"(XLA counts {flops / 1e9:.2f}), {res['gflops']:.1f} GFLOP/s achieved")
+    res = {
+        "steps_per_s": sps,
+        "flops_per_step": model_flops,
+        "xla_flops_per_step": flops,
+        "gflops": model_flops * sps / 1e9,
+        "shape": "D=N=768, 128 q x 8 docs, 768->384, memory 5000, k 10",
+        **r,
+    }
+    print(
+        f"train_step [{label}]: {sps:.2f} steps/s, {model_flops / 1e9:.2f} GFLOP/step "
+        f"(XLA counts {flops / 1e9:.2f}), {res['gflops']:.1f} GFLOP/s achieved"
+    )
     return res
 
 
@@ -189,25 +212,35 @@ def bench_retrieval(config, repeats: int) -> dict:
     n, dim = FLAGS.corpus_size, 768
     mesh = parallel.data_mesh() if jax.device_count() > 1 else None
     rng = np.random.default_rng(0)
-    blocks = [rng.standard_normal((min(65536, n - i), dim), np.float32).astype(np.float16)
-              for i in range(0, n, 65536)]
+    blocks = [
+        rng.standard_normal((min(65536, n - i), dim), np.float32).astype(np.float16)
+        for i in range(0, n, 65536)
+    ]
     corpus = jnp.asarray(np.concatenate(blocks))
     del blocks
-    print(f"retrieval: corpus {n:,} x {dim} float16 ({corpus.nbytes / 2**30:.2f} GiB), "
-          f"{jax.device_count()} device(s)")
+    print(
+        f"retrieval: corpus {n:,} x {dim} float16 ({corpus.nbytes / 2**30:.2f} GiB), "
+        f"{jax.device_count()} device(s)"
+    )
     out = {"corpus": [n, dim], "dtype": "float16", "k": 100}
     for nq in [int(x) for x in FLAGS.num_queries]:
         q = rng.standard_normal((nq, dim)).astype(np.float32)
-        r = timed(lambda q=q: retrieval.search(q, corpus, 100, chunk=8192, query_batch=256,
-                                               mesh=mesh), max(1, repeats // 2))
+        r = timed(
+            lambda q=q: retrieval.search(q, corpus, 100, chunk=8192, query_batch=256, mesh=mesh),
+            max(1, repeats // 2),
+        )
         key, peak = _peak_memory_bytes()
         out[str(nq)] = {"queries_per_s": nq / r["median_s"], key: peak, **r}
-        print(f"  {nq} queries: {nq / r['median_s']:.1f} queries/s, {key} "
-              f"{peak / 2**30:.2f} GiB")
+        print(f"  {nq} queries: {nq / r['median_s']:.1f} queries/s, {key} {peak / 2**30:.2f} GiB")
     return out
 
 
-BENCHES = {"eval": bench_eval, "retrieval": bench_retrieval, "matmul": bench_matmul, "train_step": bench_train_step}
+BENCHES = {
+    "eval": bench_eval,
+    "retrieval": bench_retrieval,
+    "matmul": bench_matmul,
+    "train_step": bench_train_step,
+}
 
 
 def main(argv):
@@ -217,8 +250,12 @@ def main(argv):
         unknown = set(FLAGS.bench) - set(BENCHES)
         if unknown:
             raise ValueError(f"unknown benchmark(s) {sorted(unknown)}; known: {sorted(BENCHES)}")
-        report = {"backend": jax.default_backend(), "devices": jax.device_count(),
-                  "device_kind": jax.devices()[0].device_kind, "cpu": platform.processor()}
+        report = {
+            "backend": jax.default_backend(),
+            "devices": jax.device_count(),
+            "device_kind": jax.devices()[0].device_kind,
+            "cpu": platform.processor(),
+        }
         for name in FLAGS.bench:
             report[name] = BENCHES[name](FLAGS.config, FLAGS.repeats)
         if FLAGS.out:

@@ -29,10 +29,16 @@ def run(config, workdir: str) -> dict:
     mesh = parallel.data_mesh() if jax.device_count() > 1 else None
     start = time.perf_counter()
     results = evaluation.evaluate(
-        ds, fitted, ladder, split=config.eval.split, mesh=mesh,
+        ds,
+        fitted,
+        ladder,
+        split=config.eval.split,
+        mesh=mesh,
         exclude_self=config.eval.exclude_self,
     )
-    print(f"scored {len(fitted)} methods x {len(ladder)} sizes in {time.perf_counter() - start:.2f}s")
+    print(
+        f"scored {len(fitted)} methods x {len(ladder)} sizes in {time.perf_counter() - start:.2f}s"
+    )
     doc = evaluation.results_document(ds, config.eval.split, results)
     evaluation.report(doc, workdir)
     return doc

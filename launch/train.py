@@ -19,8 +19,12 @@ from smec_jax import compressors, data, evaluation, export, parallel, train
 
 FLAGS = flags.FLAGS
 common.define_config_and_workdir("runs/scifact")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs "
-                    "off TPU/Slurm, where jax.distributed cannot detect it).")
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0 (multi-process runs "
+    "off TPU/Slurm, where jax.distributed cannot detect it).",
+)
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
 flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 
@@ -36,8 +40,11 @@ def initialize_distributed() -> None:
         num_processes=FLAGS.num_processes,
         process_id=FLAGS.process_id,
     )
-    print(f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} "
-          f"local of {jax.device_count()} devices", flush=True)
+    print(
+        f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} "
+        f"local of {jax.device_count()} devices",
+        flush=True,
+    )
 
 
 def run(config, workdir: str) -> dict:
@@ -46,8 +53,11 @@ def run(config, workdir: str) -> dict:
     ds = data.load_from_config(config.data)
     n_dev = config.mesh.num_devices or jax.device_count()
     train.validate_config(config, ds, n_dev)  # bad configs fail before anything compiles
-    print(f"{ds.name}: {len(ds.corpus_ids)} docs, {ds.dim}-d {ds.encoder}; method {config.method}, "
-          f"ladder {tuple(config.ladder)}, {n_dev} device(s) [{jax.default_backend()}]", flush=True)
+    print(
+        f"{ds.name}: {len(ds.corpus_ids)} docs, {ds.dim}-d {ds.encoder}; method {config.method}, "
+        f"ladder {tuple(config.ladder)}, {n_dev} device(s) [{jax.default_backend()}]",
+        flush=True,
+    )
     start = time.perf_counter()
     verbose = jax.process_index() == 0
     if config.method == "search_adaptor":  # one adaptor per size
@@ -59,8 +69,14 @@ def run(config, workdir: str) -> dict:
     fitted = {m: compressors.fit_method(m, ds, config.ladder, config) for m in config.eval.methods}
     fitted[config.method] = compressor
     mesh = parallel.data_mesh(n_dev) if n_dev > 1 else None
-    results = evaluation.evaluate(ds, fitted, config.ladder, split=config.eval.split, mesh=mesh,
-                                  exclude_self=config.eval.exclude_self)
+    results = evaluation.evaluate(
+        ds,
+        fitted,
+        config.ladder,
+        split=config.eval.split,
+        mesh=mesh,
+        exclude_self=config.eval.exclude_self,
+    )
     doc = evaluation.results_document(ds, config.eval.split, results)
     if jax.process_index() == 0:  # every process scored; one writes
         evaluation.report(doc, workdir)

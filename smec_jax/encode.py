@@ -85,7 +85,9 @@ def encode_beir(
     t0 = time.perf_counter()
     c_emb = encode_chunked([doc_text(r) for r in corpus], encode, work, "corpus", chunk, "corpus")
     t1 = time.perf_counter()
-    q_emb = encode_chunked([str(r.get("text", "")) for r in queries], encode, work, "queries", chunk, "queries")
+    q_emb = encode_chunked(
+        [str(r.get("text", "")) for r in queries], encode, work, "queries", chunk, "queries"
+    )
     t2 = time.perf_counter()
     for name, x in (("corpus", c_emb), ("queries", q_emb)):
         norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -136,8 +138,13 @@ def sentence_transformer_encoder(model: str, batch_size: int = 32, device: str =
         raise DataError(f"cannot load sentence-transformers model {model!r} offline: {e}") from None
 
     def encode(texts: Sequence[str]) -> np.ndarray:
-        return st.encode(list(texts), batch_size=batch_size, show_progress_bar=False,
-                         convert_to_numpy=True, normalize_embeddings=False)
+        return st.encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+        )
 
     return encode
 

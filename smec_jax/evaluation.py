@@ -47,8 +47,12 @@ def score(
     c_emb = jnp.asarray(data.corpus) if corpus is None else corpus
     bias = comp.doc_bias() if hasattr(comp, "doc_bias") else None  # the doc_prior control
     _, ranked = retrieval.search(
-        comp.compress(q_emb, dim), comp.compress(c_emb, dim), TOP_K, exclude=exclude,
-        doc_bias=bias, mesh=mesh,
+        comp.compress(q_emb, dim),
+        comp.compress(c_emb, dim),
+        TOP_K,
+        exclude=exclude,
+        doc_bias=bias,
+        mesh=mesh,
     )
     return metrics.score_run(ranked, qids, data.corpus_ids, qrels)
 
@@ -67,7 +71,9 @@ def evaluate(
     if not qids:
         raise ValueError(f"split {split!r} of {data.name} has no query with a relevant judgment")
     qrels = data.qrels_for(split)
-    unseen = set(data.unseen_queries(split)) if split != "train" and "train" in data.qrels else set()
+    unseen = (
+        set(data.unseen_queries(split)) if split != "train" and "train" in data.qrels else set()
+    )
     unseen_mask = np.asarray([q in unseen for q in qids])
     exclude = retrieval.self_exclusion(qids, data.corpus_ids) if exclude_self else None
     corpus = jnp.asarray(data.corpus)
@@ -75,7 +81,9 @@ def evaluate(
     for name, comp in compressors.items():
         out[name] = {}
         for dim in sizes:
-            per_query = score(data, comp, dim, qids, qrels, exclude=exclude, mesh=mesh, corpus=corpus)
+            per_query = score(
+                data, comp, dim, qids, qrels, exclude=exclude, mesh=mesh, corpus=corpus
+            )
             row = {m: float(v.mean()) for m, v in per_query.items()}
             if unseen_mask.any():
                 row |= {f"{m}_unseen": float(v[unseen_mask].mean()) for m, v in per_query.items()}
@@ -144,7 +152,9 @@ def plot_results(document: Mapping, path: str | Path, metric: str = "ndcg@10") -
 
     results = document["results"]
     has_unseen = any(f"{metric}_unseen" in v for r in results.values() for v in r.values())
-    panels = [("", "all test queries")] + ([("_unseen", "unseen test queries")] if has_unseen else [])
+    panels = [("", "all test queries")] + (
+        [("_unseen", "unseen test queries")] if has_unseen else []
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
     for ax, (suffix, title) in zip(axes[0], panels, strict=True):
         for method, by_size in results.items():
@@ -168,4 +178,3 @@ def plot_results(document: Mapping, path: str | Path, metric: str = "ndcg@10") -
     plt.close(fig)
     os.replace(tmp, path)
     return path
-

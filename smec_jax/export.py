@@ -39,8 +39,9 @@ class NestedCompressor:
     sizes: tuple[int, ...]
 
     def compress(self, x: jax.Array, dim: int) -> jax.Array:
-        y = model.apply_cols(jax.tree.map(jnp.asarray, self.params), jnp.asarray(x, jnp.float32),
-                             self.order[:dim])
+        y = model.apply_cols(
+            jax.tree.map(jnp.asarray, self.params), jnp.asarray(x, jnp.float32), self.order[:dim]
+        )
         return l2_normalize(y)
 
     def permuted_params(self) -> dict[str, np.ndarray]:
@@ -72,4 +73,3 @@ def apply_exported(exported: dict[str, np.ndarray], x: np.ndarray, dim: int) -> 
     params = {k: exported[k] for k in ("w", "b", "w1", "b1") if k in exported}
     y = model.apply_numpy(params, x)[:, :dim]
     return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-

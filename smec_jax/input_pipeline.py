@@ -93,7 +93,9 @@ def resolve(data: RetrievalData, split: str, qids: list[str], pool: int, mesh=No
     judged = []
     for q in qids:
         docs = [(doc_row[d], g) for d, g in qrels[q].items()]
-        judged.append((np.asarray([r for r, _ in docs], np.int32), np.asarray([g for _, g in docs], np.int32)))
+        judged.append(
+            (np.asarray([r for r, _ in docs], np.int32), np.asarray([g for _, g in docs], np.int32))
+        )
     max_judged = max(len(j[0]) for j in judged)
     _, top = retrieval.search(data.queries[rows], data.corpus, pool + max_judged, mesh=mesh)
     hard = np.full((len(qids), pool), -1, np.int32)
@@ -171,7 +173,9 @@ def supervised_batches(
         .shuffle(seed=seed)
         .repeat()
         .random_map(lambda i, rng: _example(int(i), rng, tq, n_pos, n_hard), seed=seed + 1)
-        .batch(batch_queries, drop_remainder=True, batch_fn=lambda ex: _collate(ex, tq, data, n_pos))
+        .batch(
+            batch_queries, drop_remainder=True, batch_fn=lambda ex: _collate(ex, tq, data, n_pos)
+        )
     )
 
 
@@ -184,11 +188,13 @@ def unsupervised_batches(data: RetrievalData, *, batch_size: int, seed: int) -> 
         .shuffle(seed=seed)
         .repeat()
         .batch(batch_size, drop_remainder=True)
-        .map(lambda rows: {
-            "x": data.corpus[rows],
-            "ids": rows.astype(np.int32),
-            "keep": np.ones(rows.shape, bool),
-        })
+        .map(
+            lambda rows: {
+                "x": data.corpus[rows],
+                "ids": rows.astype(np.int32),
+                "keep": np.ones(rows.shape, bool),
+            }
+        )
     )
 
 

@@ -57,7 +57,6 @@ def unsup_loss(orig_sim: jax.Array, comp_sim: jax.Array, ok: jax.Array) -> jax.A
     return jnp.sum(diff) / jnp.maximum(jnp.sum(ok), 1)
 
 
-
 def similarity_preservation(
     e_nd: jax.Array, c_nd: jax.Array, masks, k: int | None = None, valid_n: jax.Array | None = None
 ) -> jax.Array:

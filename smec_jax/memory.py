@@ -40,7 +40,9 @@ def init(size: int, dim: int) -> Memory:
     )
 
 
-def enqueue(mem: Memory, x_nd: jax.Array, ids_n: jax.Array, keep_n: jax.Array | None = None) -> Memory:
+def enqueue(
+    mem: Memory, x_nd: jax.Array, ids_n: jax.Array, keep_n: jax.Array | None = None
+) -> Memory:
     """Writes the rows of ``x_nd`` (where ``keep_n``) at the pointer, oldest entries first out.
 
     Rows not kept (padding, duplicates) take no slot. With more kept rows than slots, the
@@ -100,9 +102,11 @@ def neighbours_sharded(mem: Memory, x_nd: jax.Array, ids_n: jax.Array, k: int, m
         return jnp.take_along_axis(all_idx, pos, axis=1), top
 
     idx, top = jax.shard_map(
-        per_shard, mesh=mesh,
+        per_shard,
+        mesh=mesh,
         in_specs=(P(axis), P(axis), P(axis), P(), P()),
-        out_specs=(P(), P()), check_vma=False,
+        out_specs=(P(), P()),
+        check_vma=False,
     )(mem.entries, mem.ids, mem.valid, x_nd, ids_n)
     ok = jnp.isfinite(top)
     return idx, jnp.where(ok, top, 0.0), ok

@@ -101,8 +101,14 @@ def make_stage(t: int, sizes: Sequence[int], logits: Mapping[str, np.ndarray] | 
 def joint_stage(sizes: Sequence[int]) -> Stage:
     """The single stage of MRL (the ablation baseline): every size trained at once, as prefixes
     of the N outputs, all columns trainable."""
-    return Stage(index=1, d_prev=sizes[0], d_next=sizes[-1], kept=np.arange(sizes[0]),
-                 earlier=(), also=tuple(sizes[1:-1]))
+    return Stage(
+        index=1,
+        d_prev=sizes[0],
+        d_next=sizes[-1],
+        kept=np.arange(sizes[0]),
+        earlier=(),
+        also=tuple(sizes[1:-1]),
+    )
 
 
 def nested_order(sets: Sequence[np.ndarray]) -> np.ndarray:

@@ -44,7 +44,9 @@ def make_synthetic(
 
     def embed(lat: np.ndarray) -> np.ndarray:
         nuisance = nuisance_scale * rng.normal(size=(len(lat), n_nuisance))
-        x = np.concatenate([lat, nuisance], axis=1) @ basis.T + noise * np.sqrt(rank / dim) * rng.normal(size=(len(lat), dim))
+        x = np.concatenate([lat, nuisance], axis=1) @ basis.T + noise * np.sqrt(
+            rank / dim
+        ) * rng.normal(size=(len(lat), dim))
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
     corpus, queries = embed(doc_lat), embed(q_lat)

@@ -64,18 +64,24 @@ class EmbeddedRetrieval(tfds.core.GeneratorBasedBuilder):
         rd = self._rd
         if split is None:
             for row, (i, x) in enumerate(zip(rd.corpus_ids, rd.corpus, strict=True)):
-                yield i, {"id": i, "row": row, "embedding": x, "judged_ids": [], "judged_grades": []}
+                yield (
+                    i,
+                    {"id": i, "row": row, "embedding": x, "judged_ids": [], "judged_grades": []},
+                )
             return
         qrels = rd.qrels[split]
         for row, (q, x) in enumerate(zip(rd.query_ids, rd.queries, strict=True)):
             if q in qrels:
-                yield q, {
-                    "id": q,
-                    "row": row,
-                    "embedding": x,
-                    "judged_ids": list(qrels[q]),
-                    "judged_grades": list(qrels[q].values()),
-                }
+                yield (
+                    q,
+                    {
+                        "id": q,
+                        "row": row,
+                        "embedding": x,
+                        "judged_ids": list(qrels[q]),
+                        "judged_grades": list(qrels[q].values()),
+                    },
+                )
 
 
 def write_tfds(rd: RetrievalData, data_dir: str | Path) -> Path:

@@ -77,8 +77,9 @@ def create_train_state(
 ) -> TrainState:
     """Fresh state. ``model.init = "pca"`` (linear only) needs the corpus embeddings."""
     rng = jax.random.key(cfg.seed)
-    params = model.init_params(jax.random.fold_in(rng, 1), cfg.model.kind, in_dim, out_dim,
-                               cfg.model.hidden)
+    params = model.init_params(
+        jax.random.fold_in(rng, 1), cfg.model.kind, in_dim, out_dim, cfg.model.hidden
+    )
     if cfg.model.init == "pca":
         params = model.pca_init(params, corpus)
     logits = ads.init_logits(sizes)
@@ -176,11 +177,15 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
             yd = model.apply_cols(params, batch["d"], kept)
             rank_args = (batch["grades"], batch["valid"], batch["pos_idx"], batch["pos_ok"])
             rank = 0.0
-            for mask, w in zip(masks, (cfg.train.full_weight,) + (1.0,) * len(smaller), strict=True):
+            for mask, w in zip(
+                masks, (cfg.train.full_weight,) + (1.0,) * len(smaller), strict=True
+            ):
                 rank = rank + w * losses.rank_loss(scale * _cos_matrix(yq, yd, mask), *rank_args)[0]
             for _, cols in stage.earlier if cfg.train.keep_weight else ():
-                s = _cos_matrix(model.apply_cols(params, batch["q"], cols),
-                                model.apply_cols(params, batch["d"], cols))
+                s = _cos_matrix(
+                    model.apply_cols(params, batch["q"], cols),
+                    model.apply_cols(params, batch["d"], cols),
+                )
                 rank = rank + cfg.train.keep_weight * losses.rank_loss(scale * s, *rank_args)[0]
             x = jnp.concatenate([batch["q"], batch["d"]])
             ids = jnp.concatenate([batch["q_ids"], batch["d_ids"]])
@@ -192,8 +197,19 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
             y = model.apply_cols(params, x, kept)
             rank = 0.0
         if cfg.memory.enabled:
-            unsup = _unsup_term(state.memory, x, ids, keep, y, params, kept, masks, cfg.memory.k,
-                                cfg.memory.neighbour_mode, mesh if cfg.memory.sharded else None)
+            unsup = _unsup_term(
+                state.memory,
+                x,
+                ids,
+                keep,
+                y,
+                params,
+                kept,
+                masks,
+                cfg.memory.k,
+                cfg.memory.neighbour_mode,
+                mesh if cfg.memory.sharded else None,
+            )
         else:
             unsup = jnp.zeros(())
         metrics["unsup"] = unsup
@@ -217,7 +233,9 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
         nonlocal traces  # like chex.assert_max_traces(n=1), but per stage's step
         traces += 1
         if traces > 1:
-            raise AssertionError(f"stage {stage.index}: train step traced twice (batch shapes changed?)")
+            raise AssertionError(
+                f"stage {stage.index}: train step traced twice (batch shapes changed?)"
+            )
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         tree = _trainable(state)
         (loss, (metrics, x, ids, keep)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -256,9 +274,17 @@ def state_shardings(cfg, mesh):
     replicated = NamedSharding(mesh, P())
     queue = NamedSharding(mesh, P(parallel.DATA)) if cfg.memory.sharded else replicated
     mem = memory.Memory(entries=queue, ids=queue, valid=queue, ptr=replicated)
-    return TrainState(step=replicated, stage=replicated, stage_step=replicated,
-                      params=replicated, ads=replicated, opt_state=replicated, memory=mem,
-                      rng=replicated, first_bad_step=replicated)
+    return TrainState(
+        step=replicated,
+        stage=replicated,
+        stage_step=replicated,
+        params=replicated,
+        ads=replicated,
+        opt_state=replicated,
+        memory=mem,
+        rng=replicated,
+        first_bad_step=replicated,
+    )
 
 
 # ============================================================================ 3. the loop
@@ -287,7 +313,9 @@ def _stage_selection(state: TrainState, stage: smrl.Stage, sizes, ads_enabled: b
 
 def _val_ndcg(data, params, cols, val_qids, split, mesh, corpus) -> float:
     # Host copies: validation runs the same on every process, on its local devices.
-    comp = NestedCompressor(params=jax.device_get(params), order=np.asarray(cols), sizes=(len(cols),))
+    comp = NestedCompressor(
+        params=jax.device_get(params), order=np.asarray(cols), sizes=(len(cols),)
+    )
     qrels = data.qrels_for(split)
     per_q = evaluation.score(data, comp, len(cols), val_qids, qrels, mesh=mesh, corpus=corpus)
     return float(per_q["ndcg@10"].mean())
@@ -372,8 +400,9 @@ class PerSizeCompressor:
         return self.by_size[dim].compress(x, dim)
 
 
-def fit_search_adaptor(cfg, data: RetrievalData, workdir: str | Path | None = None,
-                       verbose: bool = True) -> tuple[PerSizeCompressor, dict[str, float]]:
+def fit_search_adaptor(
+    cfg, data: RetrievalData, workdir: str | Path | None = None, verbose: bool = True
+) -> tuple[PerSizeCompressor, dict[str, float]]:
     """Trains one Search-Adaptor per ladder size below N (a run each, resumable in
     ``workdir/size_D``); the full size is the original embedding (identity map)."""
     sizes = smrl.sizes_for(cfg.ladder, cfg.model.out_dim or data.dim)
@@ -397,14 +426,18 @@ def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]
     if cfg.train.schedule not in ("sequential", "joint"):
         raise ValueError(f"unknown train.schedule {cfg.train.schedule!r}; use sequential or joint")
     if cfg.train.schedule == "joint" and cfg.ads.enabled:
-        raise ValueError("ADS selects dims stage by stage: set --config.ads.enabled=False "
-                         "with train.schedule=joint")
+        raise ValueError(
+            "ADS selects dims stage by stage: set --config.ads.enabled=False "
+            "with train.schedule=joint"
+        )
     if cfg.model.kind not in model.KINDS:
         raise ValueError(f"unknown model.kind {cfg.model.kind!r}; use one of {model.KINDS}")
     out_dim = cfg.model.out_dim or data.dim
     sizes = smrl.sizes_for(cfg.ladder, out_dim)
     if len(sizes) < 2:
-        raise ValueError(f"ladder {tuple(cfg.ladder)} has no size below {out_dim}: nothing to train")
+        raise ValueError(
+            f"ladder {tuple(cfg.ladder)} has no size below {out_dim}: nothing to train"
+        )
     if cfg.memory.enabled and cfg.memory.size < cfg.memory.k:
         raise ValueError(f"memory.size {cfg.memory.size} is smaller than memory.k {cfg.memory.k}")
     if cfg.memory.enabled and cfg.memory.sharded and cfg.memory.size % n_devices:
@@ -481,33 +514,57 @@ def train(
     split = cfg.train.split
     if supervised:
         train_q, val_q = input_pipeline.split_train_val(
-            data, split, cfg.train.val_fraction, cfg.seed, cfg.train.val_unseen)
+            data, split, cfg.train.val_fraction, cfg.seed, cfg.train.val_unseen
+        )
         tq = input_pipeline.resolve(data, split, train_q, cfg.train.hard_pool)
         batches = input_pipeline.supervised_batches(
-            data, tq, batch_queries=cfg.train.batch_queries, n_pos=cfg.train.n_pos,
-            n_hard=cfg.train.n_hard, seed=cfg.seed,
+            data,
+            tq,
+            batch_queries=cfg.train.batch_queries,
+            n_pos=cfg.train.n_pos,
+            n_hard=cfg.train.n_hard,
+            seed=cfg.seed,
         )
     else:  # label-free: no qrels at all, so no validation either (fixed steps per stage)
-        batches = input_pipeline.unsupervised_batches(data, batch_size=cfg.train.unsup_batch, seed=cfg.seed)
+        batches = input_pipeline.unsupervised_batches(
+            data, batch_size=cfg.train.unsup_batch, seed=cfg.seed
+        )
         val_q = []
 
     # -- state: fresh, or the latest checkpoint of this workdir
     replicated = NamedSharding(mesh, P())
-    state = jax.device_put(create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus),
-                           state_shardings(cfg, mesh))
+    state = jax.device_put(
+        create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus), state_shardings(cfg, mesh)
+    )
     best = _snapshot(state, replicated)
     ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir else None
     if ckpt and ckpt.latest_step() is not None:
         restored = ckpt.restore({"state": state, "best": best})
         state, best = restored["state"], restored["best"]
-        log.info("resumed from step %d (stage %d, step %d in stage)", int(state.step),
-                 int(state.stage), int(state.stage_step))
-    run = _Run(cfg=cfg, data=data, sizes=sizes, n_stages=n_stages, mesh=mesh, supervised=supervised,
-               batches=batches, val_q=val_q, corpus=jnp.asarray(data.corpus), ckpt=ckpt,
-               writer=_MetricWriter(workdir) if workdir and jax.process_index() == 0 else None,
-               verbose=verbose,
-               on_step=on_step, eval_mesh=parallel.local_mesh(), t_start=time.perf_counter(),
-               step_start=int(state.step))
+        log.info(
+            "resumed from step %d (stage %d, step %d in stage)",
+            int(state.step),
+            int(state.stage),
+            int(state.stage_step),
+        )
+    run = _Run(
+        cfg=cfg,
+        data=data,
+        sizes=sizes,
+        n_stages=n_stages,
+        mesh=mesh,
+        supervised=supervised,
+        batches=batches,
+        val_q=val_q,
+        corpus=jnp.asarray(data.corpus),
+        ckpt=ckpt,
+        writer=_MetricWriter(workdir) if workdir and jax.process_index() == 0 else None,
+        verbose=verbose,
+        on_step=on_step,
+        eval_mesh=parallel.local_mesh(),
+        t_start=time.perf_counter(),
+        step_start=int(state.step),
+    )
 
     # -- stages: each compiles its own step; a resumed run starts in its unfinished stage
     try:
@@ -526,12 +583,14 @@ def train(
     # -- the nested compressor, and its validation scores at every size
     logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
     sets = smrl.kept_sets(sizes, logits, len(sizes) - 1)
-    comp = NestedCompressor(params=model.to_numpy(state.params), order=smrl.nested_order(sets),
-                            sizes=tuple(sizes))
+    comp = NestedCompressor(
+        params=model.to_numpy(state.params), order=smrl.nested_order(sets), sizes=tuple(sizes)
+    )
     val_ndcg = {}
     for dim in sizes if val_q else ():
-        per_q = evaluation.score(data, comp, dim, val_q, data.qrels_for(split),
-                                 mesh=run.eval_mesh, corpus=run.corpus)
+        per_q = evaluation.score(
+            data, comp, dim, val_q, data.qrels_for(split), mesh=run.eval_mesh, corpus=run.corpus
+        )
         val_ndcg[str(dim)] = float(per_q["ndcg@10"].mean())
     return TrainResult(compressor=comp, sets=sets, val_history=run.history, val_ndcg=val_ndcg)
 
@@ -546,14 +605,16 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
     else:
         stage = smrl.make_stage(t, run.sizes, logits)
     if cfg.ads.enabled and cfg.ads.init == "variance" and int(state.stage_step) == 0:
-        state = _init_stage_logits(state, stage, run.data.corpus, cfg.ads.init_scale,
-                                   state_shardings(cfg, run.mesh))
+        state = _init_stage_logits(
+            state, stage, run.data.corpus, cfg.ads.init_scale, state_shardings(cfg, run.mesh)
+        )
     step_fn = make_train_step(stage, cfg, run.sizes[0], run.supervised, run.mesh)
     # Host-side counters mirror the state's, so the loop never waits on the device except at
     # log, validation and checkpoint steps; batches are built and placed ahead by a thread.
     step, stage_step = int(state.step), int(state.stage_step)
     feed = input_pipeline.Prefetcher(
-        run.batches, step, lambda b: _put_batch(b, NamedSharding(run.mesh, P(parallel.DATA))))
+        run.batches, step, lambda b: _put_batch(b, NamedSharding(run.mesh, P(parallel.DATA)))
+    )
     stopped = False
     try:
         while stage_step < cfg.train.steps_per_stage:
@@ -578,27 +639,35 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
         if not stopped:
             best = _validate(run, state, best, stage, final=True)[1]
         state = state.replace(params=best["params"], ads=best["ads"])
-    return jax.device_put(state.replace(
-        stage=state.stage + 1,
-        stage_step=jnp.zeros((), jnp.int32),
-        opt_state=make_optimizer(cfg).init(_trainable(state)),  # reset: see module doc
-    ), state_shardings(cfg, run.mesh))
+    return jax.device_put(
+        state.replace(
+            stage=state.stage + 1,
+            stage_step=jnp.zeros((), jnp.int32),
+            opt_state=make_optimizer(cfg).init(_trainable(state)),  # reset: see module doc
+        ),
+        state_shardings(cfg, run.mesh),
+    )
 
 
 def _log_progress(run: _Run, state: TrainState, stage: smrl.Stage, metrics: dict) -> None:
     """One line per log step (losses, steps/s, ETA) and the same scalars to the writers."""
     cfg, step, t = run.cfg, int(state.step), stage.index
     total = run.n_stages
-    remaining = (total - t) * cfg.train.steps_per_stage + cfg.train.steps_per_stage - int(state.stage_step)
+    remaining = (
+        (total - t) * cfg.train.steps_per_stage + cfg.train.steps_per_stage - int(state.stage_step)
+    )
     rate = (step - run.step_start) / max(time.perf_counter() - run.t_start, 1e-9)
     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if run.writer:
         run.writer.write(step, {f"train/{k}": v for k, v in m.items()} | {"stage": t})
     if run.verbose:
-        print(f"stage {t}/{total} ({stage.d_prev}->{stage.d_next}) "
-              f"step {int(state.stage_step)}/{cfg.train.steps_per_stage} | "
-              + " ".join(f"{k} {v:.4f}" for k, v in m.items())
-              + f" | {rate:.1f} steps/s | ETA {_fmt_eta(remaining / max(rate, 1e-9))}", flush=True)
+        print(
+            f"stage {t}/{total} ({stage.d_prev}->{stage.d_next}) "
+            f"step {int(state.stage_step)}/{cfg.train.steps_per_stage} | "
+            + " ".join(f"{k} {v:.4f}" for k, v in m.items())
+            + f" | {rate:.1f} steps/s | ETA {_fmt_eta(remaining / max(rate, 1e-9))}",
+            flush=True,
+        )
 
 
 def _validate(run: _Run, state: TrainState, best: dict, stage: smrl.Stage, final=False):
@@ -606,20 +675,34 @@ def _validate(run: _Run, state: TrainState, best: dict, stage: smrl.Stage, final
     record. Returns (stop?, best)."""
     cfg = run.cfg
     cols = _stage_selection(state, stage, run.sizes, cfg.ads.enabled)
-    score = _val_ndcg(run.data, state.params, cols, run.val_q, cfg.train.split, run.eval_mesh,
-                      run.corpus)
+    score = _val_ndcg(
+        run.data, state.params, cols, run.val_q, cfg.train.split, run.eval_mesh, run.corpus
+    )
     if score > float(best["score"]):
         best = _snapshot(state, run.replicated, score)
     else:
-        best = dict(best, bad_evals=jax.device_put(np.int32(int(best["bad_evals"]) + 1), run.replicated))
-    run.history.append({"step": int(state.step), "stage": stage.index, "size": stage.d_next,
-                        "val_ndcg@10": score, "best": float(best["score"])})
+        best = dict(
+            best, bad_evals=jax.device_put(np.int32(int(best["bad_evals"]) + 1), run.replicated)
+        )
+    run.history.append(
+        {
+            "step": int(state.step),
+            "stage": stage.index,
+            "size": stage.d_next,
+            "val_ndcg@10": score,
+            "best": float(best["score"]),
+        }
+    )
     if run.writer:
         run.writer.write(int(state.step), {"val/ndcg@10": score, "stage": stage.index})
     stop = (not final) and int(best["bad_evals"]) >= cfg.train.patience
     if stop:
-        log.info("stage %d: early stop at step %d (best val nDCG@10 %.4f)", stage.index,
-                 int(state.stage_step), float(best["score"]))
+        log.info(
+            "stage %d: early stop at step %d (best val nDCG@10 %.4f)",
+            stage.index,
+            int(state.stage_step),
+            float(best["score"]),
+        )
     return stop, best
 
 
@@ -638,8 +721,12 @@ def _snapshot(state: TrainState, sharding: NamedSharding, score: float = -1.0) -
     """Early-stopping record: *copies* of params and logits (the state's buffers are donated),
     placed like the state so that every process saves and restores it alike."""
     copy = lambda tree: jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
-    record = {"params": copy(state.params), "ads": copy(state.ads), "score": np.float32(score),
-              "bad_evals": np.int32(0)}
+    record = {
+        "params": copy(state.params),
+        "ads": copy(state.ads),
+        "score": np.float32(score),
+        "bad_evals": np.int32(0),
+    }
     return jax.device_put(record, sharding)
 
 
@@ -673,4 +760,3 @@ class _MetricWriter:
 
     def close(self) -> None:
         self._tb.close()
-

@@ -59,7 +59,9 @@ def test_gumbel_topk_follows_the_logits():
     z = jnp.asarray([2.0, 1.0, 0.0, -1.0, -2.0, -3.0])
     counts = np.zeros(6)
     for s in range(300):
-        counts += np.round(np.asarray(ads.gumbel_topk_mask(jax.random.key(s), z, 2, jnp.float32(1.0))))
+        counts += np.round(
+            np.asarray(ads.gumbel_topk_mask(jax.random.key(s), z, 2, jnp.float32(1.0)))
+        )
     assert np.all(np.diff(counts) <= 0) and counts[0] > 200
     cold = ads.gumbel_topk_mask(jax.random.key(7), z, 2, jnp.float32(1e-4))
     np.testing.assert_array_equal(np.flatnonzero(np.round(np.asarray(cold))), ads.select(z, 2))

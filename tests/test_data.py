@@ -157,14 +157,18 @@ def test_malformed_jsonl_and_non_utf8(tmp_path):
     with pytest.raises(data.DataError, match=r"corpus\.jsonl:2: duplicate id 'a'"):
         data.read_jsonl(p)
     p.write_text('["no id"]\n')
-    with pytest.raises(data.DataError, match=r'corpus\.jsonl:1: expected a JSON object with an "_id"'):
+    with pytest.raises(
+        data.DataError, match=r'corpus\.jsonl:1: expected a JSON object with an "_id"'
+    ):
         data.read_jsonl(p)
 
 
 def test_missing_data_folder_says_where_to_get_it(tmp_path):
     cfg = default_config.get_config()
     cfg.data.root = str(tmp_path / "absent")
-    with pytest.raises(data.DataError, match=r"not found; get BEIR SciFact from .*configs/synthetic\.py"):
+    with pytest.raises(
+        data.DataError, match=r"not found; get BEIR SciFact from .*configs/synthetic\.py"
+    ):
         data.load_from_config(cfg.data)
 
 

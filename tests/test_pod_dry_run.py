@@ -9,24 +9,46 @@ import sys
 from tests.test_multihost import _free_port
 
 SHRINK = [
-    "--config.data.source=synthetic", "--config.data.synthetic.n_docs=600",
-    "--config.data.synthetic.n_train=120", "--config.data.synthetic.n_test=40",
-    "--config.data.synthetic.dim=32", "--config.data.synthetic.rank=8", "--config.ladder=(32,16,8)",
-    "--config.train.batch_queries=16", "--config.train.steps_per_stage=6",
-    "--config.train.eval_every=3", "--config.train.log_every=2", "--config.train.ckpt_every=3",
+    "--config.data.source=synthetic",
+    "--config.data.synthetic.n_docs=600",
+    "--config.data.synthetic.n_train=120",
+    "--config.data.synthetic.n_test=40",
+    "--config.data.synthetic.dim=32",
+    "--config.data.synthetic.rank=8",
+    "--config.ladder=(32,16,8)",
+    "--config.train.batch_queries=16",
+    "--config.train.steps_per_stage=6",
+    "--config.train.eval_every=3",
+    "--config.train.log_every=2",
+    "--config.train.ckpt_every=3",
     "--config.memory.size=64",
 ]
 
 
 def test_pod_config_runs_as_two_processes(tmp_path):
     port = str(_free_port())
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "launch.train", "--config", "configs/tpu_pod.py",
-             "--workdir", str(tmp_path), f"--coordinator_address=localhost:{port}",
-             "--num_processes=2", f"--process_id={i}", *SHRINK],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "launch.train",
+                "--config",
+                "configs/tpu_pod.py",
+                "--workdir",
+                str(tmp_path),
+                f"--coordinator_address=localhost:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+                *SHRINK,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         for i in range(2)
     ]

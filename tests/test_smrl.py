@@ -9,8 +9,13 @@ from smec_jax import ads, smrl
 def test_ladder_validation():
     assert smrl.sizes_for((384, 128, 32), 384) == (384, 128, 32)
     assert smrl.sizes_for((256, 64), 384) == (384, 256, 64)
-    for bad, msg in [((384, 384, 32), "strictly decreasing"), ((128, 256), "strictly decreasing"),
-                     ((512, 64), "within 1..384"), ((), "empty"), ((64, 0), "within")]:
+    for bad, msg in [
+        ((384, 384, 32), "strictly decreasing"),
+        ((128, 256), "strictly decreasing"),
+        ((512, 64), "within 1..384"),
+        ((), "empty"),
+        ((64, 0), "within"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             smrl.sizes_for(bad, 384)
 

@@ -18,8 +18,17 @@ def tiny_config():
     c = synthetic_config.get_config()
     c.data.synthetic.update(n_docs=600, n_train=120, n_test=40, dim=32, rank=8, seed=1)
     c.ladder = (32, 16, 8)
-    c.train.update(batch_queries=16, n_hard=3, hard_pool=8, steps_per_stage=8, eval_every=4,
-                   log_every=2, ckpt_every=4, patience=100, unsup_batch=32)
+    c.train.update(
+        batch_queries=16,
+        n_hard=3,
+        hard_pool=8,
+        steps_per_stage=8,
+        eval_every=4,
+        log_every=2,
+        ckpt_every=4,
+        patience=100,
+        unsup_batch=32,
+    )
     c.memory.update(size=64, k=4)
     return c
 
@@ -33,11 +42,14 @@ def test_frozen_columns_are_bit_identical_after_a_stage(synthetic):
     sizes = smrl.sizes_for(cfg.ladder, synthetic.dim)
     mesh = train.parallel.data_mesh(1)
     tq = input_pipeline.resolve(synthetic, "train", synthetic.judged_queries("train"), 8)
-    batches = input_pipeline.supervised_batches(synthetic, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0)
+    batches = input_pipeline.supervised_batches(
+        synthetic, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0
+    )
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    state = jax.device_put(train.create_train_state(cfg, synthetic.dim, 32, sizes, synthetic.corpus),
-                           replicated)
+    state = jax.device_put(
+        train.create_train_state(cfg, synthetic.dim, 32, sizes, synthetic.corpus), replicated
+    )
     for t in (1, 2):
         stage = smrl.make_stage(t, sizes, jax.tree.map(np.asarray, state.ads))
         before = jax.tree.map(np.array, state.params)
@@ -54,8 +66,9 @@ def test_frozen_columns_are_bit_identical_after_a_stage(synthetic):
         for name in state.ads:  # only this stage's logits move
             same = np.array_equal(np.asarray(state.ads[name]), ads_before[name])
             assert same == (name != f"stage_{t}"), name
-        state = jax.device_put(state.replace(stage=state.stage + 1, stage_step=state.stage_step * 0),
-                               replicated)
+        state = jax.device_put(
+            state.replace(stage=state.stage + 1, stage_step=state.stage_step * 0), replicated
+        )
 
 
 def test_same_seed_same_result(synthetic):
@@ -78,7 +91,9 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, synthetic):
         train.train(cfg, synthetic, tmp_path / "b", verbose=False, on_step=kill_at_6)
     assert Checkpointer(tmp_path / "b" / "checkpoints").latest_step() == 4
     resumed = train.train(cfg, synthetic, tmp_path / "b", verbose=False)
-    for x, y in zip(leaves(straight.compressor.params), leaves(resumed.compressor.params), strict=True):
+    for x, y in zip(
+        leaves(straight.compressor.params), leaves(resumed.compressor.params), strict=True
+    ):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(straight.compressor.order, resumed.compressor.order)
 
@@ -103,19 +118,24 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synt
     with pytest.raises(KeyboardInterrupt):
         train.train(cfg, synthetic, tmp_path, verbose=False, on_step=kill_at_5)
     cfg.train.score_scale = float("nan")
-    with pytest.raises(train.NonFiniteLoss, match=r"non-finite loss at step 4 .*checkpoint \(step 4\) is kept"):
+    with pytest.raises(
+        train.NonFiniteLoss, match=r"non-finite loss at step 4 .*checkpoint \(step 4\) is kept"
+    ):
         train.train(cfg, synthetic, tmp_path, verbose=False)
     assert Checkpointer(tmp_path / "checkpoints").latest_step() == 4
 
 
-@pytest.mark.parametrize("field,value,msg", [
-    ("ladder", (32, 32, 8), "strictly decreasing"),
-    ("ladder", (64, 8), "within 1..32"),
-    ("memory.size", 3, "memory.size 3 is smaller than memory.k 4"),
-    ("train.batch_queries", 12, "batch of 12 is not divisible by the 8 devices"),
-    ("method", "smek", "unknown method 'smek'"),
-    ("model.kind", "mlp", "unknown model.kind 'mlp'"),
-])
+@pytest.mark.parametrize(
+    "field,value,msg",
+    [
+        ("ladder", (32, 32, 8), "strictly decreasing"),
+        ("ladder", (64, 8), "within 1..32"),
+        ("memory.size", 3, "memory.size 3 is smaller than memory.k 4"),
+        ("train.batch_queries", 12, "batch of 12 is not divisible by the 8 devices"),
+        ("method", "smek", "unknown method 'smek'"),
+        ("model.kind", "mlp", "unknown model.kind 'mlp'"),
+    ],
+)
 def test_bad_configs_fail_before_compiling(synthetic, field, value, msg):
     cfg = tiny_config()
     node, *rest = field.split(".")
@@ -148,20 +168,37 @@ def test_export_prefixes_equal_the_trained_selection_path(tmp_path, synthetic):
 def test_label_free_mode_reads_no_qrels(synthetic):
     cfg = tiny_config()
     cfg.method = "smec_unsup"
-    no_labels = type(synthetic)(**{**synthetic.__dict__, "qrels": {"test": synthetic.qrels["test"]}})
+    no_labels = type(synthetic)(
+        **{**synthetic.__dict__, "qrels": {"test": synthetic.qrels["test"]}}
+    )
     res = train.train(cfg, no_labels, verbose=False)
     assert res.val_ndcg == {} and [len(s) for s in res.sets] == [32, 16, 8]
 
 
 def test_launch_train_end_to_end(tmp_path):
-    overrides = ["--config.data.synthetic.n_docs=600", "--config.data.synthetic.dim=32",
-                 "--config.data.synthetic.rank=8", "--config.ladder=(32,16,8)",
-                 "--config.train.batch_queries=16", "--config.train.steps_per_stage=6",
-                 "--config.train.eval_every=3", "--config.memory.size=64"]
+    overrides = [
+        "--config.data.synthetic.n_docs=600",
+        "--config.data.synthetic.dim=32",
+        "--config.data.synthetic.rank=8",
+        "--config.ladder=(32,16,8)",
+        "--config.train.batch_queries=16",
+        "--config.train.steps_per_stage=6",
+        "--config.train.eval_every=3",
+        "--config.memory.size=64",
+    ]
     out = subprocess.run(
-        [sys.executable, "-m", "launch.train", "--config", "configs/synthetic.py",
-         "--workdir", str(tmp_path), *overrides],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "launch.train",
+            "--config",
+            "configs/synthetic.py",
+            "--workdir",
+            str(tmp_path),
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "steps/s" in out.stdout and "ETA" in out.stdout
@@ -172,9 +209,18 @@ def test_launch_train_end_to_end(tmp_path):
         assert (tmp_path / f).is_file(), f
     assert list((tmp_path / "tensorboard").iterdir())
     bad = subprocess.run(
-        [sys.executable, "-m", "launch.train", "--config", "configs/synthetic.py",
-         "--workdir", str(tmp_path / "bad"), "--config.ladder=(64,64)"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "launch.train",
+            "--config",
+            "configs/synthetic.py",
+            "--workdir",
+            str(tmp_path / "bad"),
+            "--config.ladder=(64,64)",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ladder")
 
@@ -241,7 +287,9 @@ def test_search_adaptor_trains_one_map_per_size(tmp_path, synthetic):
     comp, val = train.fit_search_adaptor(cfg, synthetic, tmp_path, verbose=False)
     assert sorted(comp.by_size) == [8, 16, 32] and set(val) == {"8", "16", "32"}
     x = synthetic.queries[:5]
-    np.testing.assert_allclose(comp.compress(x, 32), x / np.linalg.norm(x, axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(
+        comp.compress(x, 32), x / np.linalg.norm(x, axis=1, keepdims=True), atol=1e-6
+    )
     w8, w16 = comp.by_size[8].params["w"], comp.by_size[16].params["w"]
     assert not np.allclose(w8[:, :8], w16[:, :8])  # separately trained, not nested
     logged = (tmp_path / "size_8" / "metrics.jsonl").read_text()

@@ -32,20 +32,30 @@ def main():
 
     cfg = tiny_config()
     ds = data.load_from_config(cfg.data)
+
     def no_steps(step):
         raise AssertionError(f"trained step {step} instead of restoring a finished run")
 
-    res = train.train(cfg, ds, workdir if workdir != "-" else None, verbose=False,
-                      on_step=no_steps if restore_only else None)
+    res = train.train(
+        cfg,
+        ds,
+        workdir if workdir != "-" else None,
+        verbose=False,
+        on_step=no_steps if restore_only else None,
+    )
     # Exact retrieval with the corpus sharded over both processes' devices.
     from smec_jax import parallel, retrieval
 
     q = ds.queries[:50]
     s_global, i_global = retrieval.search(q, ds.corpus, 20, chunk=16, mesh=parallel.data_mesh())
     if jax.process_index() == 0:
-        np.savez(os.path.join(out_dir, "params.npz"), order=res.compressor.order,
-                 search_scores=s_global, search_rows=i_global,
-                 **{k: np.asarray(v) for k, v in res.compressor.params.items()})
+        np.savez(
+            os.path.join(out_dir, "params.npz"),
+            order=res.compressor.order,
+            search_scores=s_global,
+            search_rows=i_global,
+            **{k: np.asarray(v) for k, v in res.compressor.params.items()},
+        )
     jax.distributed.shutdown()
 
 
