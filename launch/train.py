@@ -59,12 +59,7 @@ def run(config, workdir: str) -> dict:
         flush=True,
     )
     start = time.perf_counter()
-    verbose = jax.process_index() == 0
-    if config.method == "search_adaptor":  # one adaptor per size
-        compressor, val = train.fit_search_adaptor(config, ds, workdir, verbose)
-    else:
-        result = train.train(config, ds, workdir, verbose=verbose)
-        compressor, val = result.compressor, result.val_ndcg
+    compressor, val = train.fit(config, ds, workdir, verbose=jax.process_index() == 0)
     print(f"trained in {time.perf_counter() - start:.1f}s; validation nDCG@10: {val}")
     fitted = {m: compressors.fit_method(m, ds, config.ladder, config) for m in config.eval.methods}
     fitted[config.method] = compressor

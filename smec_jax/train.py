@@ -400,6 +400,15 @@ class PerSizeCompressor:
         return self.by_size[dim].compress(x, dim)
 
 
+def fit(cfg, data: RetrievalData, workdir: str | Path | None = None, verbose: bool = True):
+    """Trains ``cfg.method`` (any of :data:`METHODS`); returns (compressor, validation nDCG@10
+    per size)."""
+    if cfg.method == "search_adaptor":  # one adaptor per size
+        return fit_search_adaptor(cfg, data, workdir, verbose)
+    result = train(cfg, data, workdir, verbose=verbose)
+    return result.compressor, result.val_ndcg
+
+
 def fit_search_adaptor(
     cfg, data: RetrievalData, workdir: str | Path | None = None, verbose: bool = True
 ) -> tuple[PerSizeCompressor, dict[str, float]]:

@@ -1,0 +1,32 @@
+"""The reproduction command: every method x seed through one path, mean ± std, resumable."""
+
+import json
+
+import pytest
+
+from launch import reproduce
+from smec_jax import train
+from tests.test_train import tiny_config
+
+
+def test_report_with_std_and_resume(tmp_path, monkeypatch):
+    cfg = tiny_config()
+    methods = ["truncate", "smec", "mrl"]
+    doc = reproduce.run(cfg, str(tmp_path), methods, [0, 1])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(doc))
+    row = saved["results"]["smec"]["8"]
+    assert {"ndcg@10", "ndcg@10_std", "ndcg@10_unseen", "ndcg@10_unseen_std"} <= set(row)
+    per_seed = [
+        json.loads((tmp_path / "runs" / f"smec-s{s}" / "results.json").read_text())["results"][
+            "smec"
+        ]["8"]["ndcg@10"]
+        for s in (0, 1)
+    ]
+    assert row["ndcg@10"] == pytest.approx(sum(per_seed) / 2)
+    assert saved["results"]["truncate"]["8"]["ndcg@10_std"] == 0.0
+    report = (tmp_path / "report.md").read_text()
+    assert "## Ablations" in report and "±" in report
+    # a rerun trains nothing: every (method, seed) is cached
+    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("retrained a cached run"))
+    assert reproduce.run(cfg, str(tmp_path), methods, [0, 1]) == doc
