@@ -7,21 +7,13 @@ import subprocess
 import sys
 
 from tests.test_multihost import _free_port
+from tests.test_train import TINY_FLAGS
 
 SHRINK = [
     "--config.data.source=synthetic",
-    "--config.data.synthetic.n_docs=600",
-    "--config.data.synthetic.n_train=120",
-    "--config.data.synthetic.n_test=40",
-    "--config.data.synthetic.dim=32",
-    "--config.data.synthetic.rank=8",
-    "--config.ladder=(32,16,8)",
-    "--config.train.batch_queries=16",
-    "--config.train.steps_per_stage=6",
-    "--config.train.eval_every=3",
+    *TINY_FLAGS,
     "--config.train.log_every=2",
     "--config.train.ckpt_every=3",
-    "--config.memory.size=64",
 ]
 
 

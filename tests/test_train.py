@@ -175,31 +175,31 @@ def test_label_free_mode_reads_no_qrels(synthetic):
     assert res.val_ndcg == {} and [len(s) for s in res.sets] == [32, 16, 8]
 
 
-def test_launch_train_end_to_end(tmp_path):
-    overrides = [
-        "--config.data.synthetic.n_docs=600",
-        "--config.data.synthetic.dim=32",
-        "--config.data.synthetic.rank=8",
-        "--config.ladder=(32,16,8)",
-        "--config.train.batch_queries=16",
-        "--config.train.steps_per_stage=6",
-        "--config.train.eval_every=3",
-        "--config.memory.size=64",
-    ]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "launch.train",
-            "--config",
-            "configs/synthetic.py",
-            "--workdir",
-            str(tmp_path),
-            *overrides,
-        ],
-        capture_output=True,
-        text=True,
+# tiny_config() as command-line overrides of configs/synthetic.py (subprocess tests)
+TINY_FLAGS = [
+    "--config.data.synthetic.n_docs=600",
+    "--config.data.synthetic.n_train=120",
+    "--config.data.synthetic.n_test=40",
+    "--config.data.synthetic.dim=32",
+    "--config.data.synthetic.rank=8",
+    "--config.ladder=(32,16,8)",
+    "--config.train.batch_queries=16",
+    "--config.train.steps_per_stage=6",
+    "--config.train.eval_every=3",
+    "--config.memory.size=64",
+]
+
+
+def launch_train(workdir, *flags, **kwargs):
+    """Runs `python -m launch.train --config configs/synthetic.py` in a subprocess."""
+    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/synthetic.py"]
+    return subprocess.run(
+        [*cmd, "--workdir", str(workdir), *flags], capture_output=True, text=True, **kwargs
     )
+
+
+def test_launch_train_end_to_end(tmp_path):
+    out = launch_train(tmp_path, *TINY_FLAGS)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "steps/s" in out.stdout and "ETA" in out.stdout
     doc = json.loads((tmp_path / "results.json").read_text())
@@ -208,20 +208,7 @@ def test_launch_train_end_to_end(tmp_path):
     for f in ("ndcg_vs_dim.png", "compressor.npz", "metrics.jsonl"):
         assert (tmp_path / f).is_file(), f
     assert list((tmp_path / "tensorboard").iterdir())
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "launch.train",
-            "--config",
-            "configs/synthetic.py",
-            "--workdir",
-            str(tmp_path / "bad"),
-            "--config.ladder=(64,64)",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    bad = launch_train(tmp_path / "bad", "--config.ladder=(64,64)")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ladder")
 
 
