@@ -28,7 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.ladder = (384, 256, 128, 64, 32)
 
     # What `python -m launch.train` trains: smec (supervised), smec_unsup (label-free), or an
-    # ablation: mrl (all sizes jointly), mrl_smrl (sequential), mrl_sxbm (joint + memory), or
+    # ablation: mrl (all sizes jointly), mrl_smrl (sequential), mrl_ads (joint + ADS),
+    # mrl_sxbm (joint + memory), or
     # a peer method: matryoshka_adaptor, matryoshka_adaptor_unsup, search_adaptor.
     c.method = "smec"
 

@@ -38,13 +38,14 @@ flags.DEFINE_list(
         "smec_unsup",
         "mrl",
         "mrl_smrl",
+        "mrl_ads",
         "mrl_sxbm",
     ],
     "Methods to compare (baselines, peers, SMEC, label-free methods, ablations).",
 )
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (training methods only; baselines are exact).")
 
-ABLATION_ROWS = ("mrl", "mrl_smrl", "mrl_sxbm", "smec")
+ABLATION_ROWS = ("mrl", "mrl_smrl", "mrl_ads", "mrl_sxbm", "smec")
 BASELINES = set(compressors.METHODS)  # fitted in closed form, no seed
 
 
@@ -58,7 +59,7 @@ def run_one(config, ds, method: str, seed: int, workdir: Path) -> dict:
     if method in BASELINES:
         comp = compressors.fit_method(method, ds, cfg.ladder, cfg)
     else:
-        comp, _ = train.fit(cfg, ds, workdir / "train", verbose=False)
+        comp, _ = train.fit(cfg, ds, workdir / "train", verbose=True)
     mesh = parallel.data_mesh() if jax.device_count() > 1 else None
     res = evaluation.evaluate(ds, {method: comp}, cfg.ladder, split=cfg.eval.split, mesh=mesh)
     evaluation.write_results(workdir, evaluation.results_document(ds, cfg.eval.split, res))

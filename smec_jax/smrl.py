@@ -67,17 +67,26 @@ class Stage:
 
 
 def kept_sets(
-    sizes: Sequence[int], logits: Mapping[str, np.ndarray] | None, upto: int
+    sizes: Sequence[int],
+    logits: Mapping[str, np.ndarray] | None,
+    upto: int,
+    joint: bool = False,
 ) -> list[np.ndarray]:
     """S_0, ..., S_upto as index arrays into the N outputs.
 
     S_0 = all N dims; S_t = S_{t-1}[select(z_t, d_t)] with ADS logits, else the first d_t of
     S_{t-1} (prefix truncation). Each S_t keeps the order of S_{t-1}.
+
+    ``joint`` (the "+ADS only" ablation: one stage, one logit vector z_1 over all N dims):
+    S_t = the top d_t of z_1, nested because every size ranks the same logits.
     """
     sets = [np.arange(sizes[0])]
     for t in range(1, upto + 1):
         if logits is None:
             pick = np.arange(sizes[t])
+        elif joint:
+            sets.append(ads.select(np.asarray(logits[ads.stage_name(1)]), sizes[t]))
+            continue
         else:
             pick = ads.select(np.asarray(logits[ads.stage_name(t)]), sizes[t])
         sets.append(sets[-1][pick])

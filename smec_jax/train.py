@@ -166,8 +166,9 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
     def loss_fn(tree, state: TrainState, batch, rng):
         params = model.freeze_columns(tree["params"], trainable_n)
         tau = ads.tau_schedule(state.stage_step, steps, cfg.ads.tau_start, cfg.ads.tau_end)
-        if cfg.ads.enabled:
-            smaller = (ads.gumbel_topk_mask(rng, tree["ads"][name], d_next, tau),)
+        if cfg.ads.enabled:  # joint schedule: one noise draw, so the masks of all sizes nest
+            z = tree["ads"][name]
+            smaller = tuple(ads.gumbel_topk_mask(rng, z, d, tau) for d in stage.loss_sizes)
         else:
             smaller = tuple(jnp.asarray(p, jnp.float32) for p in prefixes)
         masks = (None, *smaller)  # size d_{t-1} (all kept dims), then the selected sizes
@@ -304,10 +305,12 @@ class NonFiniteLoss(FloatingPointError):
 
 def _stage_selection(state: TrainState, stage: smrl.Stage, sizes, ads_enabled: bool) -> np.ndarray:
     """The output dims of size d_t as inference would pick them now (S_t); for the joint
-    schedule, the prefix of the smallest size."""
-    if stage.also or not ads_enabled:  # joint schedule, or prefixes of the kept dims
+    schedule, those of the smallest size."""
+    if not ads_enabled:  # prefixes of the kept dims
         return stage.kept[: stage.d_next]
     logits = jax.tree.map(np.asarray, state.ads)
+    if stage.also:  # joint schedule with ADS: the top d_T of the one logit vector
+        return smrl.kept_sets(sizes, logits, len(sizes) - 1, joint=True)[-1]
     return smrl.kept_sets(sizes, logits, stage.index)[stage.index]
 
 
@@ -343,7 +346,9 @@ def _fmt_eta(seconds: float) -> str:
 
 # Methods the trainer runs, as switches on the same code path. Ablations of SMEC (the
 # paper's ablation table): mrl trains every size at once as prefixes, mrl_smrl trains them
-# sequentially, mrl_sxbm adds the memory loss to MRL. Matryoshka-Adaptor (Yoon et al. 2024):
+# sequentially, mrl_ads trains them at once on dims chosen by ADS (one logit vector over
+# all N dims; each size takes its top d of the same noisy logits, so the sets nest),
+# mrl_sxbm adds the memory loss to MRL. Matryoshka-Adaptor (Yoon et al. 2024):
 # a residual MLP trained on all prefix sizes jointly with in-batch similarity preservation
 # (L_topk + L_pair + L_rec), plus the rank loss when supervised.
 _MRL = {"schedule": "joint", "ads": False, "memory": False}
@@ -356,6 +361,7 @@ METHOD_PARTS = {
     "smec_unsup": {"supervised": False},
     "mrl": _MRL,
     "mrl_smrl": {"schedule": "sequential", "ads": False, "memory": False},
+    "mrl_ads": {**_MRL, "ads": True},
     "mrl_sxbm": {**_MRL, "memory": True},
     "matryoshka_adaptor": _MA,
     "matryoshka_adaptor_unsup": {**_MA, "supervised": False},
@@ -434,11 +440,6 @@ def validate_config(cfg, data: RetrievalData, n_devices: int) -> tuple[int, ...]
     cfg = method_config(cfg)
     if cfg.train.schedule not in ("sequential", "joint"):
         raise ValueError(f"unknown train.schedule {cfg.train.schedule!r}; use sequential or joint")
-    if cfg.train.schedule == "joint" and cfg.ads.enabled:
-        raise ValueError(
-            "ADS selects dims stage by stage: set --config.ads.enabled=False "
-            "with train.schedule=joint"
-        )
     if cfg.model.kind not in model.KINDS:
         raise ValueError(f"unknown model.kind {cfg.model.kind!r}; use one of {model.KINDS}")
     out_dim = cfg.model.out_dim or data.dim
@@ -591,7 +592,7 @@ def train(
 
     # -- the nested compressor, and its validation scores at every size
     logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
-    sets = smrl.kept_sets(sizes, logits, len(sizes) - 1)
+    sets = smrl.kept_sets(sizes, logits, len(sizes) - 1, joint=cfg.train.schedule == "joint")
     comp = NestedCompressor(
         params=model.to_numpy(state.params), order=smrl.nested_order(sets), sizes=tuple(sizes)
     )

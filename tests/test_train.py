@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import synthetic as synthetic_config
-from smec_jax import export, input_pipeline, model, smrl, train
+from smec_jax import ads, export, input_pipeline, model, smrl, train
 from smec_jax.checkpoint import Checkpointer
 
 
@@ -236,11 +236,23 @@ def test_mrl_ablation_trains_every_size_jointly_as_prefixes(synthetic):
     assert not np.array_equal(res.compressor.params["w"], seq.compressor.params["w"])
 
 
-def test_joint_schedule_refuses_ads(synthetic):
+def test_ads_only_ablation_picks_nested_sets_from_one_logit_vector(synthetic):
+    """mrl_ads: one joint stage; every size's dims are the top-d of one logit vector over all
+    N dims, in training (one Gumbel draw: the hard masks nest) and in the exported sets."""
+    z = jax.random.normal(jax.random.key(3), (32,))
+    rng = jax.random.key(4)
+    masks = [np.asarray(ads.gumbel_topk_mask(rng, z, d, 0.5)) for d in (16, 8)]
+    assert masks[0].sum() == 16 and masks[1].sum() == 8
+    assert np.all(masks[1] <= masks[0])  # the 8 picked dims are among the 16
     cfg = tiny_config()
-    cfg.train.schedule = "joint"
-    with pytest.raises(ValueError, match="ADS selects dims stage by stage"):
-        train.validate_config(cfg, synthetic, 8)
+    cfg.method = "mrl_ads"
+    res = train.train(cfg, synthetic, verbose=False)
+    assert {h["stage"] for h in res.val_history} == {1}
+    s0, s1, s2 = (set(map(int, s)) for s in res.sets)
+    assert (len(s0), len(s1), len(s2)) == (32, 16, 8)
+    assert s2 <= s1 <= s0
+    # the nested order puts the smallest set first, so every size is a prefix of the export
+    assert set(map(int, res.compressor.order[:8])) == s2
 
 
 @pytest.mark.parametrize("method", ["matryoshka_adaptor", "matryoshka_adaptor_unsup"])
