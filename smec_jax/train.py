@@ -156,7 +156,7 @@ def _unsup_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="au
 
 def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh) -> Callable:
     """The jitted ``(state, batch) -> (state, metrics)`` of one stage (sizes, masks static)."""
-    kept, d_next, name = stage.kept, stage.d_next, ads.stage_name(stage.index)
+    kept, name = stage.kept, ads.stage_name(stage.index)
     trainable_n = stage.trainable(out_dim)
     prefixes = [np.arange(stage.d_prev) < size for size in stage.loss_sizes]  # no-ADS masks
     opt = make_optimizer(cfg)
