@@ -2,7 +2,7 @@
 
 Read top to bottom:
   1. TrainState           — everything a resumed run needs, as one pytree.
-  2. make_train_step      — the stage's loss (rank at d_{t-1} and d_t + alpha * S-XBM), with
+  2. make_loss_fn, make_train_step — the stage's loss (rank at d_{t-1} and d_t + alpha * S-XBM), with
                             frozen columns, ADS masks and the memory; jitted over the mesh.
   3. train                — mesh, input, state (fresh or restored), then for each stage:
                             compile, loop (log, validate, early-stop, checkpoint), fix the
@@ -154,12 +154,13 @@ def _unsup_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="au
     return total
 
 
-def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh) -> Callable:
-    """The jitted ``(state, batch) -> (state, metrics)`` of one stage (sizes, masks static)."""
+def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh) -> Callable:
+    """The stage's loss ``(tree, state, batch, rng) -> (loss, (metrics, x, ids, keep))``, with
+    ``tree = {"params", "ads"}``: rank at d_{t-1} and d_t (all ladder sizes for the joint
+    schedule) + alpha * S-XBM (+ Matryoshka-Adaptor's terms when enabled)."""
     kept, name = stage.kept, ads.stage_name(stage.index)
     trainable_n = stage.trainable(out_dim)
     prefixes = [np.arange(stage.d_prev) < size for size in stage.loss_sizes]  # no-ADS masks
-    opt = make_optimizer(cfg)
     scale, alpha = cfg.train.score_scale, cfg.memory.alpha
     steps = cfg.train.steps_per_stage
 
@@ -228,6 +229,15 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh
                 loss = loss + ad.pair_weight * metrics["pair"]
         return loss, (metrics, x, ids, keep)
 
+    return loss_fn
+
+
+def make_train_step(stage: smrl.Stage, cfg, out_dim: int, supervised: bool, mesh) -> Callable:
+    """The jitted ``(state, batch) -> (state, metrics)`` of one stage (sizes, masks static)."""
+    name = ads.stage_name(stage.index)
+    trainable_n = stage.trainable(out_dim)
+    loss_fn = make_loss_fn(stage, cfg, out_dim, supervised, mesh)
+    opt = make_optimizer(cfg)
     traces = 0
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:

@@ -1,0 +1,239 @@
+"""The reproduction report's analyses: the gradient probe (MRL vs SMRL) and ADS vs WARE.
+
+* :func:`gradient_probe` trains a schedule (``mrl`` = every size jointly, ``mrl_smrl`` =
+  sequentially) for the same number of steps and, once per epoch, takes the gradient of the
+  training loss on a few fixed probe batches. It reports the mean gradient magnitude of the
+  compressor columns kept for the smallest size and of the other columns, and the gradient
+  variance across the probe batches (the minibatch noise), over all columns and over the
+  small size's columns. The paper's argument: with every size's loss on the same columns
+  (MRL), the small size's columns get larger, noisier gradients than when sizes are
+  trained in sequence (SMRL).
+* :func:`ware_importance` is the WARE importance of each dimension: the mean relative change
+  of query-document cosine similarities when that dimension alone is removed.
+  :func:`achievement_rate` is the share of a selected set of d dims that lies in the WARE
+  top-d. :func:`ads_selection` trains ADS alone on the original embedding (identity
+  compressor, frozen) so that its sets can be compared with prefix truncation.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from smec_jax import input_pipeline, parallel, retrieval, smrl, train
+from smec_jax.data import RetrievalData
+
+# ============================================================================ gradient probe
+
+
+def _column_grads(loss_fn, state, probe, rng) -> np.ndarray:
+    """(B, D, N) gradients of the loss w.r.t. the linear weight, one per probe batch."""
+    grad_w = jax.jit(
+        lambda tree, batch: jax.grad(lambda t: loss_fn(t, state, batch, rng)[0])(tree)["params"][
+            "w"
+        ]
+    )
+    tree = train._trainable(state)
+    return np.stack([np.asarray(grad_w(tree, b)) for b in probe])
+
+
+def _grad_stats(g_bdn: np.ndarray, small: np.ndarray) -> dict[str, float]:
+    mean_g = g_bdn.mean(axis=0)  # the gradient over all probe batches together
+    col_mag = np.linalg.norm(mean_g, axis=0)  # (N,)
+    other = np.ones(col_mag.shape, bool)
+    other[small] = False
+    var = g_bdn.var(axis=0)  # (D, N): variance across probe batches
+    return {
+        "mag_small": float(col_mag[small].mean()),
+        "mag_other": float(col_mag[other].mean()),
+        "var_all": float(var.mean()),
+        "var_small": float(var[:, small].mean()),
+    }
+
+
+def gradient_probe(
+    cfg, data: RetrievalData, method: str, n_probe: int = 4, verbose: bool = False
+) -> dict:
+    """Gradient statistics per epoch while training ``method`` (mrl or mrl_smrl, linear).
+
+    Both schedules train (T stages) x ``steps_per_stage`` steps in all, with no early
+    stopping, on the same batches; epoch = one pass over the training queries.
+    Returns {"epochs": [...], "step": [...], "stage": [...], "mag_small": [...], ...}.
+    """
+    cfg = cfg.copy_and_resolve_references()
+    cfg.method = method
+    sizes = train.validate_config(cfg, data, 1)
+    cfg = train.method_config(cfg)
+    if cfg.model.kind != "linear" or cfg.ads.enabled or cfg.memory.enabled:
+        raise ValueError(
+            f"the gradient probe compares prefix schedules (mrl, mrl_smrl), not {method}"
+        )
+    mesh = parallel.data_mesh(1)
+    split = cfg.train.split
+    train_q, _ = input_pipeline.split_train_val(
+        data, split, cfg.train.val_fraction, cfg.seed, cfg.train.val_unseen
+    )
+    tq = input_pipeline.resolve(data, split, train_q, cfg.train.hard_pool)
+    batches = input_pipeline.supervised_batches(
+        data,
+        tq,
+        batch_queries=cfg.train.batch_queries,
+        n_pos=cfg.train.n_pos,
+        n_hard=cfg.train.n_hard,
+        seed=cfg.seed,
+    )
+    sharding = NamedSharding(mesh, P(parallel.DATA))
+    put = lambda b: train._put_batch(b, sharding)
+    probe = [
+        put(batches[10**6 + i]) for i in range(n_probe)
+    ]  # fixed batches past any step trained here
+    epoch_steps = max(1, len(train_q) // cfg.train.batch_queries)
+    n_stages = len(sizes) - 1
+    total = n_stages * cfg.train.steps_per_stage
+    if cfg.train.schedule == "joint":
+        plan = [(smrl.joint_stage(sizes), total)]
+    else:
+        plan = [
+            (smrl.make_stage(t, sizes, None), cfg.train.steps_per_stage)
+            for t in range(1, n_stages + 1)
+        ]
+    small = np.arange(sizes[-1])  # prefix schedules: the smallest size keeps the first d_T columns
+    shardings = train.state_shardings(cfg, mesh)
+    state = train.create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus)
+    out: dict[str, list] = {"epoch": [], "step": [], "stage": []}
+    step = 0
+    rng = jax.random.key(cfg.seed + 7)
+    for stage, n_steps in plan:
+        fresh_opt = train.make_optimizer(cfg).init(train._trainable(state))  # reset per stage
+        state = jax.device_put(state.replace(opt_state=fresh_opt), shardings)
+        step_fn = train.make_train_step(stage, cfg, sizes[0], True, mesh)
+        loss_fn = train.make_loss_fn(stage, cfg, sizes[0], True, mesh)
+        for _ in range(n_steps):
+            if step % epoch_steps == 0:
+                stats = _grad_stats(_column_grads(loss_fn, state, probe, rng), small)
+                out["epoch"].append(step // epoch_steps)
+                out["step"].append(step)
+                out["stage"].append(stage.index)
+                for k, v in stats.items():
+                    out.setdefault(k, []).append(v)
+            state, _ = step_fn(state, put(batches[step]))
+            step += 1
+            if verbose and step % 100 == 0:
+                print(f"gradient probe {method}: step {step}/{total}", flush=True)
+    out["epoch_steps"] = epoch_steps
+    return out
+
+
+def plot_gradient_probe(probes: dict[str, dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    styles = {"mrl": "-", "mrl_smrl": "--"}
+    for method, p in probes.items():
+        ls = styles.get(method, ":")
+        axes[0].plot(
+            p["epoch"], p["mag_small"], ls, color="C0", label=f"{method}: smallest size's columns"
+        )
+        axes[0].plot(p["epoch"], p["mag_other"], ls, color="C1", label=f"{method}: other columns")
+        axes[1].plot(p["epoch"], p["var_all"], ls, color="C2", label=method)
+        axes[2].plot(p["epoch"], p["var_small"], ls, color="C3", label=method)
+    titles = (
+        "mean gradient magnitude per column",
+        "gradient variance across batches, all columns",
+        "gradient variance, smallest size's columns",
+    )
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    import os
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ============================================================================ ADS vs WARE
+
+
+def ware_importance(a_pd: np.ndarray, b_pd: np.ndarray) -> np.ndarray:
+    """(N,) mean over pairs p of |cos(a_p, b_p without dim j) - cos(a_p, b_p)| / |cos(a_p, b_p)|.
+
+    Removing dim j from both vectors: the dot loses a_j b_j, the squared norms lose a_j^2
+    and b_j^2, so all N removals are computed at once (float64).
+    """
+    a, b = np.asarray(a_pd, np.float64), np.asarray(b_pd, np.float64)
+    dot, na, nb = (a * b).sum(1), (a * a).sum(1), (b * b).sum(1)
+    cos = dot / np.sqrt(na * nb)
+    denom = np.sqrt(np.maximum((na[:, None] - a * a) * (nb[:, None] - b * b), 1e-300))
+    cos_wo = (dot[:, None] - a * b) / denom
+    rel = np.abs(cos_wo - cos[:, None]) / np.maximum(np.abs(cos[:, None]), 1e-12)
+    return rel.mean(axis=0)
+
+
+def ranking_pairs(
+    data: RetrievalData, qids: list[str], k: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query, document) embedding pairs: each query with its top-k documents by the original
+    embedding, the pairs whose similarities decide the ranking. No relevance labels used."""
+    q = data.queries[data.query_rows(qids)]
+    _, top = retrieval.search(q, data.corpus, k)
+    top = np.asarray(top)
+    a = np.repeat(q, k, axis=0)
+    b = np.asarray(data.corpus)[top.reshape(-1)]
+    return a, b
+
+
+def top_dims(importance: np.ndarray, d: int) -> np.ndarray:
+    return np.argsort(-importance, kind="stable")[:d]
+
+
+def achievement_rate(selected: np.ndarray, importance: np.ndarray) -> float:
+    """Share of the selected dims that are among the WARE top-|selected| dims."""
+    d = len(selected)
+    return len(set(map(int, selected)) & set(map(int, top_dims(importance, d)))) / d
+
+
+def ads_selection(cfg, data: RetrievalData, workdir=None) -> list[np.ndarray]:
+    """S_0..S_T chosen by ADS alone on the original embedding: identity compressor that does
+    not train (lr 0), zero-initialised logits, no memory; early stopping on validation."""
+    cfg = cfg.copy_and_resolve_references()
+    cfg.method = "smec"
+    cfg.model.update(kind="linear", init="identity", out_dim=0)
+    cfg.train.lr = 0.0
+    cfg.ads.update(enabled=True, init="zeros")
+    cfg.memory.enabled = False
+    return train.train(cfg, data, workdir, verbose=False).sets
+
+
+def ads_table(data: RetrievalData, sets: list[np.ndarray], sizes, qids: list[str]) -> dict:
+    """Achievement rate per size of ADS, prefix truncation and top-variance dims, against
+    the WARE ranking of the original dims on (training query, top-20 document) pairs."""
+    a, b = ranking_pairs(data, qids)
+    imp = ware_importance(a, b)
+    var_rank = np.argsort(-np.asarray(data.corpus, np.float64).var(axis=0), kind="stable")
+    rows = {}
+    for d, s in zip(sizes[1:], sets[1:], strict=True):
+        rows[str(d)] = {
+            "ads": achievement_rate(s, imp),
+            "prefix": achievement_rate(np.arange(d), imp),
+            "top_variance": achievement_rate(var_rank[:d], imp),
+        }
+    return {"importance": imp.tolist(), "achievement_rate": rows, "pairs": len(a)}

@@ -1,0 +1,117 @@
+"""The report's analyses: WARE importance and achievement rate against brute force, the
+gradient probe's statistics against a literal computation, and each analysis end to end on
+the tiny synthetic config."""
+
+import numpy as np
+
+from smec_jax import analysis
+from tests.test_train import tiny_config
+
+
+def _cos(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_ware_importance_equals_removing_each_dim_by_hand():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(7, 12)), rng.normal(size=(7, 12))
+    want = np.zeros(12)
+    for j in range(12):
+        keep = np.arange(12) != j
+        for p in range(7):
+            full = _cos(a[p], b[p])
+            want[j] += abs(_cos(a[p, keep], b[p, keep]) - full) / abs(full) / 7
+    np.testing.assert_allclose(analysis.ware_importance(a, b), want, rtol=1e-10)
+
+
+def test_a_dim_that_carries_the_similarity_is_the_most_important():
+    rng = np.random.default_rng(1)
+    a, b = 0.01 * rng.normal(size=(50, 8)), 0.01 * rng.normal(size=(50, 8))
+    a[:, 5], b[:, 5] = 1.0, 1.0  # dim 5 holds almost all of every dot product
+    imp = analysis.ware_importance(a, b)
+    assert int(np.argmax(imp)) == 5
+
+
+def test_achievement_rate_counts_the_overlap_with_the_ware_top_d():
+    imp = np.array([0.1, 0.9, 0.3, 0.8, 0.0, 0.5])  # top-2 = {1, 3}; top-3 = {1, 3, 5}
+    assert analysis.achievement_rate(np.array([1, 3]), imp) == 1.0
+    assert analysis.achievement_rate(np.array([0, 1]), imp) == 0.5
+    assert analysis.achievement_rate(np.array([0, 2, 4]), imp) == 0.0
+    assert analysis.achievement_rate(np.array([2, 3, 5]), imp) == 2 / 3
+
+
+def test_grad_stats_equal_a_literal_computation():
+    rng = np.random.default_rng(2)
+    g = rng.normal(size=(4, 6, 10))  # (probe batches, D, N)
+    small = np.array([0, 1, 2])
+    s = analysis._grad_stats(g, small)
+    mean = g.mean(0)
+    mags = [np.sqrt(sum(mean[i, j] ** 2 for i in range(6))) for j in range(10)]
+    assert np.isclose(s["mag_small"], np.mean(mags[:3]))
+    assert np.isclose(s["mag_other"], np.mean(mags[3:]))
+    var = [[np.var([g[b, i, j] for b in range(4)]) for j in range(10)] for i in range(6)]
+    assert np.isclose(s["var_all"], np.mean(var))
+    assert np.isclose(s["var_small"], np.mean(np.asarray(var)[:, :3]))
+
+
+def test_gradient_probe_runs_both_schedules_and_smrl_freezes_columns(synthetic):
+    """Same number of steps and records for both schedules; in SMRL's second stage the
+    columns dropped in the first get no gradient, so the 'other' magnitude falls."""
+    cfg = tiny_config()
+    mrl = analysis.gradient_probe(cfg, synthetic, "mrl", n_probe=2)
+    smrl = analysis.gradient_probe(cfg, synthetic, "mrl_smrl", n_probe=2)
+    assert mrl["step"] == smrl["step"] and len(mrl["step"]) >= 2
+    assert set(smrl["stage"]) == {1, 2} and set(mrl["stage"]) == {1}
+    for p in (mrl, smrl):
+        for key in ("mag_small", "mag_other", "var_all", "var_small"):
+            assert np.all(np.isfinite(p[key])) and np.all(np.asarray(p[key]) >= 0)
+        assert np.all(np.asarray(p["mag_small"]) > 0)
+
+
+def test_ads_selection_and_table_on_the_tiny_config(synthetic):
+    cfg = tiny_config()
+    sets = analysis.ads_selection(cfg, synthetic)
+    assert [len(s) for s in sets] == [32, 16, 8]
+    assert set(map(int, sets[2])) <= set(map(int, sets[1]))
+    table = analysis.ads_table(synthetic, sets, (32, 16, 8), synthetic.judged_queries("train")[:20])
+    assert set(table["achievement_rate"]) == {"16", "8"}
+    for row in table["achievement_rate"].values():
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+    assert table["pairs"] == 20 * 20
+
+
+def test_analyze_command_writes_every_section(tmp_path, monkeypatch, synthetic):
+    """launch.analyze end to end on the tiny config: all four analyses, their plots, and a
+    report whose tables hold the measured values; the cross-corpus target is a second
+    synthetic dataset standing in for another corpus."""
+    from launch import analyze
+    from smec_jax.synthetic import make_synthetic
+
+    target = make_synthetic(n_docs=500, n_train=60, n_test=30, dim=32, rank=8, seed=5)
+    monkeypatch.setattr(analyze, "target_data", lambda *a: target)
+    cfg = tiny_config()
+    doc = analyze.run(
+        cfg,
+        str(tmp_path),
+        ["grad", "ads", "memory", "cross"],
+        memory_sizes=(64, 128),
+        targets=("other",),
+        transfer_methods=("smec", "mrl"),
+    )
+    for png in ("grad_variance.png", "ads_ware.png", "memory_sweep.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    assert set(doc["memory"]) == {"64", "128"} and doc["memory"]["64"]["step_ms"] > 0
+    rows = doc["cross"]["other"]
+    assert set(rows) == {
+        "truncate",
+        "pca (fitted on target)",
+        "smec (SciFact-trained)",
+        "mrl (SciFact-trained)",
+        "smec_unsup (target corpus, no labels)",
+        "matryoshka_adaptor_unsup (target corpus, no labels)",
+    }
+    report = (tmp_path / "analysis.md").read_text()
+    assert f"{rows['truncate']['8']['ndcg@10']:.4f}" in report
+    assert f"{doc['memory']['128']['step_ms']:.1f}" in report
+    # the SciFact-trained compressors are the reproduce runs' seed 0: rerunning reuses them
+    assert (tmp_path / "runs" / "smec-s0" / "train" / "checkpoints").is_dir()
