@@ -51,18 +51,26 @@ BASELINES = set(compressors.METHODS)  # fitted in closed form, no seed
 
 def run_one(config, ds, method: str, seed: int, workdir: Path) -> dict:
     """Results of one (method, seed), cached in ``workdir/results.json``."""
-    cached = workdir / "results.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())["results"][method]
     cfg = config.copy_and_resolve_references()
     cfg.method, cfg.seed = method, seed
+    fingerprint = cfg.to_json(sort_keys=True)
+    cached = workdir / "results.json"
+    if cached.is_file():
+        doc = json.loads(cached.read_text())
+        if doc.get("config") != json.loads(fingerprint):
+            raise ValueError(
+                f"{cached} was written with another config (or by an older version); "
+                "use a fresh --workdir or delete that run folder"
+            )
+        return doc["results"][method]
     if method in BASELINES:
         comp = compressors.fit_method(method, ds, cfg.ladder, cfg)
     else:
         comp, _ = train.fit(cfg, ds, workdir / "train", verbose=True)
     mesh = parallel.data_mesh() if jax.device_count() > 1 else None
     res = evaluation.evaluate(ds, {method: comp}, cfg.ladder, split=cfg.eval.split, mesh=mesh)
-    evaluation.write_results(workdir, evaluation.results_document(ds, cfg.eval.split, res))
+    doc = evaluation.results_document(ds, cfg.eval.split, res) | {"config": json.loads(fingerprint)}
+    evaluation.write_results(workdir, doc)
     return res[method]
 
 

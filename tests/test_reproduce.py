@@ -30,3 +30,11 @@ def test_report_with_std_and_resume(tmp_path, monkeypatch):
     # a rerun trains nothing: every (method, seed) is cached
     monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("retrained a cached run"))
     assert reproduce.run(cfg, str(tmp_path), methods, [0, 1]) == doc
+
+
+def test_a_cached_run_from_another_config_is_refused(tmp_path):
+    cfg = tiny_config()
+    reproduce.run(cfg, str(tmp_path), ["truncate", "mrl"], [0])
+    cfg.train.steps_per_stage = 5
+    with pytest.raises(ValueError, match="written with another config"):
+        reproduce.run(cfg, str(tmp_path), ["truncate", "mrl"], [0])
