@@ -25,24 +25,22 @@ from smec_jax import compressors, data, evaluation, parallel, train
 
 FLAGS = flags.FLAGS
 common.define_config_and_workdir("runs/reproduce")
-flags.DEFINE_list(
-    "methods",
-    [
-        "truncate",
-        "pca",
-        "doc_prior",
-        "search_adaptor",
-        "matryoshka_adaptor",
-        "smec",
-        "matryoshka_adaptor_unsup",
-        "smec_unsup",
-        "mrl",
-        "mrl_smrl",
-        "mrl_ads",
-        "mrl_sxbm",
-    ],
-    "Methods to compare (baselines, peers, SMEC, label-free methods, ablations).",
+# Baselines, the control, peers, SMEC, label-free methods, then the ablations.
+DEFAULT_METHODS = (
+    "truncate",
+    "pca",
+    "doc_prior",
+    "search_adaptor",
+    "matryoshka_adaptor",
+    "smec",
+    "matryoshka_adaptor_unsup",
+    "smec_unsup",
+    "mrl",
+    "mrl_smrl",
+    "mrl_ads",
+    "mrl_sxbm",
 )
+flags.DEFINE_list("methods", list(DEFAULT_METHODS), "Methods to compare.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (training methods only; baselines are exact).")
 
 ABLATION_ROWS = ("mrl", "mrl_smrl", "mrl_ads", "mrl_sxbm", "smec")

@@ -38,3 +38,16 @@ def test_a_cached_run_from_another_config_is_refused(tmp_path):
     cfg.train.steps_per_stage = 5
     with pytest.raises(ValueError, match="written with another config"):
         reproduce.run(cfg, str(tmp_path), ["truncate", "mrl"], [0])
+
+
+def test_every_default_method_runs_end_to_end(tmp_path):
+    """Each method of the report trains (where it trains) and is scored at every ladder size
+    on the tiny config, through the same path as the real report."""
+    cfg = tiny_config()
+    doc = reproduce.run(cfg, str(tmp_path), list(reproduce.DEFAULT_METHODS), [0])
+    assert list(doc["results"]) == list(reproduce.DEFAULT_METHODS)
+    assert set(reproduce.DEFAULT_METHODS) == set(train.METHODS) | {"truncate", "pca", "doc_prior"}
+    for method, by_size in doc["results"].items():
+        assert set(by_size) == {"32", "16", "8"}, method
+        for row in by_size.values():
+            assert 0.0 < row["ndcg@10"] <= 1.0, method
