@@ -28,15 +28,15 @@ from smec_jax.data import RetrievalData
 # ============================================================================ gradient probe
 
 
-def _column_grads(loss_fn, state, probe, rng) -> np.ndarray:
-    """(B, D, N) gradients of the loss w.r.t. the linear weight, one per probe batch."""
-    grad_w = jax.jit(
-        lambda tree, batch: jax.grad(lambda t: loss_fn(t, state, batch, rng)[0])(tree)["params"][
-            "w"
-        ]
-    )
-    tree = train._trainable(state)
-    return np.stack([np.asarray(grad_w(tree, b)) for b in probe])
+def _weight_grad_fn(loss_fn, rng):
+    """Jitted ``(state, batch) -> dL/dW``: the gradient of the stage's loss w.r.t. the linear
+    weight (D, N), as the optimizer sees it (frozen columns get zero)."""
+
+    def grad_w(state, batch):
+        tree = train._trainable(state)
+        return jax.grad(lambda t: loss_fn(t, state, batch, rng)[0])(tree)["params"]["w"]
+
+    return jax.jit(grad_w)
 
 
 def _grad_stats(g_bdn: np.ndarray, small: np.ndarray) -> dict[str, float]:
@@ -109,10 +109,11 @@ def gradient_probe(
         fresh_opt = train.make_optimizer(cfg).init(train._trainable(state))  # reset per stage
         state = jax.device_put(state.replace(opt_state=fresh_opt), shardings)
         step_fn = train.make_train_step(stage, cfg, sizes[0], True, mesh)
-        loss_fn = train.make_loss_fn(stage, cfg, sizes[0], True, mesh)
+        grad_w = _weight_grad_fn(train.make_loss_fn(stage, cfg, sizes[0], True, mesh), rng)
         for _ in range(n_steps):
             if step % epoch_steps == 0:
-                stats = _grad_stats(_column_grads(loss_fn, state, probe, rng), small)
+                grads = np.stack([np.asarray(grad_w(state, b)) for b in probe])
+                stats = _grad_stats(grads, small)
                 out["epoch"].append(step // epoch_steps)
                 out["step"].append(step)
                 out["stage"].append(stage.index)
