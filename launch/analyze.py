@@ -71,10 +71,14 @@ def run_grad(config, ds, workdir: Path, start: float) -> dict:
 def run_ads(config, ds, workdir: Path, start: float) -> dict:
     _progress("ADS alone on the original embedding (identity, frozen)", start)
     sizes = train.validate_config(config, ds, 1)
-    sets = analysis.ads_selection(config, ds, workdir / "analysis_runs" / "ads")
+    runs = workdir / "analysis_runs"
+    sets = {
+        "ads": analysis.ads_selection(config, ds, runs / "ads"),
+        "ads_no_early_stop": analysis.ads_selection(config, ds, runs / "ads_full", False),
+    }
     train_q = ds.judged_queries(config.train.split)
     table = analysis.ads_table(ds, sets, sizes, train_q)
-    table["sets"] = {str(len(s)): [int(i) for i in s] for s in sets[1:]}
+    table["sets"] = {k: {str(len(s)): [int(i) for i in s] for s in v[1:]} for k, v in sets.items()}
     _plot_ads(table, workdir / "ads_ware.png")
     return table
 
@@ -176,8 +180,12 @@ def _plot_ads(table: dict, path: Path) -> None:
     rates = table["achievement_rate"]
     sizes = list(rates)
     x = np.arange(len(sizes))
-    for i, key in enumerate(("ads", "prefix", "top_variance")):
-        axes[1].bar(x + (i - 1) * 0.27, [rates[s][key] for s in sizes], 0.27, label=key)
+    keys = list(rates[sizes[0]])
+    width = 0.8 / len(keys)
+    for i, key in enumerate(keys):
+        axes[1].bar(
+            x + (i - (len(keys) - 1) / 2) * width, [rates[s][key] for s in sizes], width, label=key
+        )
     axes[1].set_xticks(x, sizes)
     axes[1].set_xlabel("size")
     axes[1].set_title("achievement rate: share of selected dims in the WARE top-d")
@@ -244,13 +252,16 @@ def markdown(doc: dict, config) -> str:
         parts.append("## ADS vs WARE importance (ads_ware.png)")
         parts.append(
             "ADS trained alone on the original embedding (identity compressor, not trained; "
-            "zero-initialised logits; sequential stages; early stopping on validation). WARE "
+            "zero-initialised logits, which select the prefix; sequential stages), with early "
+            "stopping on validation as in training (`ads`) and after the full step budget "
+            "(`ads_no_early_stop`). WARE "
             f"importance on {t['pairs']} (training query, top-20 document) pairs. Achievement "
             "rate = share of the d selected dims inside the WARE top-d."
         )
-        lines = ["| size | ADS | prefix truncation | top-variance dims |", "|---|---|---|---|"]
+        keys = list(next(iter(t["achievement_rate"].values())))
+        lines = ["| size | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
         for d, r in t["achievement_rate"].items():
-            lines.append(f"| {d} | {r['ads']:.3f} | {r['prefix']:.3f} | {r['top_variance']:.3f} |")
+            lines.append(f"| {d} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
         parts.append("\n".join(lines))
     if "memory" in doc:
         sweep = doc["memory"]

@@ -212,10 +212,17 @@ def achievement_rate(selected: np.ndarray, importance: np.ndarray) -> float:
     return len(set(map(int, selected)) & set(map(int, top_dims(importance, d)))) / d
 
 
-def ads_selection(cfg, data: RetrievalData, workdir=None) -> list[np.ndarray]:
+def ads_selection(
+    cfg, data: RetrievalData, workdir=None, early_stop: bool = True
+) -> list[np.ndarray]:
     """S_0..S_T chosen by ADS alone on the original embedding: identity compressor that does
-    not train (lr 0), zero-initialised logits, no memory; early stopping on validation."""
+    not train (lr 0), zero-initialised logits, no memory; early stopping on validation as in
+    training (zero logits select the prefix, so a stage that never beats it keeps the
+    prefix), or, with ``early_stop=False``, the logits after the full step budget."""
     cfg = cfg.copy_and_resolve_references()
+    if not early_stop:
+        cfg.train.patience = 10**6
+        cfg.train.eval_every = cfg.train.steps_per_stage
     cfg.method = "smec"
     cfg.model.update(kind="linear", init="identity", out_dim=0)
     cfg.train.lr = 0.0
@@ -224,16 +231,19 @@ def ads_selection(cfg, data: RetrievalData, workdir=None) -> list[np.ndarray]:
     return train.train(cfg, data, workdir, verbose=False).sets
 
 
-def ads_table(data: RetrievalData, sets: list[np.ndarray], sizes, qids: list[str]) -> dict:
-    """Achievement rate per size of ADS, prefix truncation and top-variance dims, against
-    the WARE ranking of the original dims on (training query, top-20 document) pairs."""
+def ads_table(
+    data: RetrievalData, sets: dict[str, list[np.ndarray]], sizes, qids: list[str]
+) -> dict:
+    """Achievement rate per size of each ADS selection in ``sets`` (name -> S_0..S_T),
+    prefix truncation and the top-variance dims, against the WARE ranking of the original
+    dims on (training query, top-20 document) pairs."""
     a, b = ranking_pairs(data, qids)
     imp = ware_importance(a, b)
     var_rank = np.argsort(-np.asarray(data.corpus, np.float64).var(axis=0), kind="stable")
     rows = {}
-    for d, s in zip(sizes[1:], sets[1:], strict=True):
-        rows[str(d)] = {
-            "ads": achievement_rate(s, imp),
+    for i, d in enumerate(sizes[1:], start=1):
+        rows[str(d)] = {name: achievement_rate(s[i], imp) for name, s in sets.items()}
+        rows[str(d)] |= {
             "prefix": achievement_rate(np.arange(d), imp),
             "top_variance": achievement_rate(var_rank[:d], imp),
         }

@@ -73,9 +73,14 @@ def test_ads_selection_and_table_on_the_tiny_config(synthetic):
     sets = analysis.ads_selection(cfg, synthetic)
     assert [len(s) for s in sets] == [32, 16, 8]
     assert set(map(int, sets[2])) <= set(map(int, sets[1]))
-    table = analysis.ads_table(synthetic, sets, (32, 16, 8), synthetic.judged_queries("train")[:20])
+    qids = synthetic.judged_queries("train")[:20]
+    table = analysis.ads_table(synthetic, {"ads": sets}, (32, 16, 8), qids)
     assert set(table["achievement_rate"]) == {"16", "8"}
-    for row in table["achievement_rate"].values():
+    imp = np.asarray(table["importance"])
+    for d, s in ((16, sets[1]), (8, sets[2])):
+        row = table["achievement_rate"][str(d)]
+        assert row["ads"] == analysis.achievement_rate(s, imp)
+        assert row["prefix"] == analysis.achievement_rate(np.arange(d), imp)
         assert all(0.0 <= v <= 1.0 for v in row.values())
     assert table["pairs"] == 20 * 20
 
