@@ -79,6 +79,10 @@ def run_ads(config, ds, workdir: Path, start: float) -> dict:
     train_q = ds.judged_queries(config.train.split)
     table = analysis.ads_table(ds, sets, sizes, train_q)
     table["sets"] = {k: {str(len(s)): [int(i) for i in s] for s in v[1:]} for k, v in sets.items()}
+    comps = analysis.selection_compressors(
+        sets, np.asarray(table["importance"]), np.asarray(table["variance"]), sizes
+    )
+    table["ndcg"] = evaluation.evaluate(ds, comps, sizes[1:], split=config.eval.split)
     _plot_ads(table, workdir / "ads_ware.png")
     return table
 
@@ -263,6 +267,16 @@ def markdown(doc: dict, config) -> str:
         for d, r in t["achievement_rate"].items():
             lines.append(f"| {d} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
         parts.append("\n".join(lines))
+        if "ndcg" in t:
+            sizes = sorted({int(s) for r in t["ndcg"].values() for s in r}, reverse=True)
+            parts.append(
+                "Test nDCG@10 of the original dims each way keeps (no transform; "
+                "`ware_top` is an oracle on the pairs above, not a method), all / unseen "
+                "queries:\n\n"
+                + "\n".join(_ndcg_table(t["ndcg"], sizes))
+                + "\n\n"
+                + "\n".join(_ndcg_table(t["ndcg"], sizes, "_unseen"))
+            )
     if "memory" in doc:
         sweep = doc["memory"]
         shown = shown_sizes(next(iter(sweep.values()))["results"])

@@ -17,13 +17,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from smec_jax import input_pipeline, parallel, retrieval, smrl, train
 from smec_jax.data import RetrievalData
+from smec_jax.retrieval import l2_normalize
 
 # ============================================================================ gradient probe
 
@@ -231,6 +235,32 @@ def ads_selection(
     return train.train(cfg, data, workdir, verbose=False).sets
 
 
+@dataclasses.dataclass(frozen=True)
+class DimSubset:
+    """A compressor that keeps a chosen set of original dims per size (no transform)."""
+
+    by_size: dict[int, np.ndarray]
+
+    def compress(self, x: jax.Array, dim: int) -> jax.Array:
+        return l2_normalize(jnp.asarray(x, jnp.float32)[:, np.sort(self.by_size[dim])])
+
+
+def selection_compressors(
+    sets: dict[str, list[np.ndarray]], importance: np.ndarray, variance: np.ndarray, sizes
+) -> dict[str, DimSubset]:
+    """Each way of picking original dims, as a compressor to score: the ADS selections, the
+    prefix, the top-variance dims and the WARE top-d (an oracle on the pairs it was
+    computed from, not a method)."""
+    ranks = {
+        "prefix": np.arange(sizes[0]),
+        "top_variance": np.argsort(-variance, kind="stable"),
+        "ware_top": top_dims(importance, sizes[0]),
+    }
+    out = {name: DimSubset(dict(zip(sizes, s, strict=True))) for name, s in sets.items()}
+    out |= {name: DimSubset({d: r[:d] for d in sizes}) for name, r in ranks.items()}
+    return out
+
+
 def ads_table(
     data: RetrievalData, sets: dict[str, list[np.ndarray]], sizes, qids: list[str]
 ) -> dict:
@@ -239,7 +269,8 @@ def ads_table(
     dims on (training query, top-20 document) pairs."""
     a, b = ranking_pairs(data, qids)
     imp = ware_importance(a, b)
-    var_rank = np.argsort(-np.asarray(data.corpus, np.float64).var(axis=0), kind="stable")
+    variance = np.asarray(data.corpus, np.float64).var(axis=0)
+    var_rank = np.argsort(-variance, kind="stable")
     rows = {}
     for i, d in enumerate(sizes[1:], start=1):
         rows[str(d)] = {name: achievement_rate(s[i], imp) for name, s in sets.items()}
@@ -247,4 +278,9 @@ def ads_table(
             "prefix": achievement_rate(np.arange(d), imp),
             "top_variance": achievement_rate(var_rank[:d], imp),
         }
-    return {"importance": imp.tolist(), "achievement_rate": rows, "pairs": len(a)}
+    return {
+        "importance": imp.tolist(),
+        "variance": variance.tolist(),
+        "achievement_rate": rows,
+        "pairs": len(a),
+    }

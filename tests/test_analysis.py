@@ -4,7 +4,7 @@ the tiny synthetic config."""
 
 import numpy as np
 
-from smec_jax import analysis
+from smec_jax import analysis, compressors, evaluation
 from tests.test_train import tiny_config
 
 
@@ -114,6 +114,16 @@ def test_analyze_command_writes_every_section(tmp_path, monkeypatch, synthetic):
         "mrl (SciFact-trained)",
         "smec_unsup (target corpus, no labels)",
         "matryoshka_adaptor_unsup (target corpus, no labels)",
+    }
+    # keeping the prefix of the original dims is truncation: same scores as the baseline
+    trunc = evaluation.evaluate(synthetic, {"t": compressors.Truncate()}, (16, 8))["t"]
+    assert doc["ads"]["ndcg"]["prefix"] == trunc
+    assert set(doc["ads"]["ndcg"]) == {
+        "ads",
+        "ads_no_early_stop",
+        "prefix",
+        "top_variance",
+        "ware_top",
     }
     report = (tmp_path / "analysis.md").read_text()
     assert f"{rows['truncate']['8']['ndcg@10']:.4f}" in report
