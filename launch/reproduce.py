@@ -42,6 +42,12 @@ DEFAULT_METHODS = (
 )
 flags.DEFINE_list("methods", list(DEFAULT_METHODS), "Methods to compare.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (training methods only; baselines are exact).")
+flags.DEFINE_bool(
+    "report_only",
+    False,
+    "Rewrite report.md and the plot from DIR/results.json (what an earlier run measured); "
+    "trains and scores nothing.",
+)
 
 ABLATION_ROWS = ("mrl", "mrl_smrl", "mrl_ads", "mrl_sxbm", "smec")
 BASELINES = set(compressors.METHODS)  # fitted in closed form, no seed
@@ -116,6 +122,21 @@ def markdown(doc: dict, seeds: list[int], metric: str = "ndcg@10") -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def write_report(doc: dict, workdir: str, seeds: list[int]) -> None:
+    evaluation.report(doc, workdir)
+    evaluation.atomic_write(Path(workdir) / "report.md", markdown(doc, seeds))
+    print(f"wrote {workdir}/report.md")
+
+
+def report_only(workdir: str, seeds: list[int]) -> dict:
+    path = Path(workdir) / "results.json"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: run launch.reproduce without --report_only first")
+    doc = json.loads(path.read_text())
+    write_report(doc, workdir, seeds)
+    return doc
+
+
 def run(config, workdir: str, methods: list[str], seeds: list[int]) -> dict:
     ds = data.load_from_config(config.data)
     unknown = set(methods) - BASELINES - set(train.METHODS)
@@ -135,13 +156,15 @@ def run(config, workdir: str, methods: list[str], seeds: list[int]) -> dict:
     doc = evaluation.results_document(
         ds, config.eval.split, {m: aggregate(r) for m, r in per_method.items()}
     )
-    evaluation.report(doc, workdir)
-    evaluation.atomic_write(Path(workdir) / "report.md", markdown(doc, seeds))
-    print(f"wrote {workdir}/report.md")
+    write_report(doc, workdir, seeds)
     return doc
 
 
 if __name__ == "__main__":
     common.run_main(
-        lambda: run(FLAGS.config, FLAGS.workdir, FLAGS.methods, [int(x) for x in FLAGS.seeds])
+        lambda: (
+            report_only(FLAGS.workdir, [int(x) for x in FLAGS.seeds])
+            if FLAGS.report_only
+            else run(FLAGS.config, FLAGS.workdir, FLAGS.methods, [int(x) for x in FLAGS.seeds])
+        )
     )

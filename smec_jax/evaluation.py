@@ -155,12 +155,24 @@ def plot_results(document: Mapping, path: str | Path, metric: str = "ndcg@10") -
     panels = [("", "all test queries")] + (
         [("_unseen", "unseen test queries")] if has_unseen else []
     )
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2.5, 4.6), squeeze=False)
+    styles = ["-", "--", ":", "-."]  # beyond 10 methods the colours repeat: vary the line
     for ax, (suffix, title) in zip(axes[0], panels, strict=True):
-        for method, by_size in results.items():
+        for i, (method, by_size) in enumerate(results.items()):
             sizes = sorted(int(s) for s in by_size)
             vals = [by_size[str(s)].get(metric + suffix, np.nan) for s in sizes]
-            ax.plot(sizes, vals, marker="o", label=method)
+            std = [by_size[str(s)].get(f"{metric}{suffix}_std", 0.0) for s in sizes]
+            ax.errorbar(
+                sizes,
+                vals,
+                yerr=std if any(std) else None,
+                marker="o",
+                markersize=4,
+                capsize=2,
+                linestyle=styles[(i // 10) % len(styles)],
+                color=f"C{i % 10}",
+                label=method,
+            )
         ax.set_xscale("log", base=2)
         all_sizes = sorted({int(s) for r in results.values() for s in r})
         ax.set_xticks(all_sizes, [str(s) for s in all_sizes])
@@ -169,9 +181,10 @@ def plot_results(document: Mapping, path: str | Path, metric: str = "ndcg@10") -
         ax.set_ylabel(metric)
         ax.set_title(f"{document['dataset']} {document['split']}: {title}")
         ax.grid(True, alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"encoder: {document['encoder']}")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.suptitle(f"encoder: {document['encoder']} (error bars: std over seeds)")
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -27,6 +27,10 @@ def test_report_with_std_and_resume(tmp_path, monkeypatch):
     assert saved["results"]["truncate"]["8"]["ndcg@10_std"] == 0.0
     report = (tmp_path / "report.md").read_text()
     assert "## Ablations" in report and "±" in report
+    # the report can be rewritten from results.json alone, identically
+    (tmp_path / "report.md").unlink()
+    assert reproduce.report_only(str(tmp_path), [0, 1]) == saved
+    assert (tmp_path / "report.md").read_text() == report
     # a rerun trains nothing: every (method, seed) is cached
     monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("retrained a cached run"))
     assert reproduce.run(cfg, str(tmp_path), methods, [0, 1]) == doc
