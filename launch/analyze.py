@@ -27,7 +27,6 @@ import json
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 from absl import flags
 
@@ -110,17 +109,7 @@ def step_ms(cfg, dim: int, repeats: int = 5) -> float:
         mem_size=cfg.memory.size,
         k=cfg.memory.k,
     )
-    holder = {"s": state}
-
-    def run_steps(n=10):
-        s = holder["s"]
-        for _ in range(n):
-            s, _ = step(s, batch)
-        jax.block_until_ready(s)
-        holder["s"] = s
-
-    run_steps(2)  # compile
-    return 1000 * benchmark.timed(run_steps, repeats)["median_s"] / 10
+    return 1000 * benchmark.time_steps(step, state, batch, repeats)["median_s"] / 10
 
 
 def target_data(config, name: str, embed_cache: str, start: float) -> data.RetrievalData:
@@ -195,7 +184,7 @@ def _plot_ads(table: dict, path: Path) -> None:
     axes[1].set_title("achievement rate: share of selected dims in the WARE top-d")
     axes[1].legend()
     fig.tight_layout()
-    analysis._save(fig, path)
+    evaluation.save_figure(fig, path)
 
 
 def _plot_memory(sweep: dict, path: Path) -> None:
@@ -219,7 +208,7 @@ def _plot_memory(sweep: dict, path: Path) -> None:
     for ax in axes:
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    analysis._save(fig, path)
+    evaluation.save_figure(fig, path)
 
 
 def _ndcg_table(rows: dict[str, dict], sizes, suffix: str = "") -> list[str]:

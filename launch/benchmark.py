@@ -51,6 +51,21 @@ def timed(fn: Callable[[], object], repeats: int) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "runs": repeats}
 
 
+def time_steps(step, state, batch, repeats: int) -> dict:
+    """:func:`timed` runs of 10 train steps (the state is donated, so each run continues
+    from the last one's output); ``median_s`` is per 10 steps."""
+    holder = {"state": state}
+
+    def run_steps(n=10):
+        s = holder["state"]
+        for _ in range(n):
+            s, _ = step(s, batch)
+        jax.block_until_ready(s)
+        holder["state"] = s
+
+    return timed(run_steps, repeats)
+
+
 def bench_eval(config, repeats: int) -> dict:
     ds = data.load_from_config(config.data)
     ladder = tuple(config.ladder)
@@ -167,16 +182,7 @@ def _bench_one_step(config, repeats: int, label: str) -> dict:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
     flops = float(cost.get("flops", 0.0))
-    holder = {"state": state}
-
-    def run_steps(n=10):
-        s = holder["state"]
-        for _ in range(n):
-            s, m = step(s, batch)
-        jax.block_until_ready(s)
-        holder["state"] = s
-
-    r = timed(run_steps, repeats)
+    r = time_steps(step, state, batch, repeats)
     sps = 10 / r["median_s"]
     model_flops = step_matmul_flops(label)
     res = {

@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from smec_jax import input_pipeline, parallel, retrieval, smrl, train
+from smec_jax import evaluation, parallel, retrieval, smrl, train
 from smec_jax.data import RetrievalData
 from smec_jax.retrieval import l2_normalize
 
@@ -75,19 +75,7 @@ def gradient_probe(
             f"the gradient probe compares prefix schedules (mrl, mrl_smrl), not {method}"
         )
     mesh = parallel.data_mesh(1)
-    split = cfg.train.split
-    train_q, _ = input_pipeline.split_train_val(
-        data, split, cfg.train.val_fraction, cfg.seed, cfg.train.val_unseen
-    )
-    tq = input_pipeline.resolve(data, split, train_q, cfg.train.hard_pool)
-    batches = input_pipeline.supervised_batches(
-        data,
-        tq,
-        batch_queries=cfg.train.batch_queries,
-        n_pos=cfg.train.n_pos,
-        n_hard=cfg.train.n_hard,
-        seed=cfg.seed,
-    )
+    train_q, _, batches = train.supervised_input(cfg, data)
     sharding = NamedSharding(mesh, P(parallel.DATA))
     put = lambda b: train._put_batch(b, sharding)
     probe = [
@@ -159,20 +147,7 @@ def plot_gradient_probe(probes: dict[str, dict], path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _save(fig, path) -> None:
-    import os
-    from pathlib import Path
-
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    evaluation.save_figure(fig, path)
 
 
 # ============================================================================ ADS vs WARE

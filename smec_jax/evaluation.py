@@ -185,6 +185,13 @@ def plot_results(document: Mapping, path: str | Path, metric: str = "ndcg@10") -
     fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle(f"encoder: {document['encoder']} (error bars: std over seeds)")
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Writes a matplotlib figure as PNG via a temp file and a rename; closes it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -504,6 +504,25 @@ class _Run:
         return NamedSharding(self.mesh, P())
 
 
+def supervised_input(cfg, data: RetrievalData):
+    """(training query ids, validation query ids, batches indexed by global step) of a
+    supervised method: validation carved from ``cfg.train.split``, hard negatives mined."""
+    split = cfg.train.split
+    train_q, val_q = input_pipeline.split_train_val(
+        data, split, cfg.train.val_fraction, cfg.seed, cfg.train.val_unseen
+    )
+    tq = input_pipeline.resolve(data, split, train_q, cfg.train.hard_pool)
+    batches = input_pipeline.supervised_batches(
+        data,
+        tq,
+        batch_queries=cfg.train.batch_queries,
+        n_pos=cfg.train.n_pos,
+        n_hard=cfg.train.n_hard,
+        seed=cfg.seed,
+    )
+    return train_q, val_q, batches
+
+
 def train(
     cfg,
     data: RetrievalData,
@@ -533,18 +552,7 @@ def train(
     # -- input: batches indexed by global step; validation carved from the train split
     split = cfg.train.split
     if supervised:
-        train_q, val_q = input_pipeline.split_train_val(
-            data, split, cfg.train.val_fraction, cfg.seed, cfg.train.val_unseen
-        )
-        tq = input_pipeline.resolve(data, split, train_q, cfg.train.hard_pool)
-        batches = input_pipeline.supervised_batches(
-            data,
-            tq,
-            batch_queries=cfg.train.batch_queries,
-            n_pos=cfg.train.n_pos,
-            n_hard=cfg.train.n_hard,
-            seed=cfg.seed,
-        )
+        _, val_q, batches = supervised_input(cfg, data)
     else:  # label-free: no qrels at all, so no validation either (fixed steps per stage)
         batches = input_pipeline.unsupervised_batches(
             data, batch_size=cfg.train.unsup_batch, seed=cfg.seed
