@@ -27,10 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Sizes to train and score, largest (the original dimension) first.
     c.ladder = (384, 256, 128, 64, 32)
 
-    # What `python -m launch.train` trains: smec (supervised), smec_unsup (label-free), or an
-    # ablation: mrl (all sizes jointly), mrl_smrl (sequential), mrl_ads (joint + ADS),
-    # mrl_sxbm (joint + memory), or
-    # a peer method: matryoshka_adaptor, matryoshka_adaptor_unsup, search_adaptor.
+    # What `python -m launch.train` fits: any registered method (smec_jax/methods): smec,
+    # smec_unsup (label-free), the ablations mrl, mrl_smrl, mrl_ads, mrl_sxbm, the peers
+    # matryoshka_adaptor, matryoshka_adaptor_unsup, search_adaptor, or truncate, pca,
+    # doc_prior. A method sets trainer fields below on a copy of this config.
     c.method = "smec"
 
     c.model = ml_collections.ConfigDict()
@@ -43,6 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.schedule = "sequential"  # sequential (SMRL) | joint (MRL); ablations set it
+    c.train.supervised = True  # rank loss on qrels; False = label-free (S-XBM loss alone)
     c.train.split = "train"  # qrels split to train on; validation is carved from it
     c.train.val_fraction = 0.15
     c.train.val_unseen = True  # validation queries share no relevant doc with training queries

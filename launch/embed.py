@@ -11,12 +11,9 @@ interruption: finished chunks are kept.
 
 from __future__ import annotations
 
-from pathlib import Path
+from absl import flags
 
-from absl import app, flags
-
-from launch import common
-from smec_jax import encode
+from smec_jax import cli, jobs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("beir_dir", None, "BEIR folder (corpus.jsonl, queries.jsonl).", required=True)
@@ -27,22 +24,15 @@ flags.DEFINE_integer("chunk", 512, "Texts per saved chunk (resume granularity)."
 flags.DEFINE_enum("dtype", "float16", ["float16", "float32"], "Stored dtype.")
 flags.DEFINE_string("device", "cpu", "torch device.")
 
-
-def main(argv):
-    del argv
-
-    def run():
-        model_path = encode.resolve_model(FLAGS.model)
-        name = Path(FLAGS.model).name if Path(FLAGS.model).exists() else FLAGS.model
-        out = FLAGS.out or str(Path(FLAGS.beir_dir) / "embeddings" / name)
-        fn = encode.sentence_transformer_encoder(model_path, FLAGS.batch_size, FLAGS.device)
-        path = encode.encode_beir(
-            FLAGS.beir_dir, out, fn, model_name=name, chunk=FLAGS.chunk, dtype=FLAGS.dtype
-        )
-        print(f"wrote {path}")
-
-    common.guarded(run)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(
+        lambda: jobs.embed(
+            FLAGS.beir_dir,
+            FLAGS.model,
+            FLAGS.out,
+            batch_size=FLAGS.batch_size,
+            chunk=FLAGS.chunk,
+            dtype=FLAGS.dtype,
+            device=FLAGS.device,
+        )
+    )

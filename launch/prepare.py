@@ -7,26 +7,13 @@ Then train or evaluate from it with ``--config.data.source=tfds --config.data.tf
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from launch import common
-from smec_jax import data, tfds_dataset
+from smec_jax import cli, jobs
 
 FLAGS = flags.FLAGS
-common.define_config_and_workdir()
+cli.define_config_and_workdir()
 flags.DEFINE_string("out", None, "Folder to write the tfds dataset into.", required=True)
 
-
-def main(argv):
-    del argv
-
-    def run():
-        rd = data.load_from_config(FLAGS.config.data)
-        path = tfds_dataset.write_tfds(rd, FLAGS.out)
-        print(f"wrote {rd.name} ({len(rd.corpus_ids)} docs, splits {sorted(rd.qrels)}) to {path}")
-
-    common.guarded(run)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(lambda: jobs.prepare(FLAGS.config, FLAGS.out))

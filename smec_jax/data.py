@@ -322,26 +322,3 @@ def write_embedding_folder(
     (tmp / "query_ids.txt").write_text("".join(f"{i}\n" for i in query_ids), encoding="utf-8")
     (tmp / "meta.json").write_text(json.dumps(dict(meta), indent=1), encoding="utf-8")
     os.replace(tmp, out_dir)
-
-
-def load_from_config(cfg) -> RetrievalData:
-    """Loads the dataset a config's ``data`` block names.
-
-    ``source`` is "beir" (``root/dataset`` with ``embeddings/<encoder>``), "tfds" (an
-    array_record dataset written by :mod:`smec_jax.tfds_dataset` at ``tfds_dir``) or
-    "synthetic" (generated in memory from ``synthetic``).
-    """
-    if cfg.source == "synthetic":
-        from smec_jax.synthetic import make_synthetic
-
-        return make_synthetic(**cfg.synthetic.to_dict())
-    if cfg.source == "tfds":
-        from smec_jax.tfds_dataset import read_tfds
-
-        return read_tfds(cfg.tfds_dir)
-    if cfg.source == "beir":
-        root = Path(cfg.root)
-        if not (root / cfg.dataset).is_dir():
-            raise DataError(f"data folder {root / cfg.dataset} not found; {BEIR_HINT}")
-        return load_embedded(root / cfg.dataset, cfg.encoder)
-    raise DataError(f"unknown data.source {cfg.source!r}; use beir, tfds or synthetic")

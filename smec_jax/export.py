@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smec_jax import model
+from smec_jax import files, model
 from smec_jax.retrieval import l2_normalize
 
 
@@ -53,13 +53,11 @@ class NestedCompressor:
 
 def save(comp: NestedCompressor, path: str | Path) -> Path:
     """Writes the permuted compressor as .npz (atomically)."""
-    from smec_jax.evaluation import atomic_write
-
     p = comp.permuted_params()
     kind = "residual_mlp" if "w1" in p else "linear"
     buf = io.BytesIO()
     np.savez(buf, kind=np.asarray(kind), sizes=np.asarray(comp.sizes, np.int64), **p)
-    atomic_write(path, buf.getvalue())
+    files.atomic_write(path, buf.getvalue())
     return Path(path)
 
 

@@ -179,6 +179,25 @@ def supervised_batches(
     )
 
 
+def supervised_input(cfg, data: RetrievalData):
+    """(training query ids, validation query ids, batches indexed by global step) of
+    supervised training: validation carved from ``cfg.train.split``, hard negatives mined."""
+    split = cfg.train.split
+    train_q, val_q = split_train_val(
+        data, split, cfg.train.val_fraction, cfg.seed, cfg.train.val_unseen
+    )
+    tq = resolve(data, split, train_q, cfg.train.hard_pool)
+    batches = supervised_batches(
+        data,
+        tq,
+        batch_queries=cfg.train.batch_queries,
+        n_pos=cfg.train.n_pos,
+        n_hard=cfg.train.n_hard,
+        seed=cfg.seed,
+    )
+    return train_q, val_q, batches
+
+
 def unsupervised_batches(data: RetrievalData, *, batch_size: int, seed: int) -> grain.MapDataset:
     """Label-free batches of corpus documents (method ``smec_unsup``)."""
     if len(data.corpus_ids) < batch_size:

@@ -31,6 +31,8 @@ def scifact_minilm():
 
 @pytest.fixture(scope="session")
 def synthetic():
-    from smec_jax.synthetic import make_synthetic
+    """The tiny config's generated dataset (configs/tiny.py)."""
+    from configs import tiny
+    from smec_jax import sources
 
-    return make_synthetic(n_docs=600, n_train=120, n_test=40, dim=32, rank=8, seed=1)
+    return sources.load(tiny.get_config().data)

@@ -4,8 +4,11 @@ the tiny synthetic config."""
 
 import numpy as np
 
-from smec_jax import analysis, compressors, evaluation
-from tests.test_train import tiny_config
+from smec_jax import analyses
+from smec_jax.analyses import ads_ware, gradient_probe
+from smec_jax.evaluation import Evaluator
+from smec_jax.methods.closed_form import Truncate
+from tests.helpers import tiny_config
 
 
 def _cos(a, b):
@@ -21,30 +24,30 @@ def test_ware_importance_equals_removing_each_dim_by_hand():
         for p in range(7):
             full = _cos(a[p], b[p])
             want[j] += abs(_cos(a[p, keep], b[p, keep]) - full) / abs(full) / 7
-    np.testing.assert_allclose(analysis.ware_importance(a, b), want, rtol=1e-10)
+    np.testing.assert_allclose(ads_ware.ware_importance(a, b), want, rtol=1e-10)
 
 
 def test_a_dim_that_carries_the_similarity_is_the_most_important():
     rng = np.random.default_rng(1)
     a, b = 0.01 * rng.normal(size=(50, 8)), 0.01 * rng.normal(size=(50, 8))
     a[:, 5], b[:, 5] = 1.0, 1.0  # dim 5 holds almost all of every dot product
-    imp = analysis.ware_importance(a, b)
+    imp = ads_ware.ware_importance(a, b)
     assert int(np.argmax(imp)) == 5
 
 
 def test_achievement_rate_counts_the_overlap_with_the_ware_top_d():
     imp = np.array([0.1, 0.9, 0.3, 0.8, 0.0, 0.5])  # top-2 = {1, 3}; top-3 = {1, 3, 5}
-    assert analysis.achievement_rate(np.array([1, 3]), imp) == 1.0
-    assert analysis.achievement_rate(np.array([0, 1]), imp) == 0.5
-    assert analysis.achievement_rate(np.array([0, 2, 4]), imp) == 0.0
-    assert analysis.achievement_rate(np.array([2, 3, 5]), imp) == 2 / 3
+    assert ads_ware.achievement_rate(np.array([1, 3]), imp) == 1.0
+    assert ads_ware.achievement_rate(np.array([0, 1]), imp) == 0.5
+    assert ads_ware.achievement_rate(np.array([0, 2, 4]), imp) == 0.0
+    assert ads_ware.achievement_rate(np.array([2, 3, 5]), imp) == 2 / 3
 
 
 def test_grad_stats_equal_a_literal_computation():
     rng = np.random.default_rng(2)
     g = rng.normal(size=(4, 6, 10))  # (probe batches, D, N)
     small = np.array([0, 1, 2])
-    s = analysis._grad_stats(g, small)
+    s = gradient_probe.grad_stats(g, small)
     mean = g.mean(0)
     mags = [np.sqrt(sum(mean[i, j] ** 2 for i in range(6))) for j in range(10)]
     assert np.isclose(s["mag_small"], np.mean(mags[:3]))
@@ -58,8 +61,8 @@ def test_gradient_probe_runs_both_schedules(synthetic):
     """Same steps and records for both schedules, SMRL's records spanning its two stages,
     and finite, non-negative statistics with a non-zero gradient on the small columns."""
     cfg = tiny_config()
-    mrl = analysis.gradient_probe(cfg, synthetic, "mrl", n_probe=2)
-    smrl = analysis.gradient_probe(cfg, synthetic, "mrl_smrl", n_probe=2)
+    mrl = gradient_probe.gradient_probe(cfg, synthetic, "mrl", n_probe=2)
+    smrl = gradient_probe.gradient_probe(cfg, synthetic, "mrl_smrl", n_probe=2)
     assert mrl["step"] == smrl["step"] and len(mrl["step"]) >= 2
     assert set(smrl["stage"]) == {1, 2} and set(mrl["stage"]) == {1}
     for p in (mrl, smrl):
@@ -70,38 +73,37 @@ def test_gradient_probe_runs_both_schedules(synthetic):
 
 def test_ads_selection_and_table_on_the_tiny_config(synthetic):
     cfg = tiny_config()
-    sets = analysis.ads_selection(cfg, synthetic)
+    sets = ads_ware.ads_selection(cfg, synthetic)
     assert [len(s) for s in sets] == [32, 16, 8]
     assert set(map(int, sets[2])) <= set(map(int, sets[1]))
     qids = synthetic.judged_queries("train")[:20]
-    table = analysis.ads_table(synthetic, {"ads": sets}, (32, 16, 8), qids)
+    table = ads_ware.ads_table(synthetic, {"ads": sets}, (32, 16, 8), qids)
     assert set(table["achievement_rate"]) == {"16", "8"}
     imp = np.asarray(table["importance"])
     for d, s in ((16, sets[1]), (8, sets[2])):
         row = table["achievement_rate"][str(d)]
-        assert row["ads"] == analysis.achievement_rate(s, imp)
-        assert row["prefix"] == analysis.achievement_rate(np.arange(d), imp)
+        assert row["ads"] == ads_ware.achievement_rate(s, imp)
+        assert row["prefix"] == ads_ware.achievement_rate(np.arange(d), imp)
         assert all(0.0 <= v <= 1.0 for v in row.values())
     assert table["pairs"] == 20 * 20
 
 
-def test_analyze_command_writes_every_section(tmp_path, monkeypatch, synthetic):
+def test_analyze_command_writes_every_section(tmp_path, synthetic):
     """launch.analyze end to end on the tiny config: all four analyses, their plots, and a
     report whose tables hold the measured values; the cross-corpus target is a second
     synthetic dataset standing in for another corpus."""
-    from launch import analyze
     from smec_jax.synthetic import make_synthetic
 
     target = make_synthetic(n_docs=500, n_train=60, n_test=30, dim=32, rank=8, seed=5)
-    monkeypatch.setattr(analyze, "target_data", lambda *a: target)
     cfg = tiny_config()
-    doc = analyze.run(
+    doc = analyses.run(
         cfg,
         str(tmp_path),
         ["grad", "ads", "memory", "cross"],
         memory_sizes=(64, 128),
         targets=("other",),
         transfer_methods=("smec", "mrl"),
+        load_target=lambda *a: target,
     )
     for png in ("grad_variance.png", "ads_ware.png", "memory_sweep.png"):
         assert (tmp_path / png).stat().st_size > 1000
@@ -116,7 +118,7 @@ def test_analyze_command_writes_every_section(tmp_path, monkeypatch, synthetic):
         "matryoshka_adaptor_unsup (target corpus, no labels)",
     }
     # keeping the prefix of the original dims is truncation: same scores as the baseline
-    trunc = evaluation.evaluate(synthetic, {"t": compressors.Truncate()}, (16, 8))["t"]
+    trunc = Evaluator(synthetic).evaluate({"t": Truncate()}, (16, 8))["t"]
     assert doc["ads"]["ndcg"]["prefix"] == trunc
     assert set(doc["ads"]["ndcg"]) == {
         "ads",

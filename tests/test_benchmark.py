@@ -3,7 +3,7 @@
 import pytest
 
 from configs import default as default_config
-from launch import benchmark
+from smec_jax import profiling
 
 
 @pytest.mark.parametrize("mode", ["memory", "gather"])
@@ -12,9 +12,8 @@ def test_step_flop_model_matches_xla_cpu_count(mode):
     cfg.memory.neighbour_mode = mode
     cfg.mesh.num_devices = 1
     dims = dict(dim=256, batch_queries=32, docs_per_query=8, mem_size=1000, k=10)
-    step, state, batch = benchmark.reference_step(cfg, **dims)
-    cost = step.lower(state, batch).compile().cost_analysis()
-    xla = float((cost[0] if isinstance(cost, list | tuple) else cost)["flops"])
-    model = benchmark.step_matmul_flops(mode, b=32, c=256, dim=256, d=256, q=1000, k=10)
+    step, state, batch = profiling.reference_step(cfg, **dims)
+    xla = profiling.xla_flops(step, state, batch)
+    model = profiling.step_matmul_flops(mode, b=32, c=256, dim=256, d=256, q=1000, k=10)
     # the rest (softplus over pairs, norms, top-k) is a few percent at this size
     assert abs(model - xla) / xla < 0.08, (model, xla)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import default as default_config
-from smec_jax import data
+from smec_jax import data, sources
 
 
 def write_folder(root: Path, n_docs=6, n_q=4, dim=8, *, mutate=None):
@@ -115,7 +115,7 @@ def test_bad_embedding_inputs_name_file_and_row(tmp_path, case):
 
 @pytest.mark.parametrize("case", ["nan", "count", "tsv_grade"])
 def test_evaluate_leaves_nothing_behind_on_bad_input(tmp_path, case):
-    from launch import evaluate
+    from smec_jax import jobs
 
     ds = write_folder(tmp_path / "data", mutate=BAD[case][0])
     cfg = default_config.get_config()
@@ -123,7 +123,7 @@ def test_evaluate_leaves_nothing_behind_on_bad_input(tmp_path, case):
     cfg.ladder = (8, 4)
     workdir = tmp_path / "work"
     with pytest.raises(data.DataError):
-        evaluate.run(cfg, str(workdir))
+        jobs.evaluate(cfg, str(workdir))
     assert not workdir.exists() or not any(workdir.iterdir())
 
 
@@ -169,7 +169,7 @@ def test_missing_data_folder_says_where_to_get_it(tmp_path):
     with pytest.raises(
         data.DataError, match=r"not found; get BEIR SciFact from .*configs/synthetic\.py"
     ):
-        data.load_from_config(cfg.data)
+        sources.load(cfg.data)
 
 
 def test_real_scifact_drops_nothing_and_counts_unseen(scifact_minilm):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from configs import default as default_config
-from launch import evaluate
-from smec_jax import compressors, evaluation
+from smec_jax import evaluation, jobs, methods
+from smec_jax.evaluation import Evaluator
+from smec_jax.methods import closed_form, doc_prior
 from tests.conftest import SCIFACT
 
 
@@ -57,7 +58,7 @@ def test_missing_data_folder_is_one_line_and_exit_2(tmp_path):
 
 
 def test_pca_equals_numpy_float64_pca(synthetic):
-    comp = compressors.fit_pca(synthetic, None)
+    comp = closed_form.fit_pca_corpus(synthetic.corpus)
     x = synthetic.corpus.astype(np.float64)
     mean = x.mean(0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
@@ -82,7 +83,7 @@ REFERENCE_UNSEEN = {
 def test_default_config_reproduces_reference_scifact_numbers(tmp_path, scifact_minilm):
     if not SCIFACT.is_dir():
         pytest.skip("real data not found")
-    doc = evaluate.run(default_config.get_config(), str(tmp_path))
+    doc = jobs.evaluate(default_config.get_config(), str(tmp_path))
     for ref, suffix in ((REFERENCE, ""), (REFERENCE_UNSEEN, "_unseen")):
         for method, by_size in ref.items():
             for size, want in by_size.items():
@@ -92,14 +93,12 @@ def test_default_config_reproduces_reference_scifact_numbers(tmp_path, scifact_m
 
 def test_doc_prior_marks_training_documents_and_validates_beta(synthetic):
     cfg = default_config.get_config()
-    comp = compressors.fit_method("doc_prior", synthetic, (32,), cfg)
+    comp = methods.get("doc_prior").fit(cfg, synthetic).compressor
     train_docs = {d for q in synthetic.qrels["train"].values() for d, g in q.items() if g > 0}
     marked = {synthetic.corpus_ids[i] for i in np.flatnonzero(comp.doc_bias())}
-    assert comp.beta in compressors.DOC_PRIOR_BETAS
+    assert comp.beta in doc_prior.BETAS
     assert marked == (train_docs if comp.beta > 0 else set())
     # beta = 0 is exactly the original ranking
-    plain = compressors.DocPrior(bias=np.zeros(len(synthetic.corpus_ids), np.float32), beta=0.0)
-    res = evaluation.evaluate(
-        synthetic, {"p": plain, "t": compressors.fit_truncate(synthetic, None)}, (32,)
-    )
+    plain = doc_prior.DocPrior(bias=np.zeros(len(synthetic.corpus_ids), np.float32), beta=0.0)
+    res = Evaluator(synthetic).evaluate({"p": plain, "t": closed_form.Truncate()}, (32,))
     assert res["p"]["32"] == res["t"]["32"]

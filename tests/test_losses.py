@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smec_jax import losses, memory, model, train
+from smec_jax import losses, memory, model, objective
 
 
 def rank_loss_brute(scores, grades, valid):
@@ -82,7 +82,7 @@ def test_sxbm_term_equals_brute_force():
 
     def term(p):
         y = model.apply_cols(p, jnp.asarray(x), kept)
-        return train._unsup_term(
+        return objective.sxbm_term(
             mem, jnp.asarray(x), jnp.asarray(ids), jnp.ones(n, bool), y, p, kept, (None, mask), k
         )
 
@@ -116,7 +116,7 @@ def test_neighbour_outputs_gather_orders_agree():
         want = np.asarray(model.apply(params, entries))[:, kept][np.asarray(idx)]
         w = jnp.asarray([1.0, 0.0])
         for mode in ("auto", "gather", "memory"):
-            got, (sq,) = train._neighbour_outputs(params, entries, idx, kept, mode, [w])
+            got, (sq,) = objective.neighbour_outputs(params, entries, idx, kept, mode, [w])
             np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=mode)
             np.testing.assert_allclose(sq, want[..., 0] ** 2, rtol=1e-5, err_msg=mode)
 

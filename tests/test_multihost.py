@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from smec_jax import data, retrieval, train
-from tests.test_train import tiny_config
+from smec_jax import retrieval, sources, train
+from tests.helpers import tiny_config
 
 
 def _free_port() -> int:
@@ -56,7 +56,7 @@ def one_process(workdir=None, restore_only=False):
     assert jax.device_count() == 8
     res = train.train(
         cfg,
-        data.load_from_config(cfg.data),
+        sources.load(cfg.data),
         workdir,
         verbose=False,
         on_step=_no_steps if restore_only else None,
@@ -76,7 +76,7 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path, eight_devi
         np.testing.assert_allclose(two[k], eight_devices[k], rtol=1e-5, atol=1e-6)
     # retrieval over a corpus sharded across both processes == one device
     cfg = tiny_config()
-    ds = data.load_from_config(cfg.data)
+    ds = sources.load(cfg.data)
     s1, i1 = retrieval.search(ds.queries[:50], ds.corpus, 20, chunk=16)
     np.testing.assert_array_equal(two["search_rows"], i1)
     np.testing.assert_allclose(two["search_scores"], s1, atol=1e-6)

@@ -6,15 +6,10 @@ import os
 import subprocess
 import sys
 
+from tests.helpers import tiny_flags
 from tests.test_multihost import _free_port
-from tests.test_train import TINY_FLAGS
 
-SHRINK = [
-    "--config.data.source=synthetic",
-    *TINY_FLAGS,
-    "--config.train.log_every=2",
-    "--config.train.ckpt_every=3",
-]
+SHRINK = tiny_flags()
 
 
 def test_pod_config_runs_as_two_processes(tmp_path):

@@ -1,18 +1,18 @@
-"""The reproduction command: every method x seed through one path, mean ± std, resumable."""
+"""The reproduction: every method x seed through one path, mean ± std, resumable; its rows
+come from the method registry."""
 
 import json
 
 import pytest
 
-from launch import reproduce
-from smec_jax import train
-from tests.test_train import tiny_config
+from smec_jax import methods, reproduction, train
+from tests.helpers import tiny_config
 
 
 def test_report_with_std_and_resume(tmp_path, monkeypatch):
     cfg = tiny_config()
-    methods = ["truncate", "smec", "mrl"]
-    doc = reproduce.run(cfg, str(tmp_path), methods, [0, 1])
+    names = ["truncate", "smec", "mrl"]
+    doc = reproduction.run(cfg, str(tmp_path), names, [0, 1])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(doc))
     row = saved["results"]["smec"]["8"]
@@ -29,29 +29,28 @@ def test_report_with_std_and_resume(tmp_path, monkeypatch):
     assert "## Ablations" in report and "±" in report
     # the report can be rewritten from results.json alone, identically
     (tmp_path / "report.md").unlink()
-    assert reproduce.report_only(str(tmp_path), [0, 1]) == saved
+    assert reproduction.report_only(str(tmp_path), [0, 1]) == saved
     assert (tmp_path / "report.md").read_text() == report
     # a rerun trains nothing: every (method, seed) is cached
-    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("retrained a cached run"))
-    assert reproduce.run(cfg, str(tmp_path), methods, [0, 1]) == doc
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("retrained a cached run"))
+    assert reproduction.run(cfg, str(tmp_path), names, [0, 1]) == doc
 
 
 def test_a_cached_run_from_another_config_is_refused(tmp_path):
     cfg = tiny_config()
-    reproduce.run(cfg, str(tmp_path), ["truncate", "mrl"], [0])
+    reproduction.run(cfg, str(tmp_path), ["truncate", "mrl"], [0])
     cfg.train.steps_per_stage = 5
     with pytest.raises(ValueError, match="written with another config"):
-        reproduce.run(cfg, str(tmp_path), ["truncate", "mrl"], [0])
+        reproduction.run(cfg, str(tmp_path), ["truncate", "mrl"], [0])
 
 
-def test_every_default_method_runs_end_to_end(tmp_path):
-    """Each method of the report trains (where it trains) and is scored at every ladder size
-    on the tiny config, through the same path as the real report."""
-    cfg = tiny_config()
-    doc = reproduce.run(cfg, str(tmp_path), list(reproduce.DEFAULT_METHODS), [0])
-    assert list(doc["results"]) == list(reproduce.DEFAULT_METHODS)
-    assert set(reproduce.DEFAULT_METHODS) == set(train.METHODS) | {"truncate", "pca", "doc_prior"}
-    for method, by_size in doc["results"].items():
-        assert set(by_size) == {"32", "16", "8"}, method
-        for row in by_size.values():
-            assert 0.0 < row["ndcg@10"] <= 1.0, method
+def test_rows_come_from_the_registry(tmp_path):
+    """The launcher's default rows are every registered method in report order, the ablation
+    table is the ablation group plus SMEC, and an unknown name fails before anything runs."""
+    from launch import reproduce
+
+    assert reproduce.FLAGS["methods"].default == methods.names()
+    assert reproduction.ablation_rows() == ["mrl", "mrl_smrl", "mrl_ads", "mrl_sxbm", "smec"]
+    with pytest.raises(ValueError, match="unknown method 'smek'"):
+        reproduction.run(tiny_config(), str(tmp_path / "x"), ["truncate", "smek"], [0])
+    assert not (tmp_path / "x").exists()

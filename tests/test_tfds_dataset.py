@@ -3,9 +3,8 @@
 import grain
 import numpy as np
 
-from configs import synthetic as synthetic_config
-from launch import evaluate
-from smec_jax import tfds_dataset
+from smec_jax import jobs, tfds_dataset
+from tests.helpers import tiny_config
 
 
 def test_round_trip_is_exact(tmp_path, synthetic):
@@ -38,11 +37,10 @@ def test_grain_reads_shuffled_batches(tmp_path, synthetic):
 
 def test_evaluate_reads_the_tfds_dataset(tmp_path, synthetic):
     """Scoring from the array_record copy gives exactly the in-memory numbers."""
-    cfg = synthetic_config.get_config()
-    cfg.data.synthetic.update(n_docs=600, n_train=120, n_test=40, dim=32, rank=8, seed=1)
+    cfg = tiny_config()  # the same data as the ``synthetic`` fixture
     cfg.ladder = (32, 8)
-    direct = evaluate.run(cfg, str(tmp_path / "a"))
+    direct = jobs.evaluate(cfg, str(tmp_path / "a"))
     tfds_dataset.write_tfds(synthetic, tmp_path / "tfds")
     cfg.data.source, cfg.data.tfds_dir = "tfds", str(tmp_path / "tfds")
-    via_tfds = evaluate.run(cfg, str(tmp_path / "b"))
+    via_tfds = jobs.evaluate(cfg, str(tmp_path / "b"))
     assert direct["results"] == via_tfds["results"]

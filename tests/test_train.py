@@ -9,28 +9,26 @@ import jax
 import numpy as np
 import pytest
 
-from configs import synthetic as synthetic_config
-from smec_jax import ads, export, input_pipeline, model, smrl, train
+from smec_jax import (
+    ads,
+    checks,
+    export,
+    input_pipeline,
+    methods,
+    model,
+    parallel,
+    smrl,
+    state,
+    train,
+)
 from smec_jax.checkpoint import Checkpointer
+from tests.helpers import tiny_config
 
 
-def tiny_config():
-    c = synthetic_config.get_config()
-    c.data.synthetic.update(n_docs=600, n_train=120, n_test=40, dim=32, rank=8, seed=1)
-    c.ladder = (32, 16, 8)
-    c.train.update(
-        batch_queries=16,
-        n_hard=3,
-        hard_pool=8,
-        steps_per_stage=8,
-        eval_every=4,
-        log_every=2,
-        ckpt_every=4,
-        patience=100,
-        unsup_batch=32,
-    )
-    c.memory.update(size=64, k=4)
-    return c
+def train_method(method, data, cfg=None, workdir=None, **kwargs):
+    """train.train on the tiny config with ``method``'s fields applied."""
+    cfg = methods.get(method).resolve(cfg or tiny_config())
+    return train.train(cfg, data, workdir, verbose=False, **kwargs)
 
 
 def leaves(tree):
@@ -40,34 +38,34 @@ def leaves(tree):
 def test_frozen_columns_are_bit_identical_after_a_stage(synthetic):
     cfg = tiny_config()
     sizes = smrl.sizes_for(cfg.ladder, synthetic.dim)
-    mesh = train.parallel.data_mesh(1)
+    mesh = parallel.data_mesh(1)
     tq = input_pipeline.resolve(synthetic, "train", synthetic.judged_queries("train"), 8)
     batches = input_pipeline.supervised_batches(
         synthetic, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0
     )
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    state = jax.device_put(
-        train.create_train_state(cfg, synthetic.dim, 32, sizes, synthetic.corpus), replicated
+    st = jax.device_put(
+        state.create_train_state(cfg, synthetic.dim, 32, sizes, synthetic.corpus), replicated
     )
     for t in (1, 2):
-        stage = smrl.make_stage(t, sizes, jax.tree.map(np.asarray, state.ads))
-        before = jax.tree.map(np.array, state.params)
-        ads_before = jax.tree.map(np.array, state.ads)
-        step = train.make_train_step(stage, cfg, 32, True, mesh)
+        stage = smrl.make_stage(t, sizes, jax.tree.map(np.asarray, st.ads))
+        before = jax.tree.map(np.array, st.params)
+        ads_before = jax.tree.map(np.array, st.ads)
+        step = train.make_train_step(stage, cfg, 32, mesh)
         for _ in range(5):
-            state, _ = step(state, train._put_batch(batches[int(state.step)], sharding))
-        after = jax.tree.map(np.asarray, state.params)
+            st, _ = step(st, parallel.put_batch(batches[int(st.step)], sharding))
+        after = jax.tree.map(np.asarray, st.params)
         frozen = ~stage.trainable(32)
         assert frozen.sum() == 32 - stage.d_prev
         np.testing.assert_array_equal(after["w"][:, frozen], before["w"][:, frozen])
         np.testing.assert_array_equal(after["b"][frozen], before["b"][frozen])
         assert not np.array_equal(after["w"][:, ~frozen], before["w"][:, ~frozen])
-        for name in state.ads:  # only this stage's logits move
-            same = np.array_equal(np.asarray(state.ads[name]), ads_before[name])
+        for name in st.ads:  # only this stage's logits move
+            same = np.array_equal(np.asarray(st.ads[name]), ads_before[name])
             assert same == (name != f"stage_{t}"), name
-        state = jax.device_put(
-            state.replace(stage=state.stage + 1, stage_step=state.stage_step * 0), replicated
+        st = jax.device_put(
+            st.replace(stage=st.stage + 1, stage_step=st.stage_step * 0), replicated
         )
 
 
@@ -132,8 +130,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synt
         ("ladder", (64, 8), "within 1..32"),
         ("memory.size", 3, "memory.size 3 is smaller than memory.k 4"),
         ("train.batch_queries", 12, "batch of 12 is not divisible by the 8 devices"),
-        ("method", "smek", "unknown method 'smek'"),
         ("model.kind", "mlp", "unknown model.kind 'mlp'"),
+        ("train.schedule", "both", "unknown train.schedule 'both'"),
     ],
 )
 def test_bad_configs_fail_before_compiling(synthetic, field, value, msg):
@@ -144,7 +142,12 @@ def test_bad_configs_fail_before_compiling(synthetic, field, value, msg):
     else:
         cfg[node] = value
     with pytest.raises(ValueError, match=msg):
-        train.validate_config(cfg, synthetic, 8)
+        checks.validate_trainer_config(cfg, synthetic, 8)
+
+
+def test_an_unknown_method_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown method 'smek'; use one of truncate, pca"):
+        methods.get("smek")
 
 
 def test_export_prefixes_equal_the_trained_selection_path(tmp_path, synthetic):
@@ -166,40 +169,23 @@ def test_export_prefixes_equal_the_trained_selection_path(tmp_path, synthetic):
 
 
 def test_label_free_mode_reads_no_qrels(synthetic):
-    cfg = tiny_config()
-    cfg.method = "smec_unsup"
     no_labels = type(synthetic)(
         **{**synthetic.__dict__, "qrels": {"test": synthetic.qrels["test"]}}
     )
-    res = train.train(cfg, no_labels, verbose=False)
+    res = train_method("smec_unsup", no_labels)
     assert res.val_ndcg == {} and [len(s) for s in res.sets] == [32, 16, 8]
 
 
-# tiny_config() as command-line overrides of configs/synthetic.py (subprocess tests)
-TINY_FLAGS = [
-    "--config.data.synthetic.n_docs=600",
-    "--config.data.synthetic.n_train=120",
-    "--config.data.synthetic.n_test=40",
-    "--config.data.synthetic.dim=32",
-    "--config.data.synthetic.rank=8",
-    "--config.ladder=(32,16,8)",
-    "--config.train.batch_queries=16",
-    "--config.train.steps_per_stage=6",
-    "--config.train.eval_every=3",
-    "--config.memory.size=64",
-]
-
-
 def launch_train(workdir, *flags, **kwargs):
-    """Runs `python -m launch.train --config configs/synthetic.py` in a subprocess."""
-    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/synthetic.py"]
+    """Runs `python -m launch.train --config configs/tiny.py` in a subprocess."""
+    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/tiny.py"]
     return subprocess.run(
         [*cmd, "--workdir", str(workdir), *flags], capture_output=True, text=True, **kwargs
     )
 
 
 def test_launch_train_end_to_end(tmp_path):
-    out = launch_train(tmp_path, *TINY_FLAGS)
+    out = launch_train(tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "steps/s" in out.stdout and "ETA" in out.stdout
     doc = json.loads((tmp_path / "results.json").read_text())
@@ -207,6 +193,8 @@ def test_launch_train_end_to_end(tmp_path):
     assert set(doc["results"]["smec"]) == {"32", "16", "8"}
     for f in ("ndcg_vs_dim.png", "compressor.npz", "metrics.jsonl"):
         assert (tmp_path / f).is_file(), f
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["method"] == "smec" and written["ladder"] == [32, 16, 8]
     assert list((tmp_path / "tensorboard").iterdir())
     bad = launch_train(tmp_path / "bad", "--config.ladder=(64,64)")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ladder")
@@ -225,13 +213,10 @@ def test_sharded_memory_trains_like_the_replicated_one(synthetic):
 def test_mrl_ablation_trains_every_size_jointly_as_prefixes(synthetic):
     """mrl: one stage, all ladder sizes in the loss, prefix selection, no memory; its sets are
     the plain prefixes, and it differs from the sequential (mrl_smrl) schedule."""
-    cfg = tiny_config()
-    cfg.method = "mrl"
-    res = train.train(cfg, synthetic, verbose=False)
+    res = train_method("mrl", synthetic)
     assert [list(s) for s in res.sets] == [list(range(n)) for n in (32, 16, 8)]
     assert {h["stage"] for h in res.val_history} == {1}
-    cfg.method = "mrl_smrl"
-    seq = train.train(cfg, synthetic, verbose=False)
+    seq = train_method("mrl_smrl", synthetic)
     assert {h["stage"] for h in seq.val_history} == {1, 2}
     assert not np.array_equal(res.compressor.params["w"], seq.compressor.params["w"])
 
@@ -244,9 +229,7 @@ def test_ads_only_ablation_picks_nested_sets_from_one_logit_vector(synthetic):
     masks = [np.asarray(ads.gumbel_topk_mask(rng, z, d, 0.5)) for d in (16, 8)]
     assert masks[0].sum() == 16 and masks[1].sum() == 8
     assert np.all(masks[1] <= masks[0])  # the 8 picked dims are among the 16
-    cfg = tiny_config()
-    cfg.method = "mrl_ads"
-    res = train.train(cfg, synthetic, verbose=False)
+    res = train_method("mrl_ads", synthetic)
     assert {h["stage"] for h in res.val_history} == {1}
     s0, s1, s2 = (set(map(int, s)) for s in res.sets)
     assert (len(s0), len(s1), len(s2)) == (32, 16, 8)
@@ -257,9 +240,7 @@ def test_ads_only_ablation_picks_nested_sets_from_one_logit_vector(synthetic):
 
 @pytest.mark.parametrize("method", ["matryoshka_adaptor", "matryoshka_adaptor_unsup"])
 def test_matryoshka_adaptor_runs_end_to_end(tmp_path, synthetic, method):
-    cfg = tiny_config()
-    cfg.method = method
-    res = train.train(cfg, synthetic, tmp_path, verbose=False)
+    res = train_method(method, synthetic, workdir=tmp_path)
     assert "w1" in res.compressor.params  # the residual MLP
     assert [list(s) for s in res.sets] == [list(range(n)) for n in (32, 16, 8)]
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -271,9 +252,7 @@ def test_matryoshka_adaptor_runs_end_to_end(tmp_path, synthetic, method):
 def test_validation_scores_the_newest_size(synthetic):
     """Early stopping looks at d_t: the stage's new size (the smallest one for MRL)."""
     for method, want in (("mrl", {8}), ("mrl_smrl", {16, 8}), ("smec", {16, 8})):
-        cfg = tiny_config()
-        cfg.method = method
-        res = train.train(cfg, synthetic, verbose=False)
+        res = train_method(method, synthetic)
         assert {h["size"] for h in res.val_history} == want, method
         last = {h["size"]: h["best"] for h in res.val_history}
         # the kept model's validation score at the final size is what early stopping recorded
@@ -281,9 +260,8 @@ def test_validation_scores_the_newest_size(synthetic):
 
 
 def test_search_adaptor_trains_one_map_per_size(tmp_path, synthetic):
-    cfg = tiny_config()
-    cfg.method = "search_adaptor"
-    comp, val = train.fit_search_adaptor(cfg, synthetic, tmp_path, verbose=False)
+    fitted = methods.get("search_adaptor").fit(tiny_config(), synthetic, tmp_path, verbose=False)
+    comp, val = fitted.compressor, fitted.val_ndcg
     assert sorted(comp.by_size) == [8, 16, 32] and set(val) == {"8", "16", "32"}
     x = synthetic.queries[:5]
     np.testing.assert_allclose(

@@ -27,11 +27,11 @@ def main():
     jax.distributed.initialize(f"localhost:{port}", int(nproc), int(pid))
     assert jax.device_count() == 4 * int(nproc) and jax.local_device_count() == 4
 
-    from smec_jax import data, train
-    from tests.test_train import tiny_config
+    from smec_jax import sources, train
+    from tests.helpers import tiny_config
 
     cfg = tiny_config()
-    ds = data.load_from_config(cfg.data)
+    ds = sources.load(cfg.data)
 
     def no_steps(step):
         raise AssertionError(f"trained step {step} instead of restoring a finished run")

@@ -1,4 +1,12 @@
-"""What every launcher shares: the --config/--workdir flags and one-line errors."""
+"""What every launcher shares: the --config/--workdir flags and one-line errors.
+
+A launcher (``launch/*.py``) is flags plus one library call::
+
+    cli.define_config_and_workdir("runs/x")
+    flags.DEFINE_...(...)
+    if __name__ == "__main__":
+        cli.run_main(lambda: library.job(FLAGS.config, FLAGS.workdir, ...))
+"""
 
 from __future__ import annotations
 
@@ -36,8 +44,9 @@ def run_main(fn: Callable[[], object]) -> None:
     app.run(main)
 
 
-def guarded(main: Callable[[], None]) -> None:
-    """Runs ``main``; bad input ends the program with one clear line and exit status 2."""
+def guarded(main: Callable[[], object]) -> None:
+    """Runs ``main``; bad input ends the program with one clear line and exit status 2, a
+    non-finite loss with exit status 3."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     for noisy in ("absl", "jax._src.xla_bridge", "tensorflow_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,26 @@
+"""The tiny synthetic config of the tests and examples: trains every method in seconds on CPU.
+
+python -m launch.train --config configs/tiny.py --workdir runs/tiny
+python -m launch.reproduce --config configs/tiny.py --workdir runs/tiny-reproduce --seeds 0,1
+"""
+
+from configs import synthetic
+
+
+def get_config():
+    c = synthetic.get_config()
+    c.data.synthetic.update(n_docs=600, n_train=120, n_test=40, dim=32, rank=8, seed=1)
+    c.ladder = (32, 16, 8)
+    c.train.update(
+        batch_queries=16,
+        n_hard=3,
+        hard_pool=8,
+        steps_per_stage=8,
+        eval_every=4,
+        log_every=2,
+        ckpt_every=4,
+        patience=100,
+        unsup_batch=32,
+    )
+    c.memory.update(size=64, k=4)
+    return c

@@ -1,0 +1,28 @@
+"""SMEC, its label-free form, and the paper's ablations: one trainer, different fields.
+
+Every entry is an explicit set of dotted config overrides, applied once to a copy of the
+config; the trainer (:func:`smec_jax.train.train`) then runs that config as it is.
+
+* ``smec``: SMRL stages + ADS + S-XBM + the rank loss (the defaults).
+* ``smec_unsup``: the same stages on corpus embeddings alone (S-XBM loss, no qrels, no
+  validation), for users without judgments.
+* Ablations (the paper's table): ``mrl`` trains every size at once as prefixes;
+  ``mrl_smrl`` trains them sequentially; ``mrl_ads`` at once on dims chosen by ADS (one
+  logit vector over all N dims; each size takes its top d of the same noisy logits, so
+  the sets nest); ``mrl_sxbm`` adds the memory loss to MRL.
+"""
+
+from __future__ import annotations
+
+from smec_jax.methods.trainer import MRL, register_trainer_method
+
+register_trainer_method("smec", "smec", {}, "SMRL + ADS + S-XBM + rank loss")
+register_trainer_method(
+    "smec_unsup", "label_free", {"train.supervised": False}, "SMEC stages, S-XBM loss only"
+)
+register_trainer_method("mrl", "ablation", MRL, "every size at once, prefixes")
+register_trainer_method(
+    "mrl_smrl", "ablation", {**MRL, "train.schedule": "sequential"}, "MRL + sequential stages"
+)
+register_trainer_method("mrl_ads", "ablation", {**MRL, "ads.enabled": True}, "MRL + ADS")
+register_trainer_method("mrl_sxbm", "ablation", {**MRL, "memory.enabled": True}, "MRL + S-XBM")

@@ -1,0 +1,199 @@
+"""The stage objective: a sum of small public terms, one per idea of the paper or a peer.
+
+  L_t = L_rank (sizes d_{t-1} and d_t; every ladder size for the joint schedule)
+        + keep_weight * L_rank (the larger sizes fixed at earlier stages; 0 in the paper)
+        + alpha * L_S-XBM (memory neighbours, every size in the loss)
+        + Matryoshka-Adaptor's L_rec, L_topk, L_pair (when ``adaptor.enabled``)
+
+Label-free training (``train.supervised = False``) drops the rank terms and weights the
+S-XBM term 1. Each term takes the stage's size masks: ``None`` for size d_{t-1} (all kept
+dims), then one (d_{t-1},) mask per smaller size, drawn by ADS (hard Gumbel top-k with a
+straight-through relaxed gradient) or the prefixes of the kept dims.
+
+:func:`make_loss_fn` assembles the terms for one stage; :mod:`smec_jax.train` differentiates
+it. Brute-force checks of every term are in ``tests/test_losses.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from smec_jax import ads, losses, memory, model, parallel, smrl
+from smec_jax.retrieval import l2_normalize
+
+
+def stage_masks(stage: smrl.Stage, cfg, z: jax.Array | None, rng, tau) -> tuple:
+    """(None, mask_1, ...): all kept dims, then the mask of each smaller size in the loss.
+
+    With ADS, one noise draw serves every size, so on the joint schedule the masks nest.
+    """
+    if cfg.ads.enabled:
+        smaller = tuple(ads.gumbel_topk_mask(rng, z, d, tau) for d in stage.loss_sizes)
+    else:
+        smaller = tuple(
+            jnp.asarray(np.arange(stage.d_prev) < size, jnp.float32) for size in stage.loss_sizes
+        )
+    return (None, *smaller)
+
+
+def cos_matrix(a_nd: jax.Array, b_md: jax.Array, mask_d=None) -> jax.Array:
+    """(n, m) cosines of the rows of a and b, restricted to the dims of ``mask_d``."""
+    if mask_d is not None:
+        a_nd, b_md = a_nd * mask_d, b_md * mask_d
+    return l2_normalize(a_nd) @ l2_normalize(b_md).T
+
+
+def _rank_args(batch) -> tuple:
+    return (batch["grades"], batch["valid"], batch["pos_idx"], batch["pos_ok"])
+
+
+def rank_term(yq, yd, batch, masks: Sequence, weights: Sequence[float], scale: float):
+    """sum over sizes m of w_m * L_rank(scale * cos at size m) for one batch."""
+    total = 0.0
+    for mask, w in zip(masks, weights, strict=True):
+        total = (
+            total + w * losses.rank_loss(scale * cos_matrix(yq, yd, mask), *_rank_args(batch))[0]
+        )
+    return total
+
+
+def keep_term(params, batch, earlier: Sequence[tuple[int, np.ndarray]], scale: float):
+    """L_rank at the larger sizes fixed by earlier stages (their kept columns S_0..S_{t-2}):
+    the option that keeps those sizes from drifting once they leave the paper's loss."""
+    total = 0.0
+    for _, cols in earlier:
+        s = cos_matrix(
+            model.apply_cols(params, batch["q"], cols), model.apply_cols(params, batch["d"], cols)
+        )
+        total = total + losses.rank_loss(scale * s, *_rank_args(batch))[0]
+    return total
+
+
+def neighbour_outputs(params, entries_qd, idx_nk, kept, mode: str = "auto", weights=()):
+    """Compressed outputs (n, k, d) of memory neighbours, and their squared norms under each
+    dim weighting in ``weights`` ((n, k) each), the cheaper of two ways.
+
+    "gather": gather the n*k neighbours, then compress them: n*k*D*d multiply-adds.
+    "memory": compress the whole memory once (Q*D*d), then gather outputs; the norms are
+    then taken on the (Q, d) outputs and only gathered, never on (n, k, d) tensors.
+    Both are exact; "auto" picks the cheaper statically (at the reference shape, n = 1152
+    samples x k = 10 > Q = 5000, so compressing the memory costs 2.3x less).
+    """
+    n, k = idx_nk.shape
+    q, _ = entries_qd.shape
+    if mode == "gather" or (mode == "auto" and n * k < q):
+        out = model.apply_cols(params, entries_qd[idx_nk.reshape(-1)], kept).reshape(n, k, -1)
+        sq = out * out
+        return out, [jnp.einsum("nkd,d->nk", sq, w) for w in weights]
+    ym = model.apply_cols(params, entries_qd, kept)  # (Q, d)
+    sq = ym * ym
+    return ym[idx_nk], [(sq @ w)[idx_nk] for w in weights]
+
+
+def sxbm_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="auto", mesh=None):
+    """S-XBM loss of the samples against their memory neighbours, summed over sizes.
+
+    Cosines under a dim mask m are computed as <a, m^2 b> / sqrt(|a|^2_{m^2} |b|^2_{m^2}),
+    equal in value and gradient to cos(a * m, b * m) but without materialising a masked and
+    a normalised copy of the (n, k, d) neighbour tensor for every size: on CPU those
+    elementwise passes, not the matmuls, dominated the S-XBM term.
+
+    With ``mesh``, the memory is sharded along its queue axis (per-shard top-k, then merge).
+    """
+    if mesh is None:
+        idx, orig_sim, ok = memory.neighbours(mem, x_nd, ids_n, k)
+    else:
+        idx, orig_sim, ok = memory.neighbours_sharded(mem, x_nd, ids_n, k, mesh, parallel.DATA)
+    ok = ok & keep_n[:, None]
+    d = y_nd.shape[1]
+    weights = [jnp.ones((d,), y_nd.dtype) if m is None else m * m for m in masks]
+    y_nbr, nbr_sq = neighbour_outputs(params, mem.entries, idx, kept, mode, weights)
+    total = 0.0
+    for w, b_sq in zip(weights, nbr_sq, strict=True):
+        num = jnp.einsum("nd,nkd->nk", y_nd * w, y_nbr)
+        a_sq = (y_nd * y_nd) @ w
+        comp_sim = num * jax.lax.rsqrt(jnp.maximum(a_sq[:, None] * b_sq, 1e-24))
+        total = total + losses.unsup_loss(orig_sim, comp_sim, ok)
+    return total
+
+
+def adaptor_terms(x_nd, y_nd, keep_n, masks, ad) -> list[tuple[str, float, jax.Array]]:
+    """Matryoshka-Adaptor's losses on the batch's own samples, as (name, weight, value):
+    L_rec always, L_topk and L_pair where their weight is non-zero."""
+    terms = [
+        (
+            "rec",
+            ad.rec_weight,
+            losses.reconstruction(x_nd * keep_n[:, None], y_nd * keep_n[:, None]),
+        )
+    ]
+    if ad.topk_weight:
+        terms.append(
+            (
+                "topk",
+                ad.topk_weight,
+                losses.similarity_preservation(x_nd, y_nd, masks, ad.topk, keep_n),
+            )
+        )
+    if ad.pair_weight:
+        terms.append(
+            (
+                "pair",
+                ad.pair_weight,
+                losses.similarity_preservation(x_nd, y_nd, masks, None, keep_n),
+            )
+        )
+    return terms
+
+
+def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh) -> Callable:
+    """The stage's loss ``(tree, state, batch, rng) -> (loss, (metrics, x, ids, keep))``,
+    with ``tree = {"params", "ads"}``; ``x, ids, keep`` are the samples to enqueue."""
+    kept, name = stage.kept, ads.stage_name(stage.index)
+    trainable_n = stage.trainable(out_dim)
+    supervised, steps = cfg.train.supervised, cfg.train.steps_per_stage
+    scale = cfg.train.score_scale
+    size_weights = (cfg.train.full_weight,) + (1.0,) * len(stage.loss_sizes)
+    earlier = stage.earlier if cfg.train.keep_weight else ()
+    sharded_mesh = mesh if cfg.memory.sharded else None
+
+    def loss_fn(tree, state, batch, rng):
+        params = model.freeze_columns(tree["params"], trainable_n)
+        tau = ads.tau_schedule(state.stage_step, steps, cfg.ads.tau_start, cfg.ads.tau_end)
+        masks = stage_masks(stage, cfg, tree["ads"].get(name), rng, tau)
+        metrics = {"tau": tau}
+        if supervised:
+            yq = model.apply_cols(params, batch["q"], kept)
+            yd = model.apply_cols(params, batch["d"], kept)
+            rank = rank_term(yq, yd, batch, masks, size_weights, scale)
+            if earlier:
+                metrics["keep"] = keep_term(params, batch, earlier, scale)
+                rank = rank + cfg.train.keep_weight * metrics["keep"]
+            x = jnp.concatenate([batch["q"], batch["d"]])
+            ids = jnp.concatenate([batch["q_ids"], batch["d_ids"]])
+            keep = jnp.concatenate([jnp.ones(batch["q_ids"].shape, bool), batch["d_keep"]])
+            y = jnp.concatenate([yq, yd])
+            metrics["rank"] = rank
+        else:
+            x, ids, keep = batch["x"], batch["ids"], batch["keep"]
+            y = model.apply_cols(params, x, kept)
+            rank = 0.0
+        if cfg.memory.enabled:
+            mode = cfg.memory.neighbour_mode
+            args = (state.memory, x, ids, keep, y, params, kept, masks, cfg.memory.k, mode)
+            unsup = sxbm_term(*args, sharded_mesh)
+        else:
+            unsup = jnp.zeros(())
+        metrics["unsup"] = unsup
+        loss = rank + (cfg.memory.alpha if supervised else 1.0) * unsup
+        if cfg.adaptor.enabled:
+            for term, weight, value in adaptor_terms(x, y, keep, masks, cfg.adaptor):
+                metrics[term] = value
+                loss = loss + weight * value
+        return loss, (metrics, x, ids, keep)
+
+    return loss_fn

@@ -1,0 +1,108 @@
+"""The reproduction: every method x seed through one path, mean ± std, resumable per run.
+
+:func:`run` fits each registered method (closed-form ones once, trained ones per seed) with
+the same data, step budget and validation split, scores each with the same
+:class:`~smec_jax.evaluation.Evaluator`, and writes ``results.json`` (``<metric>_std``
+beside each mean), ``report.md`` and ``ndcg_vs_dim.png``. Each (method, seed) result is
+cached in ``workdir/runs/<method>-s<seed>/results.json`` with the config that produced it;
+a rerun resumes from the cache and refuses one written with another config. Test qrels are
+read only to score finished models.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+
+from smec_jax import files, methods, parallel, reporting, sources
+from smec_jax.data import RetrievalData
+from smec_jax.evaluation import Evaluator
+from smec_jax.progress import eta
+
+
+def ablation_rows() -> list[str]:
+    """The ablation table's rows: the ablations, then full SMEC."""
+    return methods.names(group="ablation") + methods.names(group="smec")
+
+
+def default_evaluator(config, ds: RetrievalData) -> Evaluator:
+    """The config's evaluator, with the corpus sharded over every device when there are
+    several."""
+    mesh = parallel.data_mesh() if jax.device_count() > 1 else None
+    return Evaluator.from_config(ds, config.eval, mesh=mesh)
+
+
+def run_one(
+    config,
+    ds: RetrievalData,
+    method: str,
+    seed: int,
+    workdir: Path,
+    evaluator: Evaluator | None = None,
+) -> dict:
+    """Results (size -> metrics) of one (method, seed), cached in ``workdir/results.json``."""
+    cfg = config.copy_and_resolve_references()
+    cfg.method, cfg.seed = method, seed
+    fingerprint = json.loads(cfg.to_json(sort_keys=True))
+    cached = workdir / "results.json"
+    if cached.is_file():
+        doc = json.loads(cached.read_text())
+        if doc.get("config") != fingerprint:
+            raise ValueError(
+                f"{cached} was written with another config (or by an older version); "
+                "use a fresh --workdir or delete that run folder"
+            )
+        return doc["results"][method]
+    fitted = methods.get(method).fit(cfg, ds, workdir / "train")
+    evaluator = evaluator or default_evaluator(cfg, ds)
+    res = evaluator.evaluate({method: fitted.compressor}, cfg.ladder)
+    doc = reporting.results_document(ds, evaluator.split, res) | {"config": fingerprint}
+    reporting.write_results(workdir, doc)
+    return res[method]
+
+
+def write_report(doc: dict, workdir: str | Path, seeds: Sequence[int]) -> None:
+    reporting.report(doc, workdir)
+    files.atomic_write(
+        Path(workdir) / "report.md", reporting.reproduction_markdown(doc, seeds, ablation_rows())
+    )
+    print(f"wrote {workdir}/report.md")
+
+
+def report_only(workdir: str | Path, seeds: Sequence[int]) -> dict:
+    """Rewrites report.md and the plot from ``workdir/results.json``; trains nothing."""
+    path = Path(workdir) / "results.json"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: run launch.reproduce without --report_only first")
+    doc = json.loads(path.read_text())
+    write_report(doc, workdir, seeds)
+    return doc
+
+
+def run(config, workdir: str | Path, method_names: Sequence[str], seeds: Sequence[int]) -> dict:
+    """Every (method, seed), then the aggregated report; returns the results document."""
+    for name in method_names:
+        methods.get(name)  # unknown names fail before anything trains
+    ds = sources.load(config.data)
+    evaluator = default_evaluator(config, ds)
+    jobs = [(m, s) for m in method_names for s in (seeds if methods.get(m).seeded else seeds[:1])]
+    start, per_method = time.perf_counter(), {}
+    for i, (method, seed) in enumerate(jobs):
+        elapsed = time.perf_counter() - start
+        print(
+            f"[{i + 1}/{len(jobs)}] {method} seed {seed} | {elapsed:.0f}s elapsed, "
+            f"ETA {eta(elapsed, i, len(jobs))}",
+            flush=True,
+        )
+        run_dir = Path(workdir) / "runs" / f"{method}-s{seed}"
+        res = run_one(config, ds, method, seed, run_dir, evaluator)
+        per_method.setdefault(method, []).append(res)
+    doc = reporting.results_document(
+        ds, evaluator.split, {m: reporting.aggregate(r) for m, r in per_method.items()}
+    )
+    write_report(doc, workdir, seeds)
+    return doc

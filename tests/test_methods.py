@@ -1,0 +1,84 @@
+"""The method registry: every registered method fits on the tiny config and compresses at
+every ladder size; names, groups and overrides are checked where they are declared."""
+
+import jax
+import numpy as np
+import pytest
+
+from smec_jax import methods
+from smec_jax.evaluation import Evaluator
+from smec_jax.methods import registry
+from tests.helpers import tiny_config
+
+# The report's row order (it is also the order of results.json, so changing it changes
+# every committed report).
+REPORT_ORDER = [
+    "truncate",
+    "pca",
+    "doc_prior",
+    "search_adaptor",
+    "matryoshka_adaptor",
+    "smec",
+    "matryoshka_adaptor_unsup",
+    "smec_unsup",
+    "mrl",
+    "mrl_smrl",
+    "mrl_ads",
+    "mrl_sxbm",
+]
+
+
+def test_names_are_in_report_order_and_grouped():
+    assert methods.names() == REPORT_ORDER
+    assert methods.names(group="baseline") == ["truncate", "pca"]
+    assert methods.names(group="label_free") == ["matryoshka_adaptor_unsup", "smec_unsup"]
+    for name in methods.names():
+        m = methods.get(name)
+        assert m.group in methods.GROUPS and m.name == name
+        assert m.seeded == (m.group not in ("baseline", "control")), name
+    with pytest.raises(ValueError, match="unknown group"):
+        methods.names(group="peers")
+
+
+def test_a_duplicate_name_or_an_unknown_group_is_refused():
+    m = methods.get("pca")
+    with pytest.raises(ValueError, match="'pca' is registered twice"):
+        methods.register(m)
+    with pytest.raises(ValueError, match="group 'magic'"):
+        methods.register(registry.Method("new", "magic", False, m.fit))
+    assert "new" not in methods.names()
+
+
+def test_every_override_names_a_config_field_and_is_applied_to_a_copy():
+    cfg = tiny_config()
+    before = cfg.to_json(sort_keys=True)
+    for name in methods.names():
+        resolved = methods.get(name).resolve(cfg)  # an unknown field raises KeyError
+        for dotted, value in methods.get(name).overrides.items():
+            node = resolved
+            for part in dotted.split("."):
+                node = node[part]
+            assert node == value, (name, dotted)
+        assert resolved.method == name
+    assert cfg.to_json(sort_keys=True) == before
+    with pytest.raises(KeyError, match="'train.lerning_rate' names no config field"):
+        methods.apply_overrides(cfg, {"train.lerning_rate": 1.0})
+
+
+def test_every_registered_method_fits_and_compresses_at_every_size(tmp_path, synthetic):
+    """Fit each method (training ones resumable in their own workdir), then: unit vectors of
+    each ladder size, the same vectors for queries and documents (one map), a validation
+    score for every size a supervised trained method reports, and a test score in (0, 1]."""
+    cfg = tiny_config()
+    x = synthetic.queries[:7]
+    evaluator = Evaluator(synthetic)
+    for name in methods.names():
+        fitted = methods.get(name).fit(cfg, synthetic, tmp_path / name, verbose=False)
+        for d in cfg.ladder:
+            y = np.asarray(fitted.compressor.compress(jax.numpy.asarray(x), d))
+            expect = synthetic.dim if name == "doc_prior" else d  # the control never compresses
+            assert y.shape == (7, expect), (name, d)
+            np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5, err_msg=name)
+            assert 0.0 < evaluator.mean_ndcg(fitted.compressor, d) <= 1.0, (name, d)
+        if methods.get(name).seeded and not name.endswith("_unsup"):
+            assert {str(d) for d in cfg.ladder[1:]} <= set(fitted.val_ndcg), name
