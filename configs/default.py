@@ -97,4 +97,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.split = "test"
     c.eval.methods = ("truncate", "pca")
     c.eval.exclude_self = False  # drop hits whose doc id equals the query id (ArguAna-style)
+    # Score ties: trec_eval (doc id descending, as trec_eval / pytrec_eval / BEIR / MTEB) | row
+    c.eval.ties = "trec_eval"
     return c

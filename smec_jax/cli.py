@@ -34,14 +34,73 @@ def define_config_and_workdir(workdir_default: str | None = None) -> None:
 
 
 def run_main(fn: Callable[[], object]) -> None:
-    """``app.run`` (flag parsing) around ``fn``, with one-line errors (see :func:`guarded`)."""
+    """``app.run`` (flag parsing) around ``fn``, with one-line errors (see :func:`guarded`);
+    a bad flag (an unknown config field, a value of the wrong type) is one line too."""
     from absl import app
 
     def main(argv):
-        del argv
+        if len(argv) > 1:
+            _fail(f"unexpected argument {argv[1]!r}; flags look like --name=value")
         guarded(fn)
 
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
+
+
+def _fail(message: str, status: int = 2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing with one-line errors naming the flag and, for a config field that
+    does not exist, the closest existing ones."""
+    try:
+        rest = flags.FLAGS(argv)
+        if "config" in flags.FLAGS:
+            try:  # a config file that failed to load raises on first use
+                flags.FLAGS.config["seed"]
+            except KeyError:
+                pass
+        return rest
+    except OSError as e:
+        path = None  # the last --config given wins, as in absl
+        for i, a in enumerate(argv):
+            if a.startswith("--config="):
+                path = a.split("=", 1)[1]
+            elif a == "--config" and i + 1 < len(argv):
+                path = argv[i + 1]
+        _fail(f"--config {path}: cannot load that config file ({str(e).splitlines()[-1].strip()})")
+    except flags.Error as e:
+        _fail(f"{e}")
+    except (AttributeError, KeyError) as e:  # ml_collections: a field that does not exist
+        key = str(e).strip("\"'")
+        bad = next((a for a in argv[1:] if a.startswith("--config.") and key in a), None)
+        _fail(_unknown_field(bad) if bad else f"bad flag: {key}")
+    except (TypeError, ValueError) as e:
+        _fail(f"bad flag value: {e}")
+    return argv
+
+
+def _unknown_field(arg: str) -> str:
+    import difflib
+
+    dotted = arg.split("=", 1)[0][len("--config.") :]
+    *parent, leaf = dotted.split(".")
+    where = "configs/default.py"
+    try:  # the fields that do exist beside it, from the default config
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("_smec_default_config", DEFAULT_CONFIG)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        node = module.get_config()
+        for part in parent:
+            node = node[part]
+        near = difflib.get_close_matches(leaf, list(node.keys()), n=3)
+    except Exception:  # noqa: BLE001 - the hint is optional
+        near = []
+    hint = f"; did you mean {', '.join('.'.join([*parent, n]) for n in near)}?" if near else ""
+    return f"{arg}: the config has no field {dotted} (see {where}){hint}"
 
 
 def guarded(main: Callable[[], object]) -> None:

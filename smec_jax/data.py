@@ -10,6 +10,7 @@ A retrieval dataset here is a BEIR folder (``corpus.jsonl``, ``queries.jsonl``,
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -125,6 +126,25 @@ def read_ids(path: Path) -> list[str]:
             )
         seen[i] = row
     return ids
+
+
+def doc_text(row: dict) -> str:
+    """BEIR's document text as it is embedded: title and body joined by a space."""
+    return (str(row.get("title") or "") + " " + str(row.get("text") or "")).strip()
+
+
+def query_text(row: dict) -> str:
+    """A query's text as it is embedded."""
+    return str(row.get("text", ""))
+
+
+def text_fingerprint(rows: list[dict], text) -> str:
+    """sha256 of every (id, embedded text) pair in row order: what an embedding folder was
+    made from. Recorded in meta.json by ``launch.embed``; checked on every load."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(f"{r['_id']}\t{text(r)}\n".encode())
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -280,6 +300,7 @@ def load_embedded(
             meta = json.loads((emb_dir / "meta.json").read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataError(f"{emb_dir / 'meta.json'}: malformed JSON ({e})") from None
+    check_against_texts(beir_dir, emb_dir, corpus_ids, query_ids, meta)
     qrels_dir = beir_dir / "qrels"
     if splits is None:
         splits = tuple(sorted(p.stem for p in qrels_dir.glob("*.tsv")))
@@ -299,6 +320,47 @@ def load_embedded(
         queries=queries,
         qrels=qrels,
     )
+
+
+def check_against_texts(
+    beir_dir: Path, emb_dir: Path, corpus_ids: list[str], query_ids: list[str], meta: Mapping
+) -> None:
+    """Refuses an embedding folder that no longer matches the BEIR texts beside it.
+
+    Where ``corpus.jsonl`` / ``queries.jsonl`` exist, they are read (so malformed JSON,
+    duplicate ids and bad UTF-8 are refused here too), their ids must equal the embedding
+    ids row by row, and where meta.json records a text fingerprint, the texts must still
+    hash to it: a stale embedding of an edited corpus is never scored silently.
+    """
+    fingerprints = meta.get("fingerprint") or {}
+    for kind, ids, ids_file, text in (
+        ("corpus", corpus_ids, "corpus_ids.txt", doc_text),
+        ("queries", query_ids, "query_ids.txt", query_text),
+    ):
+        path = beir_dir / f"{kind}.jsonl"
+        if not path.is_file():
+            continue
+        rows = read_jsonl(path)
+        texts_ids = [r["_id"] for r in rows]
+        if texts_ids != ids:
+            i = next(
+                (i for i, (a, b) in enumerate(zip(ids, texts_ids, strict=False)) if a != b),
+                min(len(ids), len(texts_ids)),
+            )
+            here = repr(ids[i]) if i < len(ids) else "nothing"
+            there = repr(texts_ids[i]) if i < len(texts_ids) else "nothing"
+            raise DataError(
+                f"{emb_dir / ids_file}: row {i + 1} is {here} but {path} has {there} there "
+                f"({len(ids)} vs {len(texts_ids)} ids): the embeddings were made from another "
+                f"version of {path.name}; re-run `python -m launch.embed --beir_dir {beir_dir}`"
+            )
+        want = fingerprints.get(kind)
+        if want and text_fingerprint(rows, text) != want:
+            raise DataError(
+                f"{emb_dir / 'meta.json'}: the {kind} texts in {path} changed since these "
+                f"embeddings were made (text fingerprint differs); re-run "
+                f"`python -m launch.embed --beir_dir {beir_dir}`"
+            )
 
 
 def write_embedding_folder(

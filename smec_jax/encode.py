@@ -19,14 +19,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from smec_jax.data import DataError, read_jsonl, write_embedding_folder
+from smec_jax.data import (
+    DataError,
+    doc_text,
+    query_text,
+    read_jsonl,
+    text_fingerprint,
+    write_embedding_folder,
+)
 
 EncodeFn = Callable[[Sequence[str]], np.ndarray]
-
-
-def doc_text(row: dict) -> str:
-    """BEIR's document text: title and body joined by a space."""
-    return (str(row.get("title") or "") + " " + str(row.get("text") or "")).strip()
 
 
 def _save_atomic(path: Path, x: np.ndarray) -> None:
@@ -86,7 +88,7 @@ def encode_beir(
     c_emb = encode_chunked([doc_text(r) for r in corpus], encode, work, "corpus", chunk, "corpus")
     t1 = time.perf_counter()
     q_emb = encode_chunked(
-        [str(r.get("text", "")) for r in queries], encode, work, "queries", chunk, "queries"
+        [query_text(r) for r in queries], encode, work, "queries", chunk, "queries"
     )
     t2 = time.perf_counter()
     for name, x in (("corpus", c_emb), ("queries", q_emb)):
@@ -101,6 +103,10 @@ def encode_beir(
         "dtype": dtype,
         "doc_text": "title + ' ' + text (stripped)",
         "query_text": "text",
+        "fingerprint": {
+            "corpus": text_fingerprint(corpus, doc_text),
+            "queries": text_fingerprint(queries, query_text),
+        },
         "n_corpus": len(corpus),
         "n_queries": len(queries),
         "encode_seconds_corpus": round(t1 - t0, 1),

@@ -24,6 +24,7 @@ from smec_jax.data import RetrievalData
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 TOP_K = 100
+TIES = ("trec_eval", "row")
 Results = dict[str, dict[str, dict[str, float]]]  # method -> size -> metric -> mean
 
 
@@ -41,6 +42,9 @@ class Evaluator:
       split: qrels split to score (its queries with at least one relevant judgment).
       exclude_self: drop a retrieved doc whose id equals the query id (ArguAna-style).
       mesh: shard the corpus over this mesh's data axis; None = the default device.
+      ties: "trec_eval" (default): equal scores rank by document id, descending, as
+        trec_eval (and so pytrec_eval, BEIR, MTEB) ranks them, in the top-k as well;
+        "row": by corpus row.
 
     ``unseen`` queries (scored again under ``<metric>_unseen``): those of ``split`` none of
     whose relevant docs is judged relevant for a training query (DESIGN.md section 3).
@@ -53,8 +57,13 @@ class Evaluator:
         *,
         exclude_self: bool = False,
         mesh: Mesh | None = None,
+        ties: str = "trec_eval",
     ):
+        if ties not in TIES:
+            raise ValueError(f"unknown eval.ties {ties!r}; use one of {', '.join(TIES)}")
         self.data, self.split, self.exclude_self, self.mesh = data, split, exclude_self, mesh
+        self.ties = ties
+        self.tie_order = retrieval.trec_tie_order(data.corpus_ids) if ties == "trec_eval" else None
         self.qrels = data.qrels_for(split)
         self.qids = data.judged_queries(split)
         if not self.qids:
@@ -76,6 +85,7 @@ class Evaluator:
             eval_cfg.split if split is None else split,
             exclude_self=bool(eval_cfg.exclude_self),
             mesh=mesh,
+            ties=eval_cfg.get("ties", "trec_eval"),
         )
 
     def per_query(
@@ -94,6 +104,7 @@ class Evaluator:
             exclude=exclude,
             doc_bias=bias,
             mesh=self.mesh,
+            tie_order=self.tie_order,
         )
         return metrics.score_run(ranked, qids, data.corpus_ids, self.qrels)
 

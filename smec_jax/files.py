@@ -34,6 +34,20 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def check_workdir(path: str | Path | None, flag: str = "--workdir") -> None:
+    """Refuses an output folder that is an existing file (before anything is computed)."""
+    if path is None or str(path) == "":
+        raise ValueError(f"{flag} is required: the folder the outputs go to")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {p} is an existing file; give a folder (new or existing)")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{flag} {p}: {parent} is a file, not a folder")
+            break
+
+
 def atomic_write(path: str | Path, payload: bytes | str) -> Path:
     """Writes bytes (or UTF-8 text) to ``path`` atomically."""
     data = payload.encode("utf-8") if isinstance(payload, str) else payload

@@ -39,10 +39,13 @@ def train_and_evaluate(
     process_id: int | None = None,
 ) -> dict:
     """Fits ``config.method`` (resumably in ``workdir``), then scores it with the baselines."""
-    if config.distributed:
+    if config.distributed:  # first: nothing may touch the XLA backend before it
         parallel.initialize_distributed(coordinator_address, num_processes, process_id)
+    methods.validate(config)
+    files.check_workdir(workdir)
     method = methods.get(config.method)
     ds = sources.load(config.data)
+    ds.qrels_for(config.eval.split)  # the scoring split exists: checked before training
     n_dev = config.mesh.num_devices or jax.device_count()
     resolved = method.resolve(config)
     if method.seeded:  # a trained method: bad trainer fields fail before anything compiles
@@ -52,8 +55,6 @@ def train_and_evaluate(
         f"ladder {tuple(config.ladder)}, {n_dev} device(s) [{jax.default_backend()}]",
         flush=True,
     )
-    if jax.process_index() == 0:
-        files.atomic_write(Path(workdir) / "config.json", resolved.to_json(indent=1) + "\n")
     start = time.perf_counter()
     fitted = method.fit(config, ds, workdir)
     print(f"trained in {time.perf_counter() - start:.1f}s; validation nDCG@10: {fitted.val_ndcg}")
@@ -62,6 +63,7 @@ def train_and_evaluate(
     evaluator = _evaluator(config, ds, n_dev)
     doc = reporting.results_document(ds, evaluator.split, evaluator.evaluate(comps, config.ladder))
     if jax.process_index() == 0:  # every process scored; one writes
+        files.atomic_write(Path(workdir) / "config.json", resolved.to_json(indent=1) + "\n")
         reporting.report(doc, workdir)
         if isinstance(fitted.compressor, export_lib.NestedCompressor):
             print(f"wrote {export_lib.save(fitted.compressor, Path(workdir) / 'compressor.npz')}")
@@ -70,7 +72,10 @@ def train_and_evaluate(
 
 def evaluate(config, workdir: str) -> dict:
     """Fits ``config.eval.methods``, scores them at every ladder size, writes the report."""
+    methods.validate(config)
+    files.check_workdir(workdir)
     ds = sources.load(config.data)
+    ds.qrels_for(config.eval.split)
     ladder = tuple(int(d) for d in config.ladder)
     if ladder[0] > ds.dim:
         raise ValueError(f"ladder {ladder} starts above the embedding size {ds.dim}")
@@ -88,6 +93,7 @@ def evaluate(config, workdir: str) -> dict:
 
 def export(config, workdir: str, out: str | None = None) -> Path:
     """Writes the nested compressor of the finished run in ``workdir`` (no retraining)."""
+    methods.validate(config)
     if not workdir or not (Path(workdir) / "checkpoints").is_dir():
         raise ValueError(f"no checkpoints in {workdir}; train first with launch.train")
     ds = sources.load(config.data)
@@ -103,6 +109,8 @@ def prepare(config, out: str) -> Path:
     """Packages the config's dataset as a tfds array_record dataset in ``out``."""
     from smec_jax import tfds_dataset
 
+    methods.validate(config)
+    files.check_workdir(out, "--out")
     rd = sources.load(config.data)
     path = tfds_dataset.write_tfds(rd, out)
     print(f"wrote {rd.name} ({len(rd.corpus_ids)} docs, splits {sorted(rd.qrels)}) to {path}")

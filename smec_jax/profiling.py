@@ -260,6 +260,7 @@ def run_benchmarks(
     num_queries: Sequence[int] = (256, 2048),
 ) -> dict:
     """Runs the named benchmarks; writes the figures to ``out`` (JSON) when given."""
+    methods.validate(config)
     unknown = set(names) - set(BENCHES)
     if unknown:
         raise ValueError(f"unknown benchmark(s) {sorted(unknown)}; known: {sorted(BENCHES)}")

@@ -85,6 +85,8 @@ def report_only(workdir: str | Path, seeds: Sequence[int]) -> dict:
 
 def run(config, workdir: str | Path, method_names: Sequence[str], seeds: Sequence[int]) -> dict:
     """Every (method, seed), then the aggregated report; returns the results document."""
+    methods.validate(config)
+    files.check_workdir(workdir)
     for name in method_names:
         methods.get(name)  # unknown names fail before anything trains
     ds = sources.load(config.data)

@@ -5,6 +5,11 @@ memory is O(queries x (k + chunk)) whatever the corpus size. With a mesh, the co
 sharded along the mesh's data axis: each device finds its local top-k, then the (tiny)
 candidate lists are all-gathered and merged. Ties break by the lower corpus row on every
 device count, because ``lax.top_k`` is stable and candidates are kept in row order.
+
+``tie_order`` changes which row wins a tie: the corpus is searched in that row order, so
+with :func:`trec_tie_order` (document ids, descending, as trec_eval's ``comp_sim_docno``
+sorts them) the top-k are exactly the k docs that trec_eval, pytrec_eval, BEIR and MTEB
+would rank first, in their order.
 """
 
 from __future__ import annotations
@@ -108,6 +113,7 @@ def search(
     query_batch: int = 1024,
     mesh: Mesh | None = None,
     axis: str = "data",
+    tie_order: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine top-k of every query over the whole corpus.
 
@@ -121,11 +127,26 @@ def search(
       chunk: corpus rows scored at once per device (bounds memory).
       query_batch: queries scored at once.
       mesh: shard the corpus along ``axis`` of this mesh; None = default device.
+      tie_order: optional (N,) permutation of the corpus rows; among equal scores the row
+        that comes first in it wins (default: the lower row). See :func:`trec_tie_order`.
 
     Returns:
-      scores (Q, k) float32 and rows (Q, k) int32, best first, ties broken by lower row;
-      -inf / -1 fill slots when fewer than k docs remain.
+      scores (Q, k) float32 and rows (Q, k) int32 (rows of the corpus as given), best
+      first; -inf / -1 fill slots when fewer than k docs remain.
     """
+    if tie_order is not None:
+        return _search_in_order(
+            queries,
+            corpus,
+            k,
+            tie_order,
+            exclude=exclude,
+            doc_bias=doc_bias,
+            chunk=chunk,
+            query_batch=query_batch,
+            mesh=mesh,
+            axis=axis,
+        )
     n_docs = corpus.shape[0]
     k = min(k, n_docs)
     corpus = _normalize_keep_dtype(jnp.asarray(corpus))
@@ -154,6 +175,30 @@ def search(
         scores.append(np.asarray(s)[: qb.shape[0] - pad])
         rows.append(np.asarray(i)[: qb.shape[0] - pad])
     return np.concatenate(scores), np.concatenate(rows)
+
+
+def _search_in_order(queries, corpus, k, order, *, exclude, doc_bias, **kwargs):
+    """:func:`search` over the corpus permuted by ``order``, rows mapped back."""
+    order = np.asarray(order, np.int64)
+    n_docs = corpus.shape[0]
+    if order.shape != (n_docs,):
+        raise ValueError(f"tie_order has shape {order.shape}; expected ({n_docs},)")
+    inv = np.empty_like(order)
+    inv[order] = np.arange(n_docs)
+    if exclude is not None:
+        exclude = np.asarray(exclude)
+        exclude = np.where(exclude >= 0, inv[np.maximum(exclude, 0)], -1)
+    bias = None if doc_bias is None else np.asarray(doc_bias, np.float32)[order]
+    scores, rows = search(
+        queries, jnp.asarray(corpus)[order], k, exclude=exclude, doc_bias=bias, **kwargs
+    )
+    return scores, np.where(rows >= 0, order[np.maximum(rows, 0)], -1).astype(np.int32)
+
+
+def trec_tie_order(doc_ids: list[str]) -> np.ndarray:
+    """Rows by document id, descending (byte-wise, as trec_eval's strcmp): the order in which
+    trec_eval breaks score ties."""
+    return np.asarray(sorted(range(len(doc_ids)), key=doc_ids.__getitem__, reverse=True))
 
 
 @jax.jit

@@ -15,7 +15,17 @@ from smec_jax import data, sources
 def write_folder(root: Path, n_docs=6, n_q=4, dim=8, *, mutate=None):
     """A tiny valid BEIR folder with embeddings; ``mutate(parts)`` edits it before writing."""
     rng = np.random.default_rng(0)
+    corpus_rows = [{"_id": f"d{i}", "title": f"T{i}", "text": f"doc {i}"} for i in range(n_docs)]
+    query_rows = [{"_id": f"q{i}", "text": f"query {i}"} for i in range(n_q)]
     parts = {
+        "corpus_rows": corpus_rows,
+        "query_rows": query_rows,
+        "fingerprint": {
+            "corpus": data.text_fingerprint(corpus_rows, data.doc_text),
+            "queries": data.text_fingerprint(query_rows, data.query_text),
+        },
+        "corpus_jsonl": None,  # bytes to write instead of the rows (malformed files)
+        "queries_jsonl": None,
         "corpus_ids": [f"d{i}" for i in range(n_docs)],
         "query_ids": [f"q{i}" for i in range(n_q)],
         "corpus": rng.normal(size=(n_docs, dim)).astype(np.float16),
@@ -36,7 +46,15 @@ def write_folder(root: Path, n_docs=6, n_q=4, dim=8, *, mutate=None):
     np.save(emb / "queries.npy", parts["queries"])
     (emb / "corpus_ids.txt").write_text("\n".join(parts["corpus_ids"]) + "\n")
     (emb / "query_ids.txt").write_text("\n".join(parts["query_ids"]) + "\n")
-    (emb / "meta.json").write_text(json.dumps({"model": "enc"}))
+    (emb / "meta.json").write_text(
+        json.dumps({"model": "enc", "fingerprint": parts["fingerprint"]})
+    )
+    for kind in ("corpus", "queries"):
+        raw = parts[f"{kind}_jsonl"]
+        if raw is None:
+            rows = parts["corpus_rows" if kind == "corpus" else "query_rows"]
+            raw = "".join(json.dumps(r) + "\n" for r in rows).encode()
+        (ds / f"{kind}.jsonl").write_bytes(raw)
     return ds
 
 
@@ -90,7 +108,40 @@ def _no_split(p):
     p["test"] = None
 
 
+def _stale_ids(p):  # the corpus lost a document after it was embedded
+    del p["corpus_rows"][4]
+
+
+def _reordered_queries(p):
+    p["query_rows"].reverse()
+
+
+def _edited_text(p):  # same ids, a text changed after embedding
+    p["corpus_rows"][1]["text"] = "edited"
+
+
+def _malformed_jsonl(p):
+    p["corpus_jsonl"] = b'{"_id": "d0", "text": "a"}\n{"_id": "d1", "text": \n'
+
+
+def _dup_jsonl(p):
+    p["queries_jsonl"] = b'{"_id": "q0", "text": "a"}\n{"_id": "q0", "text": "b"}\n'
+
+
+def _bad_utf8_jsonl(p):
+    p["corpus_jsonl"] = b'{"_id": "d0", "text": "caf\xe9"}\n'
+
+
 BAD = {
+    "stale_ids": (_stale_ids, r"corpus_ids\.txt: row 5 is 'd4' but .*corpus\.jsonl has 'd5'"),
+    "reordered": (
+        _reordered_queries,
+        r"query_ids\.txt: row 1 is 'q0' but .*queries\.jsonl has 'q3'",
+    ),
+    "edited_text": (_edited_text, r"meta\.json: the corpus texts in .*corpus\.jsonl changed"),
+    "jsonl_json": (_malformed_jsonl, r"corpus\.jsonl:2: malformed JSON"),
+    "jsonl_dup": (_dup_jsonl, r"queries\.jsonl:2: duplicate id 'q0'"),
+    "jsonl_utf8": (_bad_utf8_jsonl, r"corpus\.jsonl:1: not valid UTF-8"),
     "nan": (_nan_row, r"corpus\.npy: row 3 \(id 'd3'\) contains NaN/Inf"),
     "inf": (_inf_row, r"queries\.npy: row 1 \(id 'q1'\) contains NaN/Inf"),
     "zero": (_zero_row, r"corpus\.npy: row 2 \(id 'd2'\) is a zero vector"),
@@ -113,7 +164,7 @@ def test_bad_embedding_inputs_name_file_and_row(tmp_path, case):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("case", ["nan", "count", "tsv_grade"])
+@pytest.mark.parametrize("case", ["nan", "count", "tsv_grade", "stale_ids", "edited_text"])
 def test_evaluate_leaves_nothing_behind_on_bad_input(tmp_path, case):
     from smec_jax import jobs
 

@@ -80,3 +80,22 @@ def test_existing_output_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(data.DataError, match="already exists"):
         encode.encode_beir(tmp_path, tmp_path / "out", FlakyEncoder(), model_name="x")
+
+
+def test_the_text_fingerprint_in_meta_refuses_an_edited_corpus(tmp_path):
+    """launch.embed records what it embedded; the folder loads while the texts are unchanged
+    and is refused, naming meta.json, once a text changes under the same ids."""
+    beir = tmp_path / "beir"
+    beir.mkdir()
+    (beir / "corpus.jsonl").write_text(
+        "".join(f'{{"_id": "d{i}", "title": "t", "text": "doc {i}"}}\n' for i in range(5))
+    )
+    (beir / "queries.jsonl").write_text('{"_id": "q0", "text": "a question"}\n')
+    (beir / "qrels").mkdir()
+    (beir / "qrels" / "test.tsv").write_text("q0\td1\t1\n")
+    encode.encode_beir(beir, beir / "embeddings" / "fake", FlakyEncoder(), model_name="fake")
+    assert data.load_embedded(beir, "fake").corpus.shape == (5, 16)
+    text = (beir / "corpus.jsonl").read_text().replace("doc 3", "doc three")
+    (beir / "corpus.jsonl").write_text(text)
+    with pytest.raises(data.DataError, match=r"meta\.json: the corpus texts .* changed"):
+        data.load_embedded(beir, "fake")

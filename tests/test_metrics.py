@@ -72,3 +72,57 @@ def test_matches_pytrec_eval_on_real_scifact(scifact_minilm):
         np.testing.assert_allclose(ours["mrr@10"], np.where(rr >= 0.1, rr, 0.0), atol=1e-6)
         if dim == 384:
             assert abs(ours["ndcg@10"].mean() - 0.6451) < 5e-5  # MTEB's published value
+
+
+def _tied_dataset(seed: int):
+    """A corpus of exact duplicates (few distinct vectors, so every score ties with many
+    others, across ranks 10 and 100) under ids whose string order differs from row order."""
+    from smec_jax.data import RetrievalData
+
+    rng = np.random.default_rng(seed)
+    n_docs, n_q, dim = 260, 30, 6
+    base = rng.normal(size=(9, dim)).astype(np.float32)
+    corpus = base[rng.integers(0, 9, size=n_docs)]
+    ids = [f"{'ab'[i % 2]}{x}" for i, x in enumerate(rng.choice(10**4, n_docs, replace=False))]
+    queries = rng.normal(size=(n_q, dim)).astype(np.float32)
+    qids = [f"q{i}" for i in range(n_q)]
+    qrels = {}
+    for q in qids:
+        picks = rng.choice(n_docs, size=int(rng.integers(1, 40)), replace=False)
+        qrels[q] = {ids[j]: int(rng.integers(0, 4)) for j in picks}
+        qrels[q][ids[picks[0]]] = int(rng.integers(1, 4))
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+    return RetrievalData("tied", "toy", ids, unit(corpus), qids, unit(queries), {"test": qrels})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_runs_with_exact_ties_match_pytrec_eval(seed):
+    """Property test: on runs where many documents tie (ties straddling ranks 10 and 100),
+    the Evaluator's per-query nDCG@10, Recall@100 and MRR@10 equal pytrec_eval's on the full
+    run to 1e-6 (trec_eval sorts ties by document id, descending; so does our top-k), while
+    breaking ties by row would not."""
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    from smec_jax.evaluation import Evaluator
+    from smec_jax.methods.closed_form import Truncate
+
+    d = _tied_dataset(seed)
+    comp, evaluator = Truncate(), Evaluator(d)
+    ours = evaluator.per_query(comp, d.dim)  # top-100, as every score we report
+    # the same search (same vectors, layout and scores) for every doc: the full run
+    q, c = comp.compress(d.queries, d.dim), comp.compress(d.corpus, d.dim)
+    scores, rows = retrieval.search(q, c, len(d.corpus_ids), tie_order=evaluator.tie_order)
+    assert sum(s[9] == s[10] for s in scores) >= 5 and sum(s[99] == s[100] for s in scores) >= 5
+    run = {
+        q: {d.corpus_ids[j]: float(s) for j, s in zip(rows[i], scores[i], strict=True)}
+        for i, q in enumerate(d.query_ids)
+    }
+    qrels = d.qrels["test"]
+    ev = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "recip_rank"})
+    ref = ev.evaluate(run)
+    qids = d.judged_queries("test")
+    np.testing.assert_allclose(ours["ndcg@10"], [ref[q]["ndcg_cut_10"] for q in qids], atol=1e-6)
+    np.testing.assert_allclose(ours["recall@100"], [ref[q]["recall_100"] for q in qids], atol=1e-6)
+    rr = np.asarray([ref[q]["recip_rank"] for q in qids])
+    np.testing.assert_allclose(ours["mrr@10"], np.where(rr >= 0.1, rr, 0.0), atol=1e-6)
+    by_row = Evaluator(d, ties="row").per_query(Truncate(), d.dim)
+    assert not np.allclose(by_row["ndcg@10"], ours["ndcg@10"])

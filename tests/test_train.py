@@ -11,7 +11,6 @@ import pytest
 
 from smec_jax import (
     ads,
-    checks,
     export,
     input_pipeline,
     methods,
@@ -115,39 +114,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synt
 
     with pytest.raises(KeyboardInterrupt):
         train.train(cfg, synthetic, tmp_path, verbose=False, on_step=kill_at_5)
-    cfg.train.score_scale = float("nan")
+    cfg.train.score_scale = 3e38  # finite, but the scaled scores overflow to inf
     with pytest.raises(
         train.NonFiniteLoss, match=r"non-finite loss at step 4 .*checkpoint \(step 4\) is kept"
     ):
         train.train(cfg, synthetic, tmp_path, verbose=False)
     assert Checkpointer(tmp_path / "checkpoints").latest_step() == 4
-
-
-@pytest.mark.parametrize(
-    "field,value,msg",
-    [
-        ("ladder", (32, 32, 8), "strictly decreasing"),
-        ("ladder", (64, 8), "within 1..32"),
-        ("memory.size", 3, "memory.size 3 is smaller than memory.k 4"),
-        ("train.batch_queries", 12, "batch of 12 is not divisible by the 8 devices"),
-        ("model.kind", "mlp", "unknown model.kind 'mlp'"),
-        ("train.schedule", "both", "unknown train.schedule 'both'"),
-    ],
-)
-def test_bad_configs_fail_before_compiling(synthetic, field, value, msg):
-    cfg = tiny_config()
-    node, *rest = field.split(".")
-    if rest:
-        cfg[node][rest[0]] = value
-    else:
-        cfg[node] = value
-    with pytest.raises(ValueError, match=msg):
-        checks.validate_trainer_config(cfg, synthetic, 8)
-
-
-def test_an_unknown_method_is_refused_by_name():
-    with pytest.raises(ValueError, match="unknown method 'smek'; use one of truncate, pca"):
-        methods.get("smek")
 
 
 def test_export_prefixes_equal_the_trained_selection_path(tmp_path, synthetic):
@@ -197,7 +169,9 @@ def test_launch_train_end_to_end(tmp_path):
     assert written["method"] == "smec" and written["ladder"] == [32, 16, 8]
     assert list((tmp_path / "tensorboard").iterdir())
     bad = launch_train(tmp_path / "bad", "--config.ladder=(64,64)")
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ladder")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "error: --config.ladder"
+    )
 
 
 def test_sharded_memory_trains_like_the_replicated_one(synthetic):

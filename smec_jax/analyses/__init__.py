@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from smec_jax import files, sources
+from smec_jax import files, methods, sources
 from smec_jax.analyses import ads_ware, cross_corpus, gradient_probe, memory_sweep
 
 ANALYSES = {
@@ -46,7 +46,10 @@ def run(config, workdir: str | Path, analyses: Sequence[str], **options) -> dict
     unknown = set(analyses) - set(ANALYSES)
     if unknown:
         raise ValueError(f"unknown analyses {sorted(unknown)}; use {', '.join(ANALYSES)}")
+    methods.validate(config)
+    files.check_workdir(workdir)
     ds = sources.load(config.data)
+    ds.qrels_for(config.eval.split)
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     path = wd / "analysis.json"

@@ -19,6 +19,7 @@ from smec_jax.methods.registry import (
     get,
     names,
     register,
+    validate,
 )
 
 # Import order is registration order, which is report order within a group (peers:
@@ -40,6 +41,7 @@ __all__ = [
     "get",
     "names",
     "register",
+    "validate",
     "closed_form",
     "doc_prior",
     "matryoshka_adaptor",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from smec_jax import checks
 from smec_jax.data import RetrievalData
 from smec_jax.evaluation import Compressor
 
@@ -97,6 +98,18 @@ def get(name: str) -> Method:
     if name not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; use one of {', '.join(names())}")
     return _REGISTRY[name]
+
+
+def validate(cfg) -> None:
+    """Every config field's type and range, then the method names it holds (``method`` and
+    ``eval.methods``): what every command checks before it reads data or writes a file."""
+    checks.validate_config(cfg)
+    get(cfg.method)
+    for name in cfg.eval.methods:
+        if name not in _REGISTRY:
+            raise ValueError(
+                f"--config.eval.methods: unknown method {name!r}; use any of {', '.join(names())}"
+            )
 
 
 def names(group: str | None = None) -> list[str]:
