@@ -46,7 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.supervised = True  # rank loss on qrels; False = label-free (S-XBM loss alone)
     c.train.split = "train"  # qrels split to train on; validation is carved from it
     c.train.val_fraction = 0.15
-    c.train.val_unseen = True  # validation queries share no relevant doc with training queries
+    # How validation queries are held out so that none has a relevant doc training sees:
+    # auto (components, else doc_holdout for dense judgments, else random with a warning) |
+    # components | doc_holdout | random (smec_jax/input_pipeline.py: split_train_val)
+    c.train.val_split = "auto"
     c.train.batch_queries = 128
     c.train.n_pos = 2  # judged-relevant docs per query in a batch
     c.train.n_hard = 6  # hard negatives per query (from a pool mined once)

@@ -16,6 +16,7 @@ import jax
 from smec_jax import model, smrl, sources
 from smec_jax.data import RetrievalData
 from smec_jax.evaluation import TIES
+from smec_jax.input_pipeline import STRATEGIES
 
 SCHEDULES = ("sequential", "joint")
 NEIGHBOUR_MODES = ("auto", "gather", "memory")
@@ -102,7 +103,7 @@ SCHEMA: dict[str, Callable] = {
     "train.schedule": _one_of(SCHEDULES),
     "train.split": _str,
     "train.val_fraction": _float(0.0, strict=True, hi=1.0),
-    "train.val_unseen": _bool,
+    "train.val_split": _one_of(STRATEGIES),
     "train.batch_queries": _int(1),
     "train.n_pos": _int(1),
     "train.n_hard": _int(0),

@@ -73,6 +73,7 @@ class Evaluator:
         has_train = split != "train" and "train" in data.qrels
         unseen = set(data.unseen_queries(split)) if has_train else set()
         self.unseen_mask = np.asarray([q in unseen for q in self.qids])
+        self.n_unseen = int(self.unseen_mask.sum())
         self.corpus = jnp.asarray(data.corpus)
 
     @classmethod

@@ -61,7 +61,8 @@ def train_and_evaluate(
     comps = {m: methods.get(m).fit(config, ds).compressor for m in config.eval.methods}
     comps[config.method] = fitted.compressor
     evaluator = _evaluator(config, ds, n_dev)
-    doc = reporting.results_document(ds, evaluator.split, evaluator.evaluate(comps, config.ladder))
+    results = evaluator.evaluate(comps, config.ladder)
+    doc = reporting.results_document(ds, evaluator.split, results, evaluator.n_unseen)
     if jax.process_index() == 0:  # every process scored; one writes
         files.atomic_write(Path(workdir) / "config.json", resolved.to_json(indent=1) + "\n")
         reporting.report(doc, workdir)
@@ -86,7 +87,7 @@ def evaluate(config, workdir: str) -> dict:
     print(
         f"scored {len(fitted)} methods x {len(ladder)} sizes in {time.perf_counter() - start:.2f}s"
     )
-    doc = reporting.results_document(ds, evaluator.split, results)
+    doc = reporting.results_document(ds, evaluator.split, results, evaluator.n_unseen)
     reporting.report(doc, workdir)
     return doc
 

@@ -23,8 +23,25 @@ from smec_jax import files
 from smec_jax.data import RetrievalData
 
 
-def results_document(data: RetrievalData, split: str, results: Mapping) -> dict:
-    return {"dataset": data.name, "encoder": data.encoder, "split": split, "results": results}
+def results_document(
+    data: RetrievalData, split: str, results: Mapping, unseen_queries: int | None = None
+) -> dict:
+    """The results.json document; ``unseen_queries`` (how many test queries the ``_unseen``
+    metrics average over) is recorded when given."""
+    doc = {"dataset": data.name, "encoder": data.encoder, "split": split, "results": results}
+    if unseen_queries is not None:
+        doc["unseen_queries"] = unseen_queries
+    return doc
+
+
+NO_UNSEEN = (
+    "no unseen test queries: every test query has a relevant document that is also judged "
+    "relevant for a training query, so only all-query scores are reported"
+)
+
+
+def has_unseen(results: Mapping, metric: str = "ndcg@10") -> bool:
+    return any(f"{metric}_unseen" in v for r in results.values() for v in r.values())
 
 
 def write_results(workdir: str | Path, document: Mapping) -> Path:
@@ -65,11 +82,11 @@ def format_table(document: Mapping, metric: str = "ndcg@10") -> str:
     """A plain-text table: one row per method, one column per size, all and unseen queries."""
     results = document["results"]
     sizes = sizes_of(results)
-    has_unseen = any(f"{metric}_unseen" in v for r in results.values() for v in r.values())
+    unseen = has_unseen(results, metric)
     width = max([len(m) for m in results] + [8])
     head = f"{metric} on {document['dataset']} {document['split']} ({document['encoder']})"
     lines = [head]
-    for suffix, label in [("", "all queries"), ("_unseen", "unseen queries")][: 1 + has_unseen]:
+    for suffix, label in [("", "all queries"), ("_unseen", "unseen queries")][: 1 + unseen]:
         lines.append(f"{label:<{width}} " + " ".join(f"{s:>7}" for s in sizes))
         for method, by_size in results.items():
             cells = []
@@ -77,6 +94,8 @@ def format_table(document: Mapping, metric: str = "ndcg@10") -> str:
                 v = by_size.get(str(s), {}).get(metric + suffix)
                 cells.append(f"{v:7.4f}" if v is not None else f"{'-':>7}")
             lines.append(f"{method:<{width}} " + " ".join(cells))
+    if not unseen and document["split"] != "train":
+        lines.append(f"({NO_UNSEEN})")
     return "\n".join(lines)
 
 
@@ -117,10 +136,12 @@ def reproduction_markdown(
         "## All test queries",
         table(list(results), ""),
         "## Unseen test queries",
-        table(list(results), "_unseen"),
     ]
+    unseen = has_unseen(results, metric)
+    parts.append(table(list(results), "_unseen") if unseen else NO_UNSEEN + ".")
     if ablations:
-        parts += ["## Ablations (all / unseen)", table(ablations, ""), table(ablations, "_unseen")]
+        parts += ["## Ablations (all / unseen)", table(ablations, "")]
+        parts += [table(ablations, "_unseen")] if unseen else []
     return "\n\n".join(parts) + "\n"
 
 
@@ -150,9 +171,8 @@ def plot_results(document: Mapping, path: str | Path, metric: str = "ndcg@10") -
     """PNG of ``metric`` against size, one line per method (all and unseen queries)."""
     plt = pyplot()
     results = document["results"]
-    has_unseen = any(f"{metric}_unseen" in v for r in results.values() for v in r.values())
     panels = [("", "all test queries")] + (
-        [("_unseen", "unseen test queries")] if has_unseen else []
+        [("_unseen", "unseen test queries")] if has_unseen(results, metric) else []
     )
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2.5, 4.6), squeeze=False)
     styles = ["-", "--", ":", "-."]  # beyond 10 methods the colours repeat: vary the line

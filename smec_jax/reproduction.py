@@ -104,7 +104,10 @@ def run(config, workdir: str | Path, method_names: Sequence[str], seeds: Sequenc
         res = run_one(config, ds, method, seed, run_dir, evaluator)
         per_method.setdefault(method, []).append(res)
     doc = reporting.results_document(
-        ds, evaluator.split, {m: reporting.aggregate(r) for m, r in per_method.items()}
+        ds,
+        evaluator.split,
+        {m: reporting.aggregate(r) for m, r in per_method.items()},
+        evaluator.n_unseen,
     )
     write_report(doc, workdir, seeds)
     return doc

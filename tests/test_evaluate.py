@@ -31,7 +31,7 @@ def test_command_on_synthetic_writes_results_and_plot(tmp_path):
     )
     assert "unseen queries" in out.stdout
     doc = json.loads((tmp_path / "results.json").read_text())
-    assert set(doc) == {"dataset", "encoder", "split", "results"}
+    assert set(doc) == {"dataset", "encoder", "split", "results", "unseen_queries"}
     assert set(doc["results"]) == {"truncate", "pca"}
     assert list(doc["results"]["pca"]) == ["64", "32", "16", "8"]
     keys = {f"{m}{s}" for m in evaluation.METRICS for s in ("", "_unseen")}

@@ -61,9 +61,8 @@ def fit_doc_prior(cfg, data: RetrievalData, workdir=None, **_) -> Fitted:
     choose 0), then marks the documents judged relevant for all training queries."""
     del workdir
     split = cfg.train.split
-    train_q, val_q = input_pipeline.split_train_val(
-        data, split, cfg.train.val_fraction, cfg.seed, unseen=False
-    )
+    vs = input_pipeline.split_train_val(data, split, cfg.train.val_fraction, cfg.seed, "random")
+    train_q, val_q = vs.train, vs.val
     marked = judged_bias(data, split, train_q)
     evaluator = Evaluator.from_config(data, cfg.eval, split=split)
     scores = {}
