@@ -1,9 +1,14 @@
-"""Export the compressor of a finished training run as a numpy-only nested map.
+"""Export the compressor of a finished training run.
 
-  python -m launch.export --config configs/X.py --workdir DIR [--out FILE.npz]
+  python -m launch.export --config configs/X.py --workdir DIR [--out PATH]
+  python -m launch.export --workdir DIR --format sentence_transformers --encoder all-MiniLM-L6-v2
+  python -m launch.export --workdir DIR --format onnx
 
-Reads DIR's final checkpoint (rerunning training is a no-op once it finished) and writes
-the nested compressor: columns ordered so that every ladder size is a prefix.
+npz (default): a numpy-only nested map, columns ordered so that every trained size is a
+prefix. sentence_transformers: the encoder with the compressor appended as modules;
+``encode(texts, truncate_dim=d, normalize_embeddings=True)`` gives the SMEC vectors. onnx:
+``compressor.onnx`` (inputs: embedding, size). Reads DIR's final checkpoint (rerunning
+training is a no-op once it finished).
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from smec_jax import cli, jobs
 
 FLAGS = flags.FLAGS
 cli.define_config_and_workdir()
-flags.DEFINE_string("out", None, "Output .npz (default DIR/compressor.npz).")
+flags.DEFINE_string("out", None, "Output path (default: in DIR).")
+flags.DEFINE_enum("format", "npz", ["npz", "sentence_transformers", "onnx"], "Export format.")
+flags.DEFINE_string("encoder", None, "sentence_transformers: the encoder (name or folder).")
 
 if __name__ == "__main__":
-    cli.run_main(lambda: jobs.export(FLAGS.config, FLAGS.workdir, FLAGS.out))
+    cli.run_main(
+        lambda: jobs.export(FLAGS.config, FLAGS.workdir, FLAGS.out, FLAGS.format, FLAGS.encoder)
+    )

@@ -107,7 +107,7 @@ def guarded(main: Callable[[], object]) -> None:
     """Runs ``main``; bad input ends the program with one clear line and exit status 2, a
     non-finite loss with exit status 3."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    for noisy in ("absl", "jax._src.xla_bridge", "tensorflow_datasets"):
+    for noisy in ("absl", "jax._src.xla_bridge", "tensorflow_datasets", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         main()

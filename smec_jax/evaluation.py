@@ -112,17 +112,30 @@ class Evaluator:
     def mean_ndcg(self, comp: Compressor, dim: int, qids: Sequence[str] | None = None) -> float:
         return float(self.per_query(comp, dim, qids)["ndcg@10"].mean())
 
+    def summarize(self, per_query: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Means over all judged queries, and ``<metric>_unseen`` over the unseen ones."""
+        row = {m: float(v.mean()) for m, v in per_query.items()}
+        if self.unseen_mask.any():
+            u = self.unseen_mask
+            row |= {f"{m}_unseen": float(v[u].mean()) for m, v in per_query.items()}
+        return row
+
+    def score_ranking(self, ranked_ids: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
+        """Per-query metrics of a ranking made elsewhere (a faiss index): for each judged
+        query in order, its ranked document ids, best first."""
+        if len(ranked_ids) != len(self.qids):
+            raise ValueError(f"{len(ranked_ids)} rankings for {len(self.qids)} queries")
+        row = {d: i for i, d in enumerate(self.data.corpus_ids)}
+        width = max([len(r) for r in ranked_ids] + [1])
+        ranked = np.full((len(ranked_ids), width), -1, np.int64)
+        for i, ids in enumerate(ranked_ids):
+            ranked[i, : len(ids)] = [row[d] for d in ids]
+        return metrics.score_run(ranked, self.qids, self.data.corpus_ids, self.qrels)
+
     def evaluate(self, compressors: Mapping[str, Compressor], sizes: Sequence[int]) -> Results:
         """Mean metrics of each compressor at each size: method -> size -> metric (all
         queries, and ``<metric>_unseen`` where the split has unseen queries)."""
         out: Results = {}
         for name, comp in compressors.items():
-            out[name] = {}
-            for dim in sizes:
-                per_query = self.per_query(comp, dim)
-                row = {m: float(v.mean()) for m, v in per_query.items()}
-                if self.unseen_mask.any():
-                    u = self.unseen_mask
-                    row |= {f"{m}_unseen": float(v[u].mean()) for m, v in per_query.items()}
-                out[name][str(dim)] = row
+            out[name] = {str(dim): self.summarize(self.per_query(comp, dim)) for dim in sizes}
         return out

@@ -51,23 +51,46 @@ class NestedCompressor:
         return p
 
 
-def save(comp: NestedCompressor, path: str | Path) -> Path:
-    """Writes the permuted compressor as .npz (atomically)."""
+def save(comp: NestedCompressor, path: str | Path, encoder: str = "") -> Path:
+    """Writes the permuted compressor as .npz (atomically); ``encoder`` names the model whose
+    embeddings it takes (recorded for the serving tools' checks)."""
     p = comp.permuted_params()
     kind = "residual_mlp" if "w1" in p else "linear"
     buf = io.BytesIO()
-    np.savez(buf, kind=np.asarray(kind), sizes=np.asarray(comp.sizes, np.int64), **p)
+    meta = {"kind": np.asarray(kind), "sizes": np.asarray(comp.sizes, np.int64)}
+    np.savez(buf, encoder=np.asarray(encoder), **meta, **p)
     files.atomic_write(path, buf.getvalue())
     return Path(path)
 
 
 def load_numpy(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    """An exported compressor's arrays; one-line errors for anything that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: compressor file not found; write it with launch.export")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            out = {k: f[k] for k in f.files}
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a compressor .npz ({e})") from None
+    missing = {"w", "b", "sizes", "kind"} - set(out)
+    if missing:
+        raise ValueError(f"{path}: not a compressor .npz (no {', '.join(sorted(missing))})")
+    return out
+
+
+def input_dim(exported: dict[str, np.ndarray]) -> int:
+    return int(exported["w1" if "w1" in exported else "w"].shape[0])
 
 
 def apply_exported(exported: dict[str, np.ndarray], x: np.ndarray, dim: int) -> np.ndarray:
-    """Numpy-only application of an exported compressor at size ``dim`` (unit vectors)."""
-    params = {k: exported[k] for k in ("w", "b", "w1", "b1") if k in exported}
-    y = model.apply_numpy(params, x)[:, :dim]
+    """Numpy-only application of an exported compressor at size ``dim`` (unit vectors).
+
+    The linear kind multiplies by the first ``dim`` columns only."""
+    x = np.asarray(x, np.float32)
+    if "w1" in exported:
+        params = {k: exported[k] for k in ("w", "b", "w1", "b1")}
+        y = model.apply_numpy(params, x)[:, :dim]
+    else:
+        y = x @ exported["w"][:, :dim] + exported["b"][:dim]
     return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)

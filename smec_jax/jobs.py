@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from smec_jax import checks, files, methods, parallel, reporting, sources
 from smec_jax import export as export_lib
@@ -67,7 +68,8 @@ def train_and_evaluate(
         files.atomic_write(Path(workdir) / "config.json", resolved.to_json(indent=1) + "\n")
         reporting.report(doc, workdir)
         if isinstance(fitted.compressor, export_lib.NestedCompressor):
-            print(f"wrote {export_lib.save(fitted.compressor, Path(workdir) / 'compressor.npz')}")
+            path = export_lib.save(fitted.compressor, Path(workdir) / "compressor.npz", ds.encoder)
+            print(f"wrote {path}")
     return doc
 
 
@@ -92,8 +94,28 @@ def evaluate(config, workdir: str) -> dict:
     return doc
 
 
-def export(config, workdir: str, out: str | None = None) -> Path:
-    """Writes the nested compressor of the finished run in ``workdir`` (no retraining)."""
+def export(
+    config, workdir: str, out: str | None = None, fmt: str = "npz", encoder: str | None = None
+) -> Path:
+    """Writes the nested compressor of the finished run in ``workdir`` (no retraining) as
+    ``compressor.npz`` (``fmt="npz"``), a SentenceTransformer folder appending it to
+    ``encoder`` (``"sentence_transformers"``) or ``compressor.onnx`` (``"onnx"``)."""
+    from smec_jax import interop
+
+    if fmt not in ("npz", "sentence_transformers", "onnx"):
+        raise ValueError(f"unknown --format {fmt!r}; use npz, sentence_transformers or onnx")
+    if fmt == "sentence_transformers" and not encoder:
+        raise ValueError("--format sentence_transformers needs --encoder (a model name or folder)")
+    if fmt != "npz":
+        npz = Path(workdir) / "compressor.npz"
+        if not npz.is_file():
+            export(config, workdir)
+        if fmt == "onnx":
+            path = interop.to_onnx(npz, out or Path(workdir) / "compressor.onnx")
+        else:
+            path = interop.to_sentence_transformers(npz, encoder, out or Path(workdir) / "st_model")
+        print(f"wrote {path}")
+        return path
     methods.validate(config)
     if not workdir or not (Path(workdir) / "checkpoints").is_dir():
         raise ValueError(f"no checkpoints in {workdir}; train first with launch.train")
@@ -101,7 +123,7 @@ def export(config, workdir: str, out: str | None = None) -> Path:
     fitted = methods.get(config.method).fit(config, ds, workdir, verbose=False)
     if not isinstance(fitted.compressor, export_lib.NestedCompressor):
         raise ValueError(f"method {config.method!r} has no nested compressor to export")
-    path = export_lib.save(fitted.compressor, out or Path(workdir) / "compressor.npz")
+    path = export_lib.save(fitted.compressor, out or Path(workdir) / "compressor.npz", ds.encoder)
     print(f"wrote {path} (sizes {fitted.compressor.sizes})")
     return path
 
@@ -138,3 +160,143 @@ def embed(
     path = encode.encode_beir(beir_dir, out, fn, model_name=name, chunk=chunk, dtype=dtype)
     print(f"wrote {path}")
     return path
+
+
+# ---------------------------------------------------------------------------- serving
+
+
+def compress(
+    compressor: str,
+    source: str,
+    out: str,
+    *,
+    part: str = "corpus",
+    size: int | None = None,
+    precision: str | None = None,
+    like: str | None = None,
+    ids_file: str | None = None,
+    chunk: int = 65536,
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> Path:
+    """``launch.compress``: embeddings -> a codes folder (see :mod:`smec_jax.compress`)."""
+    from smec_jax import compress as compress_lib
+
+    if num_processes and num_processes > 1:
+        parallel.initialize_distributed(coordinator_address, num_processes, process_id)
+    path = compress_lib.compress_embeddings(
+        compressor,
+        source,
+        out,
+        part=part,
+        size=size,
+        precision=precision,
+        like=like,
+        ids_file=ids_file,
+        chunk=chunk,
+    )
+    if jax.process_index() == 0:
+        man = compress_lib.read_manifest(path)
+        print(
+            f"wrote {path}: {man.rows} x {man.size}-d {man.precision} codes, "
+            f"{man.bytes_per_vector} bytes per vector"
+        )
+    return path
+
+
+def build_index(codes_dir: str, kind: str, out: str, **params) -> Path:
+    """``launch.index``: a faiss index over a codes folder, with its ids."""
+    import shutil
+
+    from smec_jax import faiss_index
+
+    files.check_workdir(out, "--out")
+    start = time.perf_counter()
+    index = faiss_index.build(codes_dir, kind, **params)
+    path = faiss_index.save(index, out)
+    shutil.copyfile(Path(codes_dir) / "ids.txt", path / "ids.txt")
+    print(
+        f"wrote {path}: {kind} index of {index.index.ntotal} vectors, "
+        f"{faiss_index.disk_bytes(path):,} bytes on disk, built in {time.perf_counter() - start:.1f}s"
+    )
+    return path
+
+
+def evaluate_index(
+    config,
+    index_dir: str,
+    query_codes: str,
+    workdir: str,
+    *,
+    rescore: list | None = None,
+    shortlist: int | None = None,
+) -> dict:
+    """``launch.evaluate --index``: scores a faiss index's ranking of the split's queries;
+    with ``rescore`` stages (:class:`smec_jax.funnel.Rescore`), a funnel: the index's
+    ``shortlist`` rescored by each stage's codes in turn."""
+    from smec_jax import compress as compress_lib
+    from smec_jax import faiss_index, funnel, retrieval
+    from smec_jax.data import DataError, read_ids
+    from smec_jax.evaluation import TOP_K
+
+    methods.validate(config)
+    files.check_workdir(workdir)
+    ds = sources.load(config.data)
+    evaluator = Evaluator.from_config(ds, config.eval)
+    index = faiss_index.load(index_dir)
+    doc_ids = read_ids(Path(index_dir) / "ids.txt")
+    unknown = next((d for d in doc_ids if d not in set(ds.corpus_ids)), None)
+    if unknown is not None:
+        raise DataError(f"{index_dir}: document id {unknown!r} is not in {ds.name}'s corpus")
+    q_codes, q_ids, q_man = compress_lib.load_codes(query_codes)
+    q_row = {q: i for i, q in enumerate(q_ids)}
+    missing = next((q for q in evaluator.qids if q not in q_row), None)
+    if missing is not None:
+        raise DataError(f"{query_codes}: no codes for query {missing!r} of {ds.name}")
+    sel = np.asarray([q_row[q] for q in evaluator.qids])
+    k = TOP_K + int(evaluator.exclude_self)
+    start = time.perf_counter()
+    if rescore:
+        id_rank = np.empty(len(doc_ids), np.int64)
+        id_rank[retrieval.trec_tie_order(doc_ids)] = np.arange(len(doc_ids))
+        rows, scores, read = funnel.funnel_search(
+            index,
+            np.asarray(q_codes[sel]),
+            q_man,
+            shortlist or k,
+            rescore,
+            evaluator.qids,
+            doc_ids,
+            id_rank,
+        )
+    else:
+        scores, rows = index.search(np.asarray(q_codes[sel]), q_man, k)
+        read = 0
+    qps = len(sel) / (time.perf_counter() - start)
+    ranked = faiss_index.ranked_by_trec_order(
+        scores, rows, doc_ids, evaluator.qids, TOP_K, evaluator.exclude_self
+    )
+    row = evaluator.summarize(evaluator.score_ranking(ranked))
+    man = index.manifest
+    row |= {
+        "bytes_per_vector": man.bytes_per_vector,
+        "index_bytes": faiss_index.disk_bytes(index_dir),
+        "queries_per_s": qps,
+    }
+    name = f"faiss {index.kind} ({man.precision})"
+    size = man.size
+    if rescore:
+        last = compress_lib.read_manifest(rescore[-1].doc_codes)
+        row["rescore_bytes_per_query"] = read
+        stages = " -> ".join(
+            f"{compress_lib.read_manifest(s.doc_codes).size}-d {compress_lib.read_manifest(s.doc_codes).precision} top {s.keep}"
+            for s in rescore
+        )
+        name = f"funnel: faiss {index.kind} {man.size}-d {man.precision} top {shortlist or k} -> {stages}"
+        size = last.size
+    doc = reporting.results_document(
+        ds, evaluator.split, {name: {str(size): row}}, evaluator.n_unseen
+    )
+    reporting.report(doc, workdir)
+    return doc

@@ -24,7 +24,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from smec_jax import files, memory, methods, parallel, smrl, sources, state
+from smec_jax import codes, files, memory, methods, parallel, smrl, sources, state
 from smec_jax.evaluation import Evaluator
 from smec_jax.train import make_train_step
 
@@ -277,3 +277,203 @@ def run_benchmarks(
     if out:
         files.write_json(out, report)
     return report
+
+
+# ============================================================================ serving benchmarks
+
+
+def _synthetic_npy(path, n: int, dim: int, seed: int = 0) -> None:
+    """An (n, dim) float16 .npy of random unit rows, written in blocks (flat memory)."""
+    rng = np.random.default_rng(seed)
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
+    for start in range(0, n, 65536):
+        x = rng.standard_normal((min(65536, n - start), dim), np.float32)
+        mm[start : start + len(x)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    mm.flush()
+
+
+def _random_compressor(path, dim: int, sizes, seed: int = 0):
+    from smec_jax.export import NestedCompressor, save
+
+    w, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
+    comp = NestedCompressor(
+        {"w": w.astype(np.float32), "b": np.zeros(dim, np.float32)}, np.arange(dim), tuple(sizes)
+    )
+    return save(comp, path)
+
+
+def bench_compress(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -> dict:
+    """launch.compress on corpus_size x 768 float16 rows to 64-d int8 and 256-d binary, each
+    run in a fresh process (rows/s and that process's peak RSS)."""
+    import json as json_lib
+    import subprocess
+    import sys
+    import tempfile
+
+    del config
+    out: dict = {"rows": corpus_size, "input": "768-d float16"}
+    with tempfile.TemporaryDirectory() as tmp:
+        npy, npz = f"{tmp}/corpus.npy", f"{tmp}/c.npz"
+        _synthetic_npy(npy, corpus_size, 768)
+        _random_compressor(npz, 768, (768, 256, 64))
+        for size, precision in ((64, "int8"), (256, "binary")):
+            runs = []
+            for r in range(max(1, repeats // 2)):
+                code = (
+                    "import json, resource, time\n"
+                    "from smec_jax import compress\n"
+                    "t = time.perf_counter()\n"
+                    f"compress.compress_embeddings({npz!r}, {npy!r}, '{tmp}/o{size}{r}', "
+                    f"size={size}, precision={precision!r}, verbose=False)\n"
+                    "print(json.dumps({'s': time.perf_counter() - t, "
+                    "'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
+                )
+                res = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, check=True
+                )
+                runs.append(json_lib.loads(res.stdout.strip().splitlines()[-1]))
+            med = statistics.median(r["s"] for r in runs)
+            key = f"{size}d_{precision}"
+            out[key] = {
+                "rows_per_s": corpus_size / med,
+                "median_s": med,
+                "peak_rss_bytes": max(r["rss"] for r in runs),
+                "runs": len(runs),
+            }
+            print(
+                f"compress {corpus_size:,} x 768 -> {size}-d {precision}: "
+                f"{corpus_size / med:,.0f} rows/s, peak RSS {out[key]['peak_rss_bytes'] / 2**30:.2f} GiB"
+            )
+    return out
+
+
+def bench_faiss(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -> dict:
+    """Each faiss index kind next to the JAX exact search over the same codes: nDCG@10 on the
+    configured dataset (compressed by its PCA, exported as a nested map), queries/s and
+    bytes on disk; then queries/s over corpus_size random codes (HNSW: a tenth of them)."""
+    import tempfile
+
+    from smec_jax import compress as compress_lib
+    from smec_jax import faiss_index, retrieval
+    from smec_jax.export import save
+    from smec_jax.methods.closed_form import fit_pca_corpus
+
+    ds = sources.load(config.data)
+    evaluator = Evaluator.from_config(ds, config.eval)
+    dim = ds.dim
+    setups = [
+        ("flat", 64, "float32"),
+        ("hnsw", 64, "float32"),
+        ("sq8", 64, "int8"),
+        ("binary", min(256, dim), "binary"),
+    ]
+    out: dict = {"dataset": ds.name, "encoder": ds.encoder, "compressor": "PCA (nested)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        pca = fit_pca_corpus(ds.corpus).as_nested(
+            sorted({dim, 256, 64} & set(range(1, dim + 1)), reverse=True)
+        )
+        npz = save(pca, f"{tmp}/pca.npz", encoder=ds.encoder)
+        emb = f"{tmp}/emb"
+        from smec_jax.data import write_embedding_folder
+
+        write_embedding_folder(
+            emb, ds.corpus_ids, ds.corpus, ds.query_ids, ds.queries, {"model": ds.encoder}
+        )
+        for kind, size, precision in setups:
+            c = compress_lib.compress_embeddings(
+                npz, emb, f"{tmp}/{kind}-c", size=size, precision=precision, verbose=False
+            )
+            qprec = "float32" if kind == "sq8" else None
+            q = compress_lib.compress_embeddings(
+                npz, emb, f"{tmp}/{kind}-q", part="queries", like=c, precision=qprec, verbose=False
+            )
+            index = faiss_index.build(c, kind)
+            path = faiss_index.save(index, f"{tmp}/{kind}-i")
+            q_arr, q_ids, q_man = compress_lib.load_codes(q)
+            d_arr, d_ids, d_man = compress_lib.load_codes(c)
+            sel = np.asarray([q_ids.index(x) for x in evaluator.qids])
+            qa = np.asarray(q_arr[sel])
+            f = timed(lambda qa=qa, index=index, q_man=q_man: index.search(qa, q_man, 100), repeats)
+            s, r = index.search(qa, q_man, 100)
+            f_ndcg = evaluator.summarize(
+                evaluator.score_ranking(
+                    faiss_index.ranked_by_trec_order(s, r, d_ids, evaluator.qids, 100)
+                )
+            )
+            qd = codes.decode(qa, codes.Calibration.from_json(q_man.calibration))
+            dd = codes.decode(np.asarray(d_arr), codes.Calibration.from_json(d_man.calibration))
+            j = timed(
+                lambda qd=qd, dd=dd: retrieval.search(
+                    qd, dd, 100, normalize=False, tie_order=evaluator.tie_order
+                ),
+                repeats,
+            )
+            s, r = retrieval.search(qd, dd, 100, normalize=False, tie_order=evaluator.tie_order)
+            j_ndcg = evaluator.summarize(
+                evaluator.score_ranking([[d_ids[x] for x in row if x >= 0] for row in r])
+            )
+            key = f"{kind}_{size}d_{precision}"
+            out[key] = {
+                "ndcg@10_faiss": f_ndcg["ndcg@10"],
+                "ndcg@10_jax": j_ndcg["ndcg@10"],
+                "queries_per_s_faiss": len(sel) / f["median_s"],
+                "queries_per_s_jax": len(sel) / j["median_s"],
+                "bytes_on_disk": faiss_index.disk_bytes(path),
+                "bytes_per_vector": d_man.bytes_per_vector,
+            }
+            v = out[key]
+            print(
+                f"faiss {key} on {ds.name}: nDCG@10 {v['ndcg@10_faiss']:.4f} (JAX {v['ndcg@10_jax']:.4f}), "
+                f"{v['queries_per_s_faiss']:,.0f} q/s (JAX {v['queries_per_s_jax']:,.0f}), "
+                f"{v['bytes_on_disk']:,} bytes on disk"
+            )
+    out["scale"] = _faiss_at_scale(corpus_size, repeats)
+    return out
+
+
+def _faiss_at_scale(n: int, repeats: int) -> dict:
+    """Queries/s of each index kind over n random codes, 1,000 queries, top-100."""
+    import faiss
+
+    from smec_jax import retrieval
+
+    rng = np.random.default_rng(0)
+    nq = 1000
+    out = {"rows": n, "queries": nq}
+    x = rng.standard_normal((n, 64), np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = rng.standard_normal((nq, 64), np.float32)
+    cal = codes.calibrate(x[:200_000], "int8")
+    flat = faiss.IndexFlatIP(64)
+    flat.add(x)
+    sq = faiss.IndexScalarQuantizer(64, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    faiss.copy_array_to_vector(np.concatenate([cal.vmin, cal.vdiff]), sq.sq.trained)
+    sq.is_trained = True
+    sq.add_sa_codes(codes.encode(x, cal))
+    binary = faiss.IndexBinaryFlat(256)
+    bcodes = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    binary.add(bcodes)
+    hn = max(1, n // 10)
+    hnsw = faiss.IndexHNSWFlat(64, 32, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction, hnsw.hnsw.efSearch = 80, 64
+    t = time.perf_counter()
+    hnsw.add(x[:hn])
+    hnsw_build = time.perf_counter() - t
+    bq = rng.integers(0, 256, size=(nq, 32), dtype=np.uint8)
+    for name, fn in (
+        ("flat_64d_float32", lambda: flat.search(q, 100)),
+        ("sq8_64d_int8", lambda: sq.search(q, 100)),
+        ("binary_256d", lambda: binary.search(bq, 100)),
+        ("hnsw_64d_float32", lambda: hnsw.search(q, 100)),
+        ("jax_exact_64d_float32", lambda: retrieval.search(q, x, 100, normalize=False)),
+    ):
+        r = timed(fn, max(1, repeats // 2))
+        out[name] = {"queries_per_s": nq / r["median_s"], **r}
+        rows = hn if name.startswith("hnsw") else n
+        print(f"  {name}, {rows:,} rows: {nq / r['median_s']:,.0f} queries/s")
+    out["hnsw_rows"], out["hnsw_build_s"] = hn, hnsw_build
+    return out
+
+
+BENCHES["compress"] = bench_compress
+BENCHES["faiss"] = bench_faiss

@@ -114,8 +114,10 @@ def search(
     mesh: Mesh | None = None,
     axis: str = "data",
     tie_order: np.ndarray | None = None,
+    normalize: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine top-k of every query over the whole corpus.
+    """Exact cosine top-k of every query over the whole corpus (inner product with
+    ``normalize=False``, e.g. for decoded int8 codes as a faiss index scores them).
 
     Args:
       queries: (Q, D); corpus: (N, D). Both are L2-normalised here (cosine); a float16 or
@@ -146,16 +148,18 @@ def search(
             query_batch=query_batch,
             mesh=mesh,
             axis=axis,
+            normalize=normalize,
         )
     n_docs = corpus.shape[0]
     k = min(k, n_docs)
-    corpus = _normalize_keep_dtype(jnp.asarray(corpus))
+    corpus = _normalize_keep_dtype(jnp.asarray(corpus)) if normalize else jnp.asarray(corpus)
     corpus_p, chunk = prepare_corpus(corpus, chunk, mesh, axis)
     bias = np.zeros((n_docs,), np.float32) if doc_bias is None else np.asarray(doc_bias, np.float32)
     bias_p = jnp.pad(jnp.asarray(bias), (0, corpus_p.shape[0] - n_docs))
     if mesh is not None:
         bias_p = jax.device_put(bias_p, NamedSharding(mesh, P(axis)))
-    queries = l2_normalize(jnp.asarray(queries, jnp.float32))
+    queries = jnp.asarray(queries, jnp.float32)
+    queries = l2_normalize(queries) if normalize else queries
     n_q = queries.shape[0]
     exclude = np.full((n_q,), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
     n_valid = jnp.int32(n_docs)

