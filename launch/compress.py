@@ -26,9 +26,7 @@ flags.DEFINE_enum("precision", None, list(codes.PRECISIONS), "Code precision.")
 flags.DEFINE_string("like", None, "A codes folder whose compressor, size and calibration to use.")
 flags.DEFINE_string("ids", None, "Ids file for a bare .npy (default: row numbers).")
 flags.DEFINE_integer("chunk", 65536, "Rows per chunk (memory and resume granularity).")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
-flags.DEFINE_integer("num_processes", None, "Number of processes.")
-flags.DEFINE_integer("process_id", None, "This process's index.")
+cli.define_distributed_flags()
 
 if __name__ == "__main__":
     cli.run_main(

@@ -15,14 +15,7 @@ from smec_jax import cli, jobs
 
 FLAGS = flags.FLAGS
 cli.define_config_and_workdir("runs/scifact")
-flags.DEFINE_string(
-    "coordinator_address",
-    None,
-    "host:port of process 0 (multi-process runs off TPU/Slurm, where jax.distributed cannot "
-    "detect it).",
-)
-flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
-flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+cli.define_distributed_flags()
 
 if __name__ == "__main__":
     cli.run_main(

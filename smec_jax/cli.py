@@ -33,6 +33,14 @@ def define_config_and_workdir(workdir_default: str | None = None) -> None:
     flags.DEFINE_string("workdir", workdir_default, "Directory for outputs (results, plots).")
 
 
+def define_distributed_flags() -> None:
+    """--coordinator_address / --num_processes / --process_id for multi-process runs off
+    TPU pods and Slurm (where ``jax.distributed.initialize()`` cannot detect them)."""
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
+    flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
+    flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+
+
 def run_main(fn: Callable[[], object]) -> None:
     """``app.run`` (flag parsing) around ``fn``, with one-line errors (see :func:`guarded`);
     a bad flag (an unknown config field, a value of the wrong type) is one line too."""

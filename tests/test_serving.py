@@ -112,16 +112,21 @@ def test_int8_codes_are_the_bytes_faiss_writes():
 # ---------------------------------------------------------------------------- compress
 
 
-def test_streamed_compression_equals_the_in_memory_codes(served):
-    out = compress.compress_embeddings(
+def int8_codes(served, name, chunk):
+    """The corpus as 16-d int8 codes in ``served["tmp"] / name``."""
+    return compress.compress_embeddings(
         served["npz"],
         served["emb"],
-        served["tmp"] / "c",
+        served["tmp"] / name,
         size=16,
         precision="int8",
-        chunk=300,
+        chunk=chunk,
         verbose=False,
     )
+
+
+def test_streamed_compression_equals_the_in_memory_codes(served):
+    out = int8_codes(served, "c", chunk=300)
     arr, ids, man = compress.load_codes(out)
     from smec_jax import data
 
@@ -188,15 +193,7 @@ def test_two_processes_compress_like_one(served):
     for p in procs:
         log, _ = p.communicate(timeout=300)
         assert p.returncode == 0, log[-2000:]
-    one = compress.compress_embeddings(
-        served["npz"],
-        served["emb"],
-        served["tmp"] / "one",
-        size=16,
-        precision="int8",
-        chunk=50,
-        verbose=False,
-    )
+    one = int8_codes(served, "one", chunk=50)
     for f in ("codes.npy", "ids.txt"):
         assert (one / f).read_bytes() == (out / f).read_bytes(), f
     assert compress.read_manifest(one).calibration == compress.read_manifest(out).calibration
