@@ -60,6 +60,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Cosine multiplier inside the rank loss (DESIGN default 1; 20 chosen on validation).
     c.train.score_scale = 20.0
     c.train.full_weight = 1.0  # weight of size d_{t-1} in the rank loss (Search-Adaptor: 0)
+    # Quantization-aware training: none | binary (every loss term sees the sign codes, with
+    # a straight-through gradient); validation (early stopping) scores val_precision codes.
+    c.train.quantize = "none"
+    c.train.val_precision = "float32"
     c.train.keep_weight = 0.0  # weight of the earlier (larger) sizes in later stages; 0 = paper
     c.train.steps_per_stage = 300
     c.train.eval_every = 50  # validation nDCG@10 at d_t, for early stopping

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 import jax
 
-from smec_jax import model, smrl, sources
+from smec_jax import codes, model, smrl, sources
 from smec_jax.data import RetrievalData
 from smec_jax.evaluation import TIES
 from smec_jax.input_pipeline import STRATEGIES
+from smec_jax.objective import QUANTIZERS
 
 SCHEDULES = ("sequential", "joint")
 NEIGHBOUR_MODES = ("auto", "gather", "memory")
@@ -114,6 +115,8 @@ SCHEMA: dict[str, Callable] = {
     "train.score_scale": _float(0.0, strict=True),
     "train.full_weight": _float(0.0),
     "train.keep_weight": _float(0.0),
+    "train.quantize": _one_of(QUANTIZERS),
+    "train.val_precision": _one_of(codes.PRECISIONS),
     "train.steps_per_stage": _int(1),
     "train.eval_every": _int(1),
     "train.patience": _int(1),

@@ -226,7 +226,7 @@ def compress_embeddings(
     # thresholds: medians of evenly spaced rows), computed alike on every process
     if ref is not None and precision == ref.precision:
         cal = codes.Calibration.from_json(ref.calibration)
-    elif precision in ("int8", "binary"):
+    elif precision not in ("float32", "float16"):
         cal = _calibrate(compressed, compressed_rows, spans, mine, precision, size, n, chunk)
     else:
         cal = codes.Calibration(precision, size)
@@ -294,7 +294,7 @@ def _calibrate(compressed, compressed_rows, spans, mine, precision, size, n, chu
     import jax
 
     cal = codes.Calibrator(precision, size, n)
-    if precision == "binary":  # the sampled rows only, read by every process alike
+    if precision != "int8":  # the sampled rows only, read by every process alike
         rows = np.flatnonzero(cal._keep(0, n))
         for s in range(0, len(rows), chunk):
             cal._sampled.append(compressed_rows(rows[s : s + chunk]))

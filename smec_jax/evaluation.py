@@ -19,12 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from smec_jax import metrics, retrieval
+from smec_jax import codes, metrics, retrieval
 from smec_jax.data import RetrievalData
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 TOP_K = 100
 TIES = ("trec_eval", "row")
+SCORINGS = ("symmetric", "asymmetric")
 Results = dict[str, dict[str, dict[str, float]]]  # method -> size -> metric -> mean
 
 
@@ -75,6 +76,7 @@ class Evaluator:
         self.unseen_mask = np.asarray([q in unseen for q in self.qids])
         self.n_unseen = int(self.unseen_mask.sum())
         self.corpus = jnp.asarray(data.corpus)
+        self._calibrations: dict = {}  # (id(comp), dim, precision) -> (comp, Calibration)
 
     @classmethod
     def from_config(
@@ -90,27 +92,96 @@ class Evaluator:
         )
 
     def per_query(
-        self, comp: Compressor, dim: int, qids: Sequence[str] | None = None
+        self,
+        comp: Compressor,
+        dim: int,
+        qids: Sequence[str] | None = None,
+        precision: str = "float32",
+        scoring: str = "symmetric",
     ) -> dict[str, np.ndarray]:
-        """Per-query metrics of ``comp`` at size ``dim`` (default: every judged query)."""
+        """Per-query metrics of ``comp`` at size ``dim`` (default: every judged query).
+
+        ``precision`` (see :mod:`smec_jax.codes`) stores the documents as codes calibrated
+        on this corpus; ``scoring`` "symmetric" codes the queries the same way (binary codes
+        then search by XOR and popcount), "asymmetric" keeps them float against the decoded
+        documents. float32 is the plain cosine search.
+        """
+        _, ranked = self.search(comp, dim, TOP_K, qids, precision, scoring)
+        qids = self.qids if qids is None else list(qids)
+        return metrics.score_run(ranked, qids, self.data.corpus_ids, self.qrels)
+
+    def search(self, comp, dim, k, qids=None, precision="float32", scoring="symmetric"):
+        """(scores, rows) of the top ``k`` of each query, as :meth:`per_query` ranks them."""
+        if scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring {scoring!r}; use one of {', '.join(SCORINGS)}")
         qids = self.qids if qids is None else list(qids)
         data = self.data
         exclude = retrieval.self_exclusion(qids, data.corpus_ids) if self.exclude_self else None
-        q_emb = jnp.asarray(data.queries[data.query_rows(qids)])
-        bias = comp.doc_bias() if hasattr(comp, "doc_bias") else None
-        _, ranked = retrieval.search(
-            comp.compress(q_emb, dim),
-            comp.compress(self.corpus, dim),
-            TOP_K,
+        q = comp.compress(jnp.asarray(data.queries[data.query_rows(qids)]), dim)
+        c = comp.compress(self.corpus, dim)
+        kw = dict(
             exclude=exclude,
-            doc_bias=bias,
+            doc_bias=comp.doc_bias() if hasattr(comp, "doc_bias") else None,
             mesh=self.mesh,
             tie_order=self.tie_order,
         )
-        return metrics.score_run(ranked, qids, data.corpus_ids, self.qrels)
+        if precision == "float32":
+            return retrieval.search(q, c, k, **kw)
+        cal = self.calibration(comp, dim, precision, c)
+        c_codes = codes.encode(np.asarray(c), cal)
+        q_codes = codes.encode(np.asarray(q), cal)
+        if precision in codes.BINARY and scoring == "symmetric":
+            return retrieval.search(q_codes, c_codes, k, metric="hamming", n_bits=dim, **kw)
+        qv = codes.decode(q_codes, cal) if scoring == "symmetric" else np.asarray(q, np.float32)
+        if precision == "binary_itq" and scoring == "asymmetric":  # the codes' rotated space
+            qv = (qv - cal.center) @ cal.rotation
+        return retrieval.search(qv, codes.decode(c_codes, cal), k, metric="ip", **kw)
 
-    def mean_ndcg(self, comp: Compressor, dim: int, qids: Sequence[str] | None = None) -> float:
-        return float(self.per_query(comp, dim, qids)["ndcg@10"].mean())
+    def per_query_funnel(
+        self,
+        comp: Compressor,
+        first: tuple[int, str, str],
+        shortlist: int,
+        rescore: tuple[int, str],
+        qids: Sequence[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Per-query metrics of a funnel over a nested compressor: the top ``shortlist`` by
+        the ``first`` = (size, precision, scoring) codes, rescored exactly by the float query
+        against the ``rescore`` = (size, precision) documents; ties in trec_eval's order."""
+        qids = self.qids if qids is None else list(qids)
+        _, cand = self.search(comp, first[0], shortlist, qids, first[1], first[2])
+        dim, precision = rescore
+        q = np.asarray(
+            comp.compress(jnp.asarray(self.data.queries[self.data.query_rows(qids)]), dim)
+        )
+        c = np.asarray(comp.compress(self.corpus, dim))
+        if precision != "float32":
+            cal = self.calibration(comp, dim, precision, c)
+            c = codes.decode(codes.encode(c, cal), cal)
+        bias = np.asarray(comp.doc_bias(), np.float32) if hasattr(comp, "doc_bias") else None
+        tie_rank = np.empty(len(self.data.corpus_ids), np.int64)
+        order = self.tie_order if self.tie_order is not None else np.arange(len(tie_rank))
+        tie_rank[order] = np.arange(len(tie_rank))
+        ranked = np.full((len(qids), TOP_K), -1, np.int64)
+        for i, rows in enumerate(cand):
+            rows = rows[rows >= 0]
+            s = c[rows] @ q[i] + (bias[rows] if bias is not None else 0.0)
+            best = rows[np.lexsort((tie_rank[rows], -s))][:TOP_K]
+            ranked[i, : len(best)] = best
+        return metrics.score_run(ranked, qids, self.data.corpus_ids, self.qrels)
+
+    def calibration(self, comp, dim: int, precision: str, corpus_codes=None) -> codes.Calibration:
+        """The codes' calibration on this corpus for (comp, dim, precision), computed once."""
+        key = (id(comp), dim, precision)
+        if key not in self._calibrations:
+            c = comp.compress(self.corpus, dim) if corpus_codes is None else corpus_codes
+            self._calibrations[key] = (comp, codes.calibrate(np.asarray(c), precision))
+        return self._calibrations[key][1]
+
+    def mean_ndcg(
+        self, comp: Compressor, dim: int, qids: Sequence[str] | None = None, precision="float32"
+    ) -> float:
+        return float(self.per_query(comp, dim, qids, precision)["ndcg@10"].mean())
 
     def summarize(self, per_query: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Means over all judged queries, and ``<metric>_unseen`` over the unseen ones."""

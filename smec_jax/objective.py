@@ -61,6 +61,19 @@ def rank_term(yq, yd, batch, masks: Sequence, weights: Sequence[float], scale: f
     return total
 
 
+QUANTIZERS = ("none", "binary")
+
+
+def outputs(params, x_bd, cols, quantize: str = "none"):
+    """The compressor's outputs ``cols`` for ``x_bd``; with ``quantize="binary"`` their signs,
+    with a straight-through gradient (the identity), so every term sees the binary codes it
+    will be served as while the float weights train (quantization-aware training)."""
+    y = model.apply_cols(params, x_bd, cols)
+    if quantize == "binary":
+        y = y + jax.lax.stop_gradient(jnp.sign(y) - y)
+    return y
+
+
 def keep_term(params, batch, earlier: Sequence[tuple[int, np.ndarray]], scale: float):
     """L_rank at the larger sizes fixed by earlier stages (their kept columns S_0..S_{t-2}):
     the option that keeps those sizes from drifting once they leave the paper's loss."""
@@ -73,7 +86,9 @@ def keep_term(params, batch, earlier: Sequence[tuple[int, np.ndarray]], scale: f
     return total
 
 
-def neighbour_outputs(params, entries_qd, idx_nk, kept, mode: str = "auto", weights=()):
+def neighbour_outputs(
+    params, entries_qd, idx_nk, kept, mode: str = "auto", weights=(), quantize: str = "none"
+):
     """Compressed outputs (n, k, d) of memory neighbours, and their squared norms under each
     dim weighting in ``weights`` ((n, k) each), the cheaper of two ways.
 
@@ -86,15 +101,17 @@ def neighbour_outputs(params, entries_qd, idx_nk, kept, mode: str = "auto", weig
     n, k = idx_nk.shape
     q, _ = entries_qd.shape
     if mode == "gather" or (mode == "auto" and n * k < q):
-        out = model.apply_cols(params, entries_qd[idx_nk.reshape(-1)], kept).reshape(n, k, -1)
+        out = outputs(params, entries_qd[idx_nk.reshape(-1)], kept, quantize).reshape(n, k, -1)
         sq = out * out
         return out, [jnp.einsum("nkd,d->nk", sq, w) for w in weights]
-    ym = model.apply_cols(params, entries_qd, kept)  # (Q, d)
+    ym = outputs(params, entries_qd, kept, quantize)  # (Q, d)
     sq = ym * ym
     return ym[idx_nk], [(sq @ w)[idx_nk] for w in weights]
 
 
-def sxbm_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="auto", mesh=None):
+def sxbm_term(
+    mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="auto", mesh=None, quantize="none"
+):
     """S-XBM loss of the samples against their memory neighbours, summed over sizes.
 
     Cosines under a dim mask m are computed as <a, m^2 b> / sqrt(|a|^2_{m^2} |b|^2_{m^2}),
@@ -111,7 +128,7 @@ def sxbm_term(mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="auto
     ok = ok & keep_n[:, None]
     d = y_nd.shape[1]
     weights = [jnp.ones((d,), y_nd.dtype) if m is None else m * m for m in masks]
-    y_nbr, nbr_sq = neighbour_outputs(params, mem.entries, idx, kept, mode, weights)
+    y_nbr, nbr_sq = neighbour_outputs(params, mem.entries, idx, kept, mode, weights, quantize)
     total = 0.0
     for w, b_sq in zip(weights, nbr_sq, strict=True):
         num = jnp.einsum("nd,nkd->nk", y_nd * w, y_nbr)
@@ -160,6 +177,7 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh) -> Callable:
     size_weights = (cfg.train.full_weight,) + (1.0,) * len(stage.loss_sizes)
     earlier = stage.earlier if cfg.train.keep_weight else ()
     sharded_mesh = mesh if cfg.memory.sharded else None
+    quant = cfg.train.quantize
 
     def loss_fn(tree, state, batch, rng):
         params = model.freeze_columns(tree["params"], trainable_n)
@@ -167,8 +185,8 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh) -> Callable:
         masks = stage_masks(stage, cfg, tree["ads"].get(name), rng, tau)
         metrics = {"tau": tau}
         if supervised:
-            yq = model.apply_cols(params, batch["q"], kept)
-            yd = model.apply_cols(params, batch["d"], kept)
+            yq = outputs(params, batch["q"], kept, quant)
+            yd = outputs(params, batch["d"], kept, quant)
             rank = rank_term(yq, yd, batch, masks, size_weights, scale)
             if earlier:
                 metrics["keep"] = keep_term(params, batch, earlier, scale)
@@ -180,12 +198,12 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh) -> Callable:
             metrics["rank"] = rank
         else:
             x, ids, keep = batch["x"], batch["ids"], batch["keep"]
-            y = model.apply_cols(params, x, kept)
+            y = outputs(params, x, kept, quant)
             rank = 0.0
         if cfg.memory.enabled:
             mode = cfg.memory.neighbour_mode
             args = (state.memory, x, ids, keep, y, params, kept, masks, cfg.memory.k, mode)
-            unsup = sxbm_term(*args, sharded_mesh)
+            unsup = sxbm_term(*args, sharded_mesh, quant)
         else:
             unsup = jnp.zeros(())
         metrics["unsup"] = unsup

@@ -242,8 +242,62 @@ def bench_retrieval(
     return out
 
 
+def bench_retrieval_codes(
+    config, repeats: int, *, corpus_size: int = 1_000_000, num_queries=(256, 2048), **_
+) -> dict:
+    """Exact top-100 over corpus_size docs stored as 64-d int8 codes (uint8 on the device,
+    float queries: asymmetric) and as 256-d binary codes (packed bits, XOR + popcount),
+    next to ``retrieval``'s 768-d float16 corpus. Peak memory is the process's so far:
+    run this benchmark alone (int8 is measured first)."""
+    from smec_jax import retrieval
+
+    del config
+    n = corpus_size
+    mesh = parallel.data_mesh() if jax.device_count() > 1 else None
+    rng = np.random.default_rng(0)
+    out = {"rows": n, "k": 100}
+    vmin, vdiff = np.full(64, -0.5, np.float32), np.full(64, 1.0, np.float32)
+    c8 = jnp.asarray(rng.integers(0, 256, size=(n, 64), dtype=np.uint8))
+    packed = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    for name, nbytes, search in (
+        (
+            "64d_int8",
+            c8.nbytes,
+            lambda q: retrieval.search_int8(
+                q[:, :64], c8, vmin, vdiff, 100, chunk=8192, query_batch=256, mesh=mesh
+            ),
+        ),
+        (
+            "256d_binary",
+            packed.nbytes,
+            lambda q: retrieval.search(
+                np.packbits(q[:, :256] > 0, axis=1, bitorder="little"),
+                packed,
+                100,
+                metric="hamming",
+                n_bits=256,
+                chunk=8192,
+                query_batch=256,
+                mesh=mesh,
+            ),
+        ),
+    ):
+        print(f"retrieval over {n:,} {name} codes ({nbytes / 2**20:.0f} MiB)")
+        out[name] = {"corpus_bytes": nbytes}
+        for nq in num_queries:
+            q = rng.standard_normal((nq, 256)).astype(np.float32)
+            r = timed(lambda q=q, search=search: search(q), max(1, repeats // 2))
+            key, peak = peak_memory_bytes()
+            out[name][str(nq)] = {"queries_per_s": nq / r["median_s"], key: peak, **r}
+            print(
+                f"  {nq} queries: {nq / r['median_s']:.1f} queries/s, {key} {peak / 2**30:.2f} GiB"
+            )
+    return out
+
+
 BENCHES = {
     "eval": bench_eval,
+    "retrieval_codes": bench_retrieval_codes,
     "retrieval": bench_retrieval,
     "matmul": bench_matmul,
     "train_step": bench_train_step,
@@ -404,11 +458,11 @@ def bench_faiss(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -> d
             dd = codes.decode(np.asarray(d_arr), codes.Calibration.from_json(d_man.calibration))
             j = timed(
                 lambda qd=qd, dd=dd: retrieval.search(
-                    qd, dd, 100, normalize=False, tie_order=evaluator.tie_order
+                    qd, dd, 100, metric="ip", tie_order=evaluator.tie_order
                 ),
                 repeats,
             )
-            s, r = retrieval.search(qd, dd, 100, normalize=False, tie_order=evaluator.tie_order)
+            s, r = retrieval.search(qd, dd, 100, metric="ip", tie_order=evaluator.tie_order)
             j_ndcg = evaluator.summarize(
                 evaluator.score_ranking([[d_ids[x] for x in row if x >= 0] for row in r])
             )
@@ -465,7 +519,7 @@ def _faiss_at_scale(n: int, repeats: int) -> dict:
         ("sq8_64d_int8", lambda: sq.search(q, 100)),
         ("binary_256d", lambda: binary.search(bq, 100)),
         ("hnsw_64d_float32", lambda: hnsw.search(q, 100)),
-        ("jax_exact_64d_float32", lambda: retrieval.search(q, x, 100, normalize=False)),
+        ("jax_exact_64d_float32", lambda: retrieval.search(q, x, 100, metric="ip")),
     ):
         r = timed(fn, max(1, repeats // 2))
         out[name] = {"queries_per_s": nq / r["median_s"], **r}

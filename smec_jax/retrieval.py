@@ -31,8 +31,21 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
 
 
-def _local_topk(q_qd, c_nd, bias_n, exclude_q, offset, n_valid, *, k: int, chunk: int):
-    """Running top-k of q @ c.T over ``chunk``-row blocks of a (local) corpus block.
+def _scores(q_qd, block, n_bits: int):
+    """(Q, chunk) scores: inner products, or for packed binary codes (``n_bits`` > 0, uint32
+    words) ``n_bits - 2 * hamming`` by XOR and popcount (the +-1 inner product)."""
+    if n_bits:
+        x = jnp.bitwise_xor(q_qd[:, None, :], block[None, :, :])
+        ham = jax.lax.population_count(x).astype(jnp.int32).sum(axis=-1)
+        return (n_bits - 2 * ham).astype(jnp.float32)
+    return jnp.dot(q_qd, block.astype(jnp.float32).T, preferred_element_type=jnp.float32)
+
+
+def _local_topk(
+    q_qd, c_nd, bias_n, exclude_q, offset, n_valid, *, k: int, chunk: int, n_bits: int = 0
+):
+    """Running top-k of q @ c.T (or the Hamming score) over ``chunk``-row blocks of a
+    (local) corpus block.
 
     Args:
       q_qd: (Q, D) queries. c_nd: (n, D) corpus rows, n a multiple of ``chunk``.
@@ -50,7 +63,7 @@ def _local_topk(q_qd, c_nd, bias_n, exclude_q, offset, n_valid, *, k: int, chunk
     def body(carry, inp):
         best_s, best_i = carry
         block, bias, j = inp
-        s = jnp.dot(q_qd, block.astype(jnp.float32).T, preferred_element_type=jnp.float32) + bias
+        s = _scores(q_qd, block, n_bits) + bias
         rows = offset + j * chunk + jnp.arange(chunk)
         drop = (rows[None, :] >= n_valid) | (rows[None, :] == exclude_q[:, None])
         s = jnp.where(drop, NEG_INF, s)
@@ -64,16 +77,18 @@ def _local_topk(q_qd, c_nd, bias_n, exclude_q, offset, n_valid, *, k: int, chunk
     return best_s, jnp.where(jnp.isfinite(best_s), best_i, -1)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "chunk"))
-def _topk_single(q_qd, c_nd, bias_n, exclude_q, n_valid, *, k, chunk):
-    return _local_topk(q_qd, c_nd, bias_n, exclude_q, 0, n_valid, k=k, chunk=chunk)
+@functools.partial(jax.jit, static_argnames=("k", "chunk", "n_bits"))
+def _topk_single(q_qd, c_nd, bias_n, exclude_q, n_valid, *, k, chunk, n_bits=0):
+    return _local_topk(q_qd, c_nd, bias_n, exclude_q, 0, n_valid, k=k, chunk=chunk, n_bits=n_bits)
 
 
 @functools.lru_cache(maxsize=32)
-def _topk_sharded_fn(mesh: Mesh, axis: str, k: int, chunk: int):
+def _topk_sharded_fn(mesh: Mesh, axis: str, k: int, chunk: int, n_bits: int = 0):
     def per_shard(q_qd, c_nd, bias_n, exclude_q, n_valid):
         offset = jax.lax.axis_index(axis) * c_nd.shape[0]
-        s, i = _local_topk(q_qd, c_nd, bias_n, exclude_q, offset, n_valid, k=k, chunk=chunk)
+        s, i = _local_topk(
+            q_qd, c_nd, bias_n, exclude_q, offset, n_valid, k=k, chunk=chunk, n_bits=n_bits
+        )
         # (shards, Q, k) in shard order == row order, so the stable merge keeps lower rows.
         all_s = jax.lax.all_gather(s, axis, axis=1, tiled=True)
         all_i = jax.lax.all_gather(i, axis, axis=1, tiled=True)
@@ -114,10 +129,15 @@ def search(
     mesh: Mesh | None = None,
     axis: str = "data",
     tie_order: np.ndarray | None = None,
-    normalize: bool = True,
+    metric: str = "cosine",
+    n_bits: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine top-k of every query over the whole corpus (inner product with
-    ``normalize=False``, e.g. for decoded int8 codes as a faiss index scores them).
+    """Exact top-k of every query over the whole corpus.
+
+    ``metric``: "cosine" (rows L2-normalised here), "ip" (inner product as given, e.g.
+    decoded int8 codes as a faiss index scores them) or "hamming": packed binary codes
+    (uint8 rows of ceil(n_bits / 8) bytes, as :mod:`smec_jax.codes` packs them), scored
+    ``n_bits - 2 * hamming`` by XOR and popcount on the device.
 
     Args:
       queries: (Q, D); corpus: (N, D). Both are L2-normalised here (cosine); a float16 or
@@ -148,25 +168,37 @@ def search(
             query_batch=query_batch,
             mesh=mesh,
             axis=axis,
-            normalize=normalize,
+            metric=metric,
+            n_bits=n_bits,
         )
+    if metric not in ("cosine", "ip", "hamming"):
+        raise ValueError(f"unknown metric {metric!r}; use cosine, ip or hamming")
     n_docs = corpus.shape[0]
     k = min(k, n_docs)
-    corpus = _normalize_keep_dtype(jnp.asarray(corpus)) if normalize else jnp.asarray(corpus)
+    if metric == "hamming":
+        corpus, queries = _words(corpus), _words(queries)
+        if not n_bits:
+            raise ValueError("metric hamming needs n_bits (the code size)")
+    elif metric == "cosine":
+        corpus = _normalize_keep_dtype(jnp.asarray(corpus))
+    else:
+        corpus = jnp.asarray(corpus)
     corpus_p, chunk = prepare_corpus(corpus, chunk, mesh, axis)
     bias = np.zeros((n_docs,), np.float32) if doc_bias is None else np.asarray(doc_bias, np.float32)
     bias_p = jnp.pad(jnp.asarray(bias), (0, corpus_p.shape[0] - n_docs))
     if mesh is not None:
         bias_p = jax.device_put(bias_p, NamedSharding(mesh, P(axis)))
-    queries = jnp.asarray(queries, jnp.float32)
-    queries = l2_normalize(queries) if normalize else queries
+    if metric != "hamming":
+        queries = jnp.asarray(queries, jnp.float32)
+        queries = l2_normalize(queries) if metric == "cosine" else queries
+    bits = n_bits if metric == "hamming" else 0
     n_q = queries.shape[0]
     exclude = np.full((n_q,), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
     n_valid = jnp.int32(n_docs)
     if mesh is None:
-        fn = functools.partial(_topk_single, k=k, chunk=chunk)
+        fn = functools.partial(_topk_single, k=k, chunk=chunk, n_bits=bits)
     else:
-        fn = _topk_sharded_fn(mesh, axis, k, chunk)
+        fn = _topk_sharded_fn(mesh, axis, k, chunk, bits)
     scores, rows = [], []
     for start in range(0, n_q, query_batch):
         qb = queries[start : start + query_batch]
@@ -197,6 +229,30 @@ def _search_in_order(queries, corpus, k, order, *, exclude, doc_bias, **kwargs):
         queries, jnp.asarray(corpus)[order], k, exclude=exclude, doc_bias=bias, **kwargs
     )
     return scores, np.where(rows >= 0, order[np.maximum(rows, 0)], -1).astype(np.int32)
+
+
+def search_int8(queries, codes_nd, vmin, vdiff, k: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Asymmetric top-k of float queries against int8 codes (faiss's QT_8bit layout, see
+    :mod:`smec_jax.codes`) kept as uint8 on the device: q . decode(c) = q' . c + b(q) with
+    q' = q * vdiff / 255 and b(q) = q . (vmin + 0.5 vdiff / 255), so the codes are never
+    decoded in memory (a quarter of float32's bytes), and the scores are exact inner
+    products with the reconstructions."""
+    q = np.asarray(queries, np.float32)
+    vmin, vdiff = np.asarray(vmin, np.float32), np.asarray(vdiff, np.float32)
+    qs = q * (vdiff / np.float32(255.0))
+    offset = q @ (vmin + np.float32(0.5) * vdiff / np.float32(255.0))
+    scores, rows = search(qs, jnp.asarray(codes_nd, jnp.uint8), k, metric="ip", **kwargs)
+    return scores + offset[:, None].astype(np.float32), rows
+
+
+def _words(packed) -> jax.Array:
+    """uint8 packed codes (n, B) as uint32 words (n, ceil(B / 4)), zero-padded: XOR and
+    popcount on words count the same bits."""
+    x = np.asarray(packed, np.uint8)
+    pad = -x.shape[1] % 4
+    if pad:
+        x = np.pad(x, ((0, 0), (0, pad)))
+    return jnp.asarray(np.ascontiguousarray(x).view(np.uint32))
 
 
 def trec_tie_order(doc_ids: list[str]) -> np.ndarray:

@@ -308,7 +308,7 @@ def _validate(run: _Run, state: TrainState, best: dict, stage: smrl.Stage, final
     comp = NestedCompressor(
         params=jax.device_get(state.params), order=np.asarray(cols), sizes=(len(cols),)
     )
-    score = run.evaluator.mean_ndcg(comp, len(cols), run.val_q)
+    score = run.evaluator.mean_ndcg(comp, len(cols), run.val_q, cfg.train.val_precision)
     if score > float(best["score"]):
         best = snapshot(state, run.replicated, score)
     else:

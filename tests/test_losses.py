@@ -148,3 +148,28 @@ def test_matryoshka_adaptor_losses_equal_loops():
         np.abs(c - e).mean(),
         rtol=1e-6,
     )
+
+
+def test_binary_quantization_aware_outputs_are_signs_with_a_straight_through_gradient():
+    """objective.outputs(quantize="binary"): the values are the signs of the float outputs,
+    and the gradient of any loss of them is the float map's vector-Jacobian product of that
+    loss's gradient at the signs (straight-through)."""
+    from smec_jax import objective
+
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(5, 6)), jnp.float32)
+    params = {
+        "w": jnp.asarray(rng.normal(size=(6, 6)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=6), jnp.float32),
+    }
+    kept = np.array([0, 2, 3, 5])
+    target = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
+    loss = lambda s: jnp.sum((s - target) ** 2 * jnp.arange(1, 5))
+    y = model.apply_cols(params, x, kept)
+    np.testing.assert_array_equal(objective.outputs(params, x, kept, "binary"), np.sign(y))
+    g = jax.grad(lambda p: loss(objective.outputs(p, x, kept, "binary")))(params)
+    _, vjp = jax.vjp(lambda p: model.apply_cols(p, x, kept), params)
+    (want,) = vjp(jax.grad(loss)(jnp.sign(y)))
+    for key in ("w", "b"):
+        np.testing.assert_allclose(g[key], want[key], rtol=1e-6)
+    np.testing.assert_array_equal(objective.outputs(params, x, kept), y)  # "none": untouched

@@ -19,6 +19,7 @@ REPORT_ORDER = [
     "search_adaptor",
     "matryoshka_adaptor",
     "smec",
+    "smec_binary",
     "matryoshka_adaptor_unsup",
     "smec_unsup",
     "mrl",

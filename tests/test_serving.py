@@ -230,8 +230,8 @@ def test_bad_serving_input_is_one_line_and_writes_nothing(served, capsys):
             "trained for sizes [32, 16, 8]",
         ),
         (
-            lambda: jobs.compress(str(npz), str(emb), str(tmp / "x"), size=16, precision="int4"),
-            "unknown precision 'int4'",
+            lambda: jobs.compress(str(npz), str(emb), str(tmp / "x"), size=16, precision="int3"),
+            "unknown precision 'int3'",
         ),
         (
             lambda: jobs.compress(
@@ -320,7 +320,7 @@ def test_flat_indexes_rank_like_the_jax_exact_search(served, kind, precision):
     f_s, f_i = index.search(np.asarray(q_arr), q_man, 20)
     qd = codes.decode(np.asarray(q_arr), codes.Calibration.from_json(q_man.calibration))
     dd = codes.decode(np.asarray(d_arr), codes.Calibration.from_json(d_man.calibration))
-    j_s, j_i = retrieval.search(qd, dd, 20, normalize=False)
+    j_s, j_i = retrieval.search(qd, dd, 20, metric="ip")
     np.testing.assert_allclose(f_s, j_s, atol=1e-5)
     for i in range(len(q_arr)):
         above = j_s[i] > j_s[i, -1] + 1e-5
@@ -462,7 +462,7 @@ def test_a_funnel_whose_shortlist_is_the_whole_corpus_equals_exact_rescoring(ser
     )
     assert read == 300 * 128  # every shortlisted document's 32-d float32 code
     qv, dv = np.asarray(compress.load_codes(qf)[0]), np.asarray(compress.load_codes(cf)[0])
-    want_s, want_r = retrieval.search(qv, dv, 100, normalize=False, tie_order=order)
+    want_s, want_r = retrieval.search(qv, dv, 100, metric="ip", tie_order=order)
     np.testing.assert_allclose(scores, want_s, atol=1e-5)
     agree = np.mean(rows == want_r)
     assert agree > 0.99, agree  # float rounding may swap near-equal neighbours, nothing more

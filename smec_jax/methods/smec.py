@@ -20,6 +20,12 @@ register_trainer_method("smec", "smec", {}, "SMRL + ADS + S-XBM + rank loss")
 register_trainer_method(
     "smec_unsup", "label_free", {"train.supervised": False}, "SMEC stages, S-XBM loss only"
 )
+register_trainer_method(
+    "smec_binary",
+    "smec",
+    {"train.quantize": "binary", "train.val_precision": "binary"},
+    "SMEC trained on its binary codes (straight-through sign), validated on them",
+)
 register_trainer_method("mrl", "ablation", MRL, "every size at once, prefixes")
 register_trainer_method(
     "mrl_smrl", "ablation", {**MRL, "train.schedule": "sequential"}, "MRL + sequential stages"

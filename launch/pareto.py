@@ -1,0 +1,28 @@
+"""Bytes, not dimensions: nDCG@10 against bytes per document for every method, code and
+funnel, with per-budget choices made on validation and bootstrap intervals against PCA.
+
+  python -m launch.pareto [--config configs/default.py] --workdir docs/results/pareto-scifact-minilm \
+      [--methods truncate,pca,search_adaptor,matryoshka_adaptor,smec,smec_binary] [--seeds 0,1,2]
+
+Trained methods resume their runs in DIR/runs (the layout of launch.reproduce: point
+--workdir at a reproduce folder to reuse its trainings). Writes pareto.md, pareto.json,
+pareto.png and per_query.npz (see smec_jax/pareto.py).
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from smec_jax import cli, pareto
+
+FLAGS = flags.FLAGS
+cli.define_config_and_workdir("runs/pareto")
+flags.DEFINE_list("methods", list(pareto.DEFAULT_METHODS), "Methods to place on the axis.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (trained methods; closed-form: one fit).")
+
+if __name__ == "__main__":
+    cli.run_main(
+        lambda: pareto.run(
+            FLAGS.config, FLAGS.workdir, FLAGS.methods, [int(s) for s in FLAGS.seeds]
+        )
+    )

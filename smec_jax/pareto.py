@@ -1,0 +1,337 @@
+"""The Pareto report: nDCG@10 against bytes per document, for every method x code x funnel.
+
+Each method (fitted as ``launch.reproduce`` fits it, resuming its runs in
+``workdir/runs``) is scored at every ladder size and precision of :mod:`smec_jax.codes`,
+with symmetric and asymmetric scoring, and, for nested compressors, as funnels (a shortlist
+of 100 from a cheap code, rescored with the full-size float16 codes). A point's cost is the
+bytes each document takes in the index. Per budget, each method's configuration is chosen
+on the validation queries carved from the training split (as training does), never on
+test; its test nDCG@10 is reported with a paired bootstrap interval of its difference from
+PCA's choice. The frontier (no cheaper point scores higher) is marked on the test points.
+
+Writes ``pareto.json`` (every point, mean and std over seeds), ``pareto.md``, ``pareto.png``
+and ``per_query.npz`` (every point's per-query test nDCG@10, to recompute any interval).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from smec_jax import codes, files, input_pipeline, methods, reporting, sources, stats
+from smec_jax.evaluation import SCORINGS, Evaluator
+from smec_jax.export import NestedCompressor
+from smec_jax.progress import eta
+
+GRID = [("float32", "symmetric"), ("float16", "symmetric")] + [
+    (p, s) for p in ("int8", "int4", "int2", "binary", "binary_itq") for s in SCORINGS
+]
+FUNNEL_FIRST = ("binary", "int2")
+SHORTLIST = 100
+DEFAULT_METHODS = ("truncate", "pca", "search_adaptor", "matryoshka_adaptor", "smec", "smec_binary")
+BUDGETS = (16, 32, 64, 128, 256)
+NESTED = (NestedCompressor,)
+
+
+@dataclasses.dataclass
+class Point:
+    label: str
+    bytes: int
+    run: object  # (evaluator, qids) -> per-query metrics
+    rescore_bytes: int = 0
+
+
+def points(comp, ladder, nested: bool) -> list[Point]:
+    """Every (size, precision, scoring) code of ``comp``, and its funnels if it nests."""
+    out = []
+    for d in ladder:
+        for p, s in GRID:
+            tag = "" if p in ("float32", "float16") else f" {s[:4]}"
+            out.append(
+                Point(
+                    f"{d}-d {p}{tag}",
+                    codes.bytes_per_vector(p, d),
+                    lambda ev, q, d=d, p=p, s=s: ev.per_query(comp, d, q, p, s),
+                )
+            )
+    if nested:
+        top = ladder[0]
+        for d in ladder[1:]:
+            for p in FUNNEL_FIRST:
+                out.append(
+                    Point(
+                        f"funnel {d}-d {p} top {SHORTLIST} -> {top}-d float16",
+                        codes.bytes_per_vector(p, d),
+                        lambda ev, q, d=d, p=p: ev.per_query_funnel(
+                            comp, (d, p, "symmetric"), SHORTLIST, (top, "float16"), q
+                        ),
+                        rescore_bytes=SHORTLIST * codes.bytes_per_vector("float16", top),
+                    )
+                )
+    return out
+
+
+def _is_nested(comp) -> bool:
+    from smec_jax.methods.closed_form import PCA, Truncate
+
+    return isinstance(comp, NESTED + (PCA, Truncate))
+
+
+def _fixed_rule(p: dict) -> tuple:
+    """Without validation: the most bytes, then the largest size, then asymmetric scoring
+    and no funnel (a rule chosen before any score is seen)."""
+    size = int(p["config"].split("-d")[0].split()[-1])
+    return (p["bytes"], size, "asym" in p["config"], not p["config"].startswith("funnel"))
+
+
+def frontier(rows: list[dict], key: str) -> list[str]:
+    """Labels of the points no cheaper-or-equal point beats on ``key``."""
+    best, out = -np.inf, []
+    for r in sorted(rows, key=lambda r: (r["bytes"], -r[key])):
+        if r[key] > best:
+            best = r[key]
+            out.append(r["name"])
+    return out
+
+
+def run(config, workdir: str | Path, method_names=DEFAULT_METHODS, seeds=(0, 1, 2)) -> dict:
+    """Scores every point of every method and seed; writes the report. See module doc."""
+    import time
+
+    methods.validate(config)
+    files.check_workdir(workdir)
+    for m in method_names:
+        methods.get(m)
+    wd = Path(workdir)
+    ds = sources.load(config.data)
+    test = Evaluator.from_config(ds, config.eval)
+    supervised = config.train.split in ds.qrels
+    val_ev = (
+        Evaluator.from_config(ds, config.eval, split=config.train.split) if supervised else None
+    )
+    jobs = [(m, s) for m in method_names for s in (seeds if methods.get(m).seeded else seeds[:1])]
+    per_query, rows, start = {}, {}, time.perf_counter()
+    for i, (m, seed) in enumerate(jobs):
+        el = time.perf_counter() - start
+        print(
+            f"[pareto {i + 1}/{len(jobs)}] {m} seed {seed} | ETA {eta(el, i, len(jobs))}",
+            flush=True,
+        )
+        cfg = config.copy_and_resolve_references()
+        cfg.method, cfg.seed = m, seed
+        comp = (
+            methods.get(m)
+            .fit(cfg, ds, wd / "runs" / f"{m}-s{seed}" / "train", verbose=False)
+            .compressor
+        )
+        val_q = []
+        if val_ev is not None:
+            vs = input_pipeline.split_train_val(
+                ds, cfg.train.split, cfg.train.val_fraction, seed, cfg.train.val_split
+            )
+            val_q = vs.val
+        for pt in points(comp, tuple(config.ladder), _is_nested(comp)):
+            name = f"{m}: {pt.label}"
+            t = pt.run(test, None)["ndcg@10"]
+            v = float(pt.run(val_ev, val_q)["ndcg@10"].mean()) if val_q else float("nan")
+            per_query.setdefault(name, []).append(t)
+            r = rows.setdefault(
+                name,
+                {
+                    "name": name,
+                    "method": m,
+                    "config": pt.label,
+                    "bytes": pt.bytes,
+                    "rescore_bytes_per_query": pt.rescore_bytes,
+                    "val": [],
+                    "test": [],
+                    "test_unseen": [],
+                },
+            )
+            r["val"].append(v)
+            r["test"].append(float(t.mean()))
+            if test.unseen_mask.any():
+                r["test_unseen"].append(float(t[test.unseen_mask].mean()))
+    summary = _summarize(rows, per_query, test, method_names)
+    doc = {
+        "dataset": ds.name,
+        "encoder": ds.encoder,
+        "split": test.split,
+        "queries": len(test.qids),
+        "unseen_queries": test.n_unseen,
+        "seeds": list(seeds),
+        **summary,
+    }
+    wd.mkdir(parents=True, exist_ok=True)
+    with files.atomic_path(wd / "per_query.npz", suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            qids=np.asarray(test.qids),
+            unseen=test.unseen_mask,
+            names=np.asarray(list(per_query)),
+            **{f"p{i}": np.stack(v) for i, v in enumerate(per_query.values())},
+        )
+    files.write_json(wd / "pareto.json", doc)
+    plot(doc, wd / "pareto.png")
+    files.atomic_write(wd / "pareto.md", markdown(doc))
+    print(markdown(doc))
+    print(f"wrote {wd}/pareto.md, pareto.json, pareto.png and per_query.npz")
+    return doc
+
+
+def _summarize(rows, per_query, test, method_names) -> dict:
+    points_out = []
+    for r in rows.values():
+        out = {k: r[k] for k in ("name", "method", "config", "bytes", "rescore_bytes_per_query")}
+        for k in ("val", "test", "test_unseen"):
+            if r[k]:
+                out[k] = float(np.mean(r[k]))
+                out[f"{k}_std"] = float(np.std(r[k], ddof=1)) if len(r[k]) > 1 else 0.0
+        points_out.append(out)
+    has_unseen = bool(test.unseen_mask.any())
+    fronts = {"test": frontier(points_out, "test")}
+    if has_unseen:
+        fronts["test_unseen"] = frontier(points_out, "test_unseen")
+    budgets = {}
+    for b in BUDGETS:
+        chosen = {}
+        for m in method_names:
+            cands = [p for p in points_out if p["method"] == m and p["bytes"] <= b]
+            if not cands:
+                continue
+            if not np.isnan(cands[0].get("val", np.nan)):
+                pick, how = max(cands, key=lambda p: (p["val"], -p["bytes"])), "validation"
+            else:  # no validation queries: a rule fixed in advance, never the test scores
+                pick, how = max(cands, key=_fixed_rule), "fixed rule (no validation queries)"
+            chosen[m] = {
+                "name": pick["name"],
+                "config": pick["config"],
+                "bytes": pick["bytes"],
+                "chosen_on": how,
+                **{
+                    k: pick[k]
+                    for k in ("test", "test_std", "test_unseen", "test_unseen_std")
+                    if k in pick
+                },
+            }
+        ref = chosen.get("pca")
+        for m, c in chosen.items():
+            if ref is None or m == "pca":
+                continue
+            a, bq = np.stack(per_query[c["name"]]), np.stack(per_query[ref["name"]])
+            c["vs_pca"] = stats.paired_bootstrap(a, bq)
+            if has_unseen:
+                u = test.unseen_mask
+                c["vs_pca_unseen"] = stats.paired_bootstrap(a[:, u], bq[:, u])
+        budgets[str(b)] = chosen
+    return {"points": points_out, "frontier": fronts, "budgets": budgets}
+
+
+def _cell(c: dict, k: str) -> str:
+    return f"{c[k]:.4f} ± {c[k + '_std']:.4f}" if k in c else "-"
+
+
+def _ci(c: dict, k: str) -> str:
+    return f"{c[k]['diff']:+.4f} [{c[k]['lo']:+.4f}, {c[k]['hi']:+.4f}]" if k in c else "-"
+
+
+def markdown(doc: dict) -> str:
+    head = (
+        f"# Bytes per document vs nDCG@10: {doc['dataset']} ({doc['encoder']}), "
+        f"{doc['split']} split, seeds {doc['seeds']}"
+    )
+    parts = [
+        head,
+        "Per budget (bytes each document takes in the index), each method's configuration "
+        "chosen on validation queries carved from the training split (on a corpus without "
+        "training queries: the most bytes, largest size, asymmetric scoring, fixed in "
+        "advance); test nDCG@10 mean ± "
+        "std over seeds, all / unseen queries, and the paired bootstrap 95% interval of the "
+        "difference from PCA's choice (queries and seeds resampled). `sym`: queries coded "
+        "like documents; `asym`: float queries against coded documents; funnels read "
+        "`rescore_bytes_per_query` more per query. Per-query scores: `per_query.npz`.",
+    ]
+    for b, chosen in doc["budgets"].items():
+        lines = [
+            f"### {b} bytes per document",
+            "",
+            "| method | configuration | all | unseen | vs PCA (all) | vs PCA (unseen) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m, c in chosen.items():
+            lines.append(
+                f"| {m} | {c['config']} ({c['bytes']} B) | {_cell(c, 'test')} | "
+                f"{_cell(c, 'test_unseen')} | {_ci(c, 'vs_pca')} | {_ci(c, 'vs_pca_unseen')} |"
+            )
+        parts.append("\n".join(lines))
+    pts = {p["name"]: p for p in doc["points"]}
+    for key, title in (("test", "all queries"), ("test_unseen", "unseen queries")):
+        if key not in doc["frontier"]:
+            continue
+        lines = [
+            f"### Frontier, {title} (test points: descriptive, not a selection)",
+            "",
+            "| bytes | point | nDCG@10 |",
+            "|---|---|---|",
+        ]
+        for name in doc["frontier"][key]:
+            lines.append(f"| {pts[name]['bytes']} | {name} | {pts[name][key]:.4f} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def plot(doc: dict, path) -> None:
+    plt = reporting.pyplot()
+    panels = [k for k in ("test", "test_unseen") if k in doc["frontier"]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels) + 2.5, 5.2), squeeze=False)
+    method_names = list(dict.fromkeys(p["method"] for p in doc["points"]))
+    for ax, key in zip(axes[0], panels, strict=True):
+        for i, m in enumerate(method_names):
+            pts = [p for p in doc["points"] if p["method"] == m and key in p]
+            for fun, marker in ((False, "o"), (True, "^")):
+                sel = [p for p in pts if p["config"].startswith("funnel") == fun]
+                ax.scatter(
+                    [p["bytes"] for p in sel],
+                    [p[key] for p in sel],
+                    s=12,
+                    marker=marker,
+                    color=f"C{i % 10}",
+                    alpha=0.6,
+                    label=f"{m}{' (funnel)' if fun else ''}" if sel else None,
+                )
+        front = [p for p in doc["points"] if p["name"] in doc["frontier"][key]]
+        front.sort(key=lambda p: p["bytes"])
+        ax.step(
+            [p["bytes"] for p in front],
+            [p[key] for p in front],
+            where="post",
+            color="k",
+            linewidth=1,
+            label="frontier",
+        )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("bytes per document")
+        ax.set_ylabel("nDCG@10")
+        ax.set_title(
+            f"{doc['dataset']} {doc['split']}: {'unseen' if 'unseen' in key else 'all'} queries"
+        )
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.suptitle(f"encoder: {doc['encoder']}; o codes, ^ funnels (shortlist rescored)")
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
+    reporting.save_figure(fig, path)
+
+
+def load_per_query(workdir) -> dict[str, np.ndarray]:
+    """name -> (seeds, queries) per-query test nDCG@10 from ``per_query.npz``."""
+    with np.load(Path(workdir) / "per_query.npz", allow_pickle=False) as f:
+        names = list(f["names"])
+        return {n: f[f"p{i}"] for i, n in enumerate(names)}
+
+
+def json_dump(doc) -> str:
+    return json.dumps(doc, indent=1)

@@ -1,0 +1,61 @@
+"""The Pareto report: its frontier, its per-budget choices (made on validation), its
+bootstrap intervals and its per-query scores check against literal computations."""
+
+import numpy as np
+import pytest
+
+from smec_jax import pareto, stats
+from tests.helpers import tiny_config
+
+
+def test_frontier_keeps_exactly_the_points_no_cheaper_point_beats():
+    rows = [
+        {"name": "a", "bytes": 8, "s": 0.5},
+        {"name": "b", "bytes": 8, "s": 0.6},
+        {"name": "c", "bytes": 16, "s": 0.55},
+        {"name": "d", "bytes": 32, "s": 0.7},
+        {"name": "e", "bytes": 4, "s": 0.4},
+    ]
+    assert pareto.frontier(rows, "s") == ["e", "b", "d"]
+
+
+def test_paired_bootstrap_brackets_the_difference_and_sees_a_real_gain():
+    rng = np.random.default_rng(0)
+    base = rng.random((1, 200))
+    better = base + 0.05 + 0.01 * rng.standard_normal((3, 200))
+    same = base + 0.05 * rng.standard_normal((3, 200))
+    gain = stats.paired_bootstrap(better, base)
+    assert gain["lo"] > 0 and gain["lo"] <= gain["diff"] <= gain["hi"]
+    assert abs(gain["diff"] - (better.mean() - base.mean())) < 1e-12
+    null = stats.paired_bootstrap(same, base)
+    assert null["lo"] < 0 < null["hi"]
+    with pytest.raises(ValueError, match="not paired"):
+        stats.paired_bootstrap(base, base[:, :10])
+
+
+def test_pareto_command_on_the_tiny_config(tmp_path):
+    doc = pareto.run(tiny_config(), tmp_path, ["truncate", "pca", "smec"], [0, 1])
+    for f in ("pareto.md", "pareto.json", "pareto.png", "per_query.npz"):
+        assert (tmp_path / f).stat().st_size > 100, f
+    pts = {p["name"]: p for p in doc["points"]}
+    # every size x precision x scoring, plus funnels for the nested compressors
+    assert "smec: 8-d binary symm" in pts and "pca: funnel 16-d int2 top 100 -> 32-d float16" in pts
+    assert pts["smec: 8-d binary symm"]["bytes"] == 1 and pts["pca: 32-d float32"]["bytes"] == 128
+    # per-query scores recompute the reported means
+    pq = pareto.load_per_query(tmp_path)
+    for name in ("smec: 16-d int8 asym", "truncate: 32-d float16"):
+        assert np.isclose(pq[name].mean(axis=1).mean(), pts[name]["test"])
+    # each budget's choice is the best validation score among the method's points that fit
+    for b, chosen in doc["budgets"].items():
+        for m, c in chosen.items():
+            fits = [p for p in doc["points"] if p["method"] == m and p["bytes"] <= int(b)]
+            assert c["bytes"] <= int(b)
+            assert pts[c["name"]]["val"] == max(p["val"] for p in fits)
+            if m != "pca":
+                assert c["vs_pca"]["lo"] <= c["vs_pca"]["diff"] <= c["vs_pca"]["hi"]
+    for key, names in doc["frontier"].items():
+        front = [pts[n] for n in names]
+        for p in doc["points"]:  # nothing off the frontier beats a frontier point it undercuts
+            cheaper = [f for f in front if f["bytes"] <= p["bytes"]]
+            if cheaper and p["name"] not in names:
+                assert p[key] <= max(f[key] for f in cheaper) + 1e-12
