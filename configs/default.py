@@ -96,6 +96,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.adaptor.pair_weight = 1.0
     c.adaptor.rec_weight = 1.0
 
+    # CSR (peer method csr): TopK sparse autoencoder, hidden = hidden_mult x D, trained with
+    # k active latents; served at any k (the Pareto report prices k at 4 bytes per latent).
+    c.csr = ml_collections.ConfigDict()
+    c.csr.hidden_mult = 4
+    c.csr.k = 32
+    c.csr.lr = 4e-4
+    c.csr.steps = 1200
+    c.csr.contrastive_weight = 1.0
+    c.csr.temperature = 0.1
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.num_devices = 0  # 0 = all visible devices
     c.distributed = False  # call jax.distributed.initialize() (multi-host pods)

@@ -23,4 +23,5 @@ def get_config():
         unsup_batch=32,
     )
     c.memory.update(size=64, k=4)
+    c.csr.update(k=4, steps=16)
     return c

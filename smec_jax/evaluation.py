@@ -208,5 +208,16 @@ class Evaluator:
         queries, and ``<metric>_unseen`` where the split has unseen queries)."""
         out: Results = {}
         for name, comp in compressors.items():
-            out[name] = {str(dim): self.summarize(self.per_query(comp, dim)) for dim in sizes}
+            out[name] = {
+                str(dim): self.summarize(self.per_query(comp, dim))
+                | {"bytes_per_vector": self.bytes_per_vector(comp, dim)}
+                for dim in sizes
+            }
         return out
+
+    def bytes_per_vector(self, comp: Compressor, dim: int) -> int:
+        """What one document costs at ``dim`` as float32 (a compressor with its own cost,
+        such as a sparse code, says so with ``bytes_per_vector(dim)``)."""
+        if hasattr(comp, "bytes_per_vector"):
+            return int(comp.bytes_per_vector(dim))
+        return 4 * int(comp.compress(self.corpus[:1], dim).shape[1])

@@ -31,7 +31,15 @@ GRID = [("float32", "symmetric"), ("float16", "symmetric")] + [
 ]
 FUNNEL_FIRST = ("binary", "int2")
 SHORTLIST = 100
-DEFAULT_METHODS = ("truncate", "pca", "search_adaptor", "matryoshka_adaptor", "smec", "smec_binary")
+DEFAULT_METHODS = (
+    "truncate",
+    "pca",
+    "search_adaptor",
+    "matryoshka_adaptor",
+    "csr",
+    "smec",
+    "smec_binary",
+)
 BUDGETS = (16, 32, 64, 128, 256)
 NESTED = (NestedCompressor,)
 
@@ -44,8 +52,21 @@ class Point:
     rescore_bytes: int = 0
 
 
+CSR_KS = (2, 4, 8, 16, 32, 64)
+
+
 def points(comp, ladder, nested: bool) -> list[Point]:
-    """Every (size, precision, scoring) code of ``comp``, and its funnels if it nests."""
+    """Every (size, precision, scoring) code of ``comp``, and its funnels if it nests; a
+    sparse code (CSR) at k active latents, priced at its indices plus float16 values."""
+    from smec_jax.methods import csr
+
+    if isinstance(comp, csr.CSRCompressor):
+        return [
+            Point(
+                f"{k}-sparse", csr.bytes_per_vector(k), lambda ev, q, k=k: ev.per_query(comp, k, q)
+            )
+            for k in CSR_KS
+        ]
     out = []
     for d in ladder:
         for p, s in GRID:
@@ -83,7 +104,7 @@ def _is_nested(comp) -> bool:
 def _fixed_rule(p: dict) -> tuple:
     """Without validation: the most bytes, then the largest size, then asymmetric scoring
     and no funnel (a rule chosen before any score is seen)."""
-    size = int(p["config"].split("-d")[0].split()[-1])
+    size = int(p["config"].split("-")[0].split()[-1])
     return (p["bytes"], size, "asym" in p["config"], not p["config"].startswith("funnel"))
 
 
@@ -195,11 +216,28 @@ def _summarize(rows, per_query, test, method_names) -> dict:
     fronts = {"test": frontier(points_out, "test")}
     if has_unseen:
         fronts["test_unseen"] = frontier(points_out, "test_unseen")
+    return {
+        "points": points_out,
+        "frontier": fronts,
+        "budgets": _budget_choices(points_out, per_query, test, method_names, True),
+        "budgets_codes_only": _budget_choices(points_out, per_query, test, method_names, False),
+    }
+
+
+def _budget_choices(points_out, per_query, test, method_names, allow_funnel) -> dict:
+    """Per budget, each method's validation-chosen point (funnels allowed or not)."""
+    has_unseen = bool(test.unseen_mask.any())
     budgets = {}
     for b in BUDGETS:
         chosen = {}
         for m in method_names:
-            cands = [p for p in points_out if p["method"] == m and p["bytes"] <= b]
+            cands = [
+                p
+                for p in points_out
+                if p["method"] == m
+                and p["bytes"] <= b
+                and (allow_funnel or not p["config"].startswith("funnel"))
+            ]
             if not cands:
                 continue
             if not np.isnan(cands[0].get("val", np.nan)):
@@ -227,7 +265,7 @@ def _summarize(rows, per_query, test, method_names) -> dict:
                 u = test.unseen_mask
                 c["vs_pca_unseen"] = stats.paired_bootstrap(a[:, u], bq[:, u])
         budgets[str(b)] = chosen
-    return {"points": points_out, "frontier": fronts, "budgets": budgets}
+    return budgets
 
 
 def _cell(c: dict, k: str) -> str:
@@ -236,6 +274,21 @@ def _cell(c: dict, k: str) -> str:
 
 def _ci(c: dict, k: str) -> str:
     return f"{c[k]['diff']:+.4f} [{c[k]['lo']:+.4f}, {c[k]['hi']:+.4f}]" if k in c else "-"
+
+
+def _budget_table(b: str, chosen: dict) -> str:
+    lines = [
+        f"### {b} bytes per document",
+        "",
+        "| method | configuration | all | unseen | vs PCA (all) | vs PCA (unseen) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, c in chosen.items():
+        lines.append(
+            f"| {m} | {c['config']} ({c['bytes']} B) | {_cell(c, 'test')} | "
+            f"{_cell(c, 'test_unseen')} | {_ci(c, 'vs_pca')} | {_ci(c, 'vs_pca_unseen')} |"
+        )
+    return "\n".join(lines)
 
 
 def markdown(doc: dict) -> str:
@@ -248,31 +301,23 @@ def markdown(doc: dict) -> str:
         "Per budget (bytes each document takes in the index), each method's configuration "
         "chosen on validation queries carved from the training split (on a corpus without "
         "training queries: the most bytes, largest size, asymmetric scoring, fixed in "
-        "advance); test nDCG@10 mean ± "
-        "std over seeds, all / unseen queries, and the paired bootstrap 95% interval of the "
-        "difference from PCA's choice (queries and seeds resampled). `sym`: queries coded "
-        "like documents; `asym`: float queries against coded documents; funnels read "
-        "`rescore_bytes_per_query` more per query. Per-query scores: `per_query.npz`.",
+        "advance); test nDCG@10 mean ± std over seeds, all / unseen queries, and the paired "
+        "bootstrap 95% interval of the difference from PCA's choice (queries and seeds "
+        "resampled). `symm`: queries coded like documents; `asym`: float queries against "
+        "coded documents; a funnel's top 100 is rescored with the 384-d (768-d) float16 "
+        "codes, which it reads from outside the index (`rescore_bytes_per_query` in "
+        "pareto.json). Per-query scores: `per_query.npz`.",
     ]
-    for b, chosen in doc["budgets"].items():
-        lines = [
-            f"### {b} bytes per document",
-            "",
-            "| method | configuration | all | unseen | vs PCA (all) | vs PCA (unseen) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for m, c in chosen.items():
-            lines.append(
-                f"| {m} | {c['config']} ({c['bytes']} B) | {_cell(c, 'test')} | "
-                f"{_cell(c, 'test_unseen')} | {_ci(c, 'vs_pca')} | {_ci(c, 'vs_pca_unseen')} |"
-            )
-        parts.append("\n".join(lines))
+    tables = [("budgets", "funnels allowed"), ("budgets_codes_only", "codes only, no funnel")]
+    for key, what in tables:
+        parts.append(f"## Per budget, {what}")
+        parts += [_budget_table(b, chosen) for b, chosen in doc.get(key, {}).items()]
     pts = {p["name"]: p for p in doc["points"]}
     for key, title in (("test", "all queries"), ("test_unseen", "unseen queries")):
         if key not in doc["frontier"]:
             continue
         lines = [
-            f"### Frontier, {title} (test points: descriptive, not a selection)",
+            f"## Frontier, {title} (test points: descriptive, not a selection)",
             "",
             "| bytes | point | nDCG@10 |",
             "|---|---|---|",

@@ -4,9 +4,11 @@
 
   {"dataset": ..., "encoder": ..., "split": ...,
    "results": {method: {size: {"ndcg@10", "recall@100", "mrr@10",
-                               "ndcg@10_unseen", "recall@100_unseen", "mrr@10_unseen"}}}}
+                               "ndcg@10_unseen", "recall@100_unseen", "mrr@10_unseen",
+                               "bytes_per_vector"}}}}
 
-Sizes are strings. The ``_unseen`` metrics are over the test queries none of whose relevant
+Sizes are strings; ``bytes_per_vector`` is a float32 document's cost (every precision and
+funnel of each method is in ``launch.pareto``'s ``pareto.json``). The ``_unseen`` metrics are over the test queries none of whose relevant
 docs is judged relevant for any training query (DESIGN.md section 3). Aggregates over seeds
 add ``<metric>_std`` beside each mean.
 """

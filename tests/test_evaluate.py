@@ -34,7 +34,7 @@ def test_command_on_synthetic_writes_results_and_plot(tmp_path):
     assert set(doc) == {"dataset", "encoder", "split", "results", "unseen_queries"}
     assert set(doc["results"]) == {"truncate", "pca"}
     assert list(doc["results"]["pca"]) == ["64", "32", "16", "8"]
-    keys = {f"{m}{s}" for m in evaluation.METRICS for s in ("", "_unseen")}
+    keys = {f"{m}{s}" for m in evaluation.METRICS for s in ("", "_unseen")} | {"bytes_per_vector"}
     assert set(doc["results"]["pca"]["8"]) == keys
     assert (tmp_path / "ndcg_vs_dim.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -18,6 +18,7 @@ REPORT_ORDER = [
     "doc_prior",
     "search_adaptor",
     "matryoshka_adaptor",
+    "csr",
     "smec",
     "smec_binary",
     "matryoshka_adaptor_unsup",
@@ -77,8 +78,11 @@ def test_every_registered_method_fits_and_compresses_at_every_size(tmp_path, syn
         fitted = methods.get(name).fit(cfg, synthetic, tmp_path / name, verbose=False)
         for d in cfg.ladder:
             y = np.asarray(fitted.compressor.compress(jax.numpy.asarray(x), d))
-            expect = synthetic.dim if name == "doc_prior" else d  # the control never compresses
-            assert y.shape == (7, expect), (name, d)
+            if name == "csr":  # d active latents of the sparse autoencoder's hidden layer
+                assert y.shape == (7, 4 * synthetic.dim) and np.all((y != 0).sum(1) <= d)
+            else:
+                expect = synthetic.dim if name == "doc_prior" else d  # the control: no compression
+                assert y.shape == (7, expect), (name, d)
             np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5, err_msg=name)
             assert 0.0 < evaluator.mean_ndcg(fitted.compressor, d) <= 1.0, (name, d)
         if methods.get(name).seeded and not name.endswith("_unsup"):

@@ -30,6 +30,7 @@ from smec_jax.methods import closed_form  # noqa: E402
 from smec_jax.methods import doc_prior  # noqa: E402
 from smec_jax.methods import search_adaptor  # noqa: E402
 from smec_jax.methods import matryoshka_adaptor  # noqa: E402
+from smec_jax.methods import csr  # noqa: E402
 from smec_jax.methods import smec  # noqa: E402
 # isort: on
 
@@ -43,6 +44,7 @@ __all__ = [
     "register",
     "validate",
     "closed_form",
+    "csr",
     "doc_prior",
     "matryoshka_adaptor",
     "search_adaptor",
