@@ -86,7 +86,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.memory.k = 10
     c.memory.alpha = 0.1
     c.memory.sharded = False  # shard the memory's queue axis over the devices (huge memories)
-    c.memory.neighbour_mode = "auto"  # auto | gather | memory: how neighbours get compressed
+    # How neighbours are found and compressed: auto | gather | memory search every memory
+    # entry; list reads them from each id's precomputed list_size nearest ids (exact: the
+    # memory holds frozen embeddings; a step where a list runs short searches instead).
+    c.memory.neighbour_mode = "auto"
+    c.memory.list_size = 64
 
     # Matryoshka-Adaptor's losses (methods matryoshka_adaptor and matryoshka_adaptor_unsup).
     c.adaptor = ml_collections.ConfigDict()

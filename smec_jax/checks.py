@@ -20,7 +20,7 @@ from smec_jax.input_pipeline import STRATEGIES
 from smec_jax.objective import QUANTIZERS
 
 SCHEDULES = ("sequential", "joint")
-NEIGHBOUR_MODES = ("auto", "gather", "memory")
+NEIGHBOUR_MODES = ("auto", "gather", "memory", "list")
 ADS_INITS = ("zeros", "variance")
 MODEL_INITS = ("identity", "pca")
 
@@ -133,6 +133,7 @@ SCHEMA: dict[str, Callable] = {
     "memory.alpha": _float(0.0),
     "memory.sharded": _bool,
     "memory.neighbour_mode": _one_of(NEIGHBOUR_MODES),
+    "memory.list_size": _int(1),
     "adaptor.enabled": _bool,
     "adaptor.topk": _int(1),
     "adaptor.topk_weight": _float(0.0),
@@ -198,6 +199,17 @@ def validate_trainer_config(cfg, data: RetrievalData, n_devices: int) -> tuple[i
         )
     if cfg.memory.enabled and cfg.memory.size < cfg.memory.k:
         raise ValueError(f"memory.size {cfg.memory.size} is smaller than memory.k {cfg.memory.k}")
+    if cfg.memory.enabled and cfg.memory.neighbour_mode == "list":
+        if cfg.memory.sharded:
+            raise ValueError(
+                "--config.memory.neighbour_mode=list works on a replicated memory; drop "
+                "--config.memory.sharded or use another neighbour_mode"
+            )
+        if cfg.memory.list_size < cfg.memory.k:
+            raise ValueError(
+                f"--config.memory.list_size {cfg.memory.list_size} must be >= memory.k "
+                f"{cfg.memory.k}"
+            )
     if cfg.memory.enabled and cfg.memory.sharded and cfg.memory.size % n_devices:
         raise ValueError(
             f"memory.size {cfg.memory.size} is not divisible by the {n_devices} devices it is "

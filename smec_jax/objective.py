@@ -110,7 +110,19 @@ def neighbour_outputs(
 
 
 def sxbm_term(
-    mem, x_nd, ids_n, keep_n, y_nd, params, kept, masks, k, mode="auto", mesh=None, quantize="none"
+    mem,
+    x_nd,
+    ids_n,
+    keep_n,
+    y_nd,
+    params,
+    kept,
+    masks,
+    k,
+    mode="auto",
+    mesh=None,
+    quantize="none",
+    lists=None,
 ):
     """S-XBM loss of the samples against their memory neighbours, summed over sizes.
 
@@ -120,21 +132,52 @@ def sxbm_term(
     elementwise passes, not the matmuls, dominated the S-XBM term.
 
     With ``mesh``, the memory is sharded along its queue axis (per-shard top-k, then merge).
+    ``mode="list"`` finds the neighbours in precomputed neighbour ``lists`` (ids, cosines)
+    instead of scoring every memory entry (:func:`memory.neighbours_from_lists`), and falls
+    back to the full search in a step where some sample's list runs short.
     """
-    if mesh is None:
-        idx, orig_sim, ok = memory.neighbours(mem, x_nd, ids_n, k)
-    else:
-        idx, orig_sim, ok = memory.neighbours_sharded(mem, x_nd, ids_n, k, mesh, parallel.DATA)
-    ok = ok & keep_n[:, None]
     d = y_nd.shape[1]
     weights = [jnp.ones((d,), y_nd.dtype) if m is None else m * m for m in masks]
-    y_nbr, nbr_sq = neighbour_outputs(params, mem.entries, idx, kept, mode, weights, quantize)
+
+    def searched(_):
+        if mesh is None:
+            idx, orig_sim, ok = memory.neighbours(mem, x_nd, ids_n, k)
+        else:
+            idx, orig_sim, ok = memory.neighbours_sharded(mem, x_nd, ids_n, k, mesh, parallel.DATA)
+        ok = ok & keep_n[:, None]
+        nbr_mode = "memory" if mode == "list" else mode
+        y_nbr, nbr_sq = neighbour_outputs(
+            params, mem.entries, idx, kept, nbr_mode, weights, quantize
+        )
+        return _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, ok)
+
+    if mode != "list":
+        return searched(None)
+    slots, orig_sim, count, enough = memory.neighbours_from_lists(mem, ids_n, *lists, k)
+    count = count * keep_n[:, None]
+
+    def listed(_):
+        y_nbr, nbr_sq = neighbour_outputs(
+            params, mem.entries, slots, kept, "memory", weights, quantize
+        )
+        return _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, count)
+
+    return jax.lax.cond(jnp.all(enough | ~keep_n), listed, searched, None)
+
+
+def _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, ok):
+    """Sum over sizes of the mean |orig - compressed| cosine gap; ``ok`` is a mask, or the
+    number of memory entries each (sample, neighbour) stands for (list mode)."""
     total = 0.0
     for w, b_sq in zip(weights, nbr_sq, strict=True):
         num = jnp.einsum("nd,nkd->nk", y_nd * w, y_nbr)
         a_sq = (y_nd * y_nd) @ w
         comp_sim = num * jax.lax.rsqrt(jnp.maximum(a_sq[:, None] * b_sq, 1e-24))
-        total = total + losses.unsup_loss(orig_sim, comp_sim, ok)
+        if ok.dtype == jnp.bool_:
+            total = total + losses.unsup_loss(orig_sim, comp_sim, ok)
+        else:
+            c = ok.astype(comp_sim.dtype)
+            total = total + jnp.sum(c * jnp.abs(orig_sim - comp_sim)) / jnp.maximum(jnp.sum(c), 1)
     return total
 
 
@@ -167,7 +210,7 @@ def adaptor_terms(x_nd, y_nd, keep_n, masks, ad) -> list[tuple[str, float, jax.A
     return terms
 
 
-def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh) -> Callable:
+def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Callable:
     """The stage's loss ``(tree, state, batch, rng) -> (loss, (metrics, x, ids, keep))``,
     with ``tree = {"params", "ads"}``; ``x, ids, keep`` are the samples to enqueue."""
     kept, name = stage.kept, ads.stage_name(stage.index)
@@ -203,7 +246,7 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh) -> Callable:
         if cfg.memory.enabled:
             mode = cfg.memory.neighbour_mode
             args = (state.memory, x, ids, keep, y, params, kept, masks, cfg.memory.k, mode)
-            unsup = sxbm_term(*args, sharded_mesh, quant)
+            unsup = sxbm_term(*args, sharded_mesh, quant, lists)
         else:
             unsup = jnp.zeros(())
         metrics["unsup"] = unsup

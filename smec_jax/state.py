@@ -57,9 +57,15 @@ def trainable(state_or_tree) -> dict:
 
 
 def create_train_state(
-    cfg, in_dim: int, out_dim: int, sizes: tuple[int, ...], corpus: np.ndarray | None = None
+    cfg,
+    in_dim: int,
+    out_dim: int,
+    sizes: tuple[int, ...],
+    corpus: np.ndarray | None = None,
+    n_ids: int = 1,
 ) -> TrainState:
-    """Fresh state. ``model.init = "pca"`` (linear only) needs the corpus embeddings."""
+    """Fresh state. ``model.init = "pca"`` (linear only) needs the corpus embeddings;
+    ``n_ids`` > 1: the memory tracks which of that many ids it holds (list mode)."""
     rng = jax.random.key(cfg.seed)
     params = model.init_params(
         jax.random.fold_in(rng, 1), cfg.model.kind, in_dim, out_dim, cfg.model.hidden
@@ -75,7 +81,7 @@ def create_train_state(
         params=params,
         ads=logits,
         opt_state=make_optimizer(cfg).init(tree),
-        memory=memory.init(cfg.memory.size if cfg.memory.enabled else 1, in_dim),
+        memory=memory.init(cfg.memory.size if cfg.memory.enabled else 1, in_dim, n_ids),
         rng=jax.random.key_data(rng),
         first_bad_step=jnp.full((), -1, jnp.int32),
     )
@@ -86,7 +92,9 @@ def state_shardings(cfg, mesh: Mesh) -> TrainState:
     along its queue axis when ``memory.sharded`` (for memories too large to replicate)."""
     replicated = NamedSharding(mesh, P())
     queue = NamedSharding(mesh, P(parallel.DATA)) if cfg.memory.sharded else replicated
-    mem = memory.Memory(entries=queue, ids=queue, valid=queue, ptr=replicated)
+    mem = memory.Memory(
+        entries=queue, ids=queue, valid=queue, ptr=replicated, counts=replicated, slot_of=replicated
+    )
     return TrainState(
         step=replicated,
         stage=replicated,

@@ -55,11 +55,12 @@ log = logging.getLogger(__name__)
 # ============================================================================ 1. the step
 
 
-def make_train_step(stage: smrl.Stage, cfg, out_dim: int, mesh) -> Callable:
-    """The jitted ``(state, batch) -> (state, metrics)`` of one stage (sizes, masks static)."""
+def make_train_step(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Callable:
+    """The jitted ``(state, batch) -> (state, metrics)`` of one stage (sizes, masks static);
+    ``lists``: the neighbour lists of ``memory.neighbour_mode = "list"``."""
     name = ads.stage_name(stage.index)
     trainable_n = stage.trainable(out_dim)
-    loss_fn = objective.make_loss_fn(stage, cfg, out_dim, mesh)
+    loss_fn = objective.make_loss_fn(stage, cfg, out_dim, mesh, lists)
     opt = make_optimizer(cfg)
     traces = 0
 
@@ -127,6 +128,7 @@ class _Run:
     n_stages: int
     mesh: Any
     batches: Any
+    lists: Any
     val_q: list[str]
     evaluator: Evaluator | None  # validation, on this process's devices (every host alike)
     ckpt: Checkpointer | None
@@ -183,10 +185,19 @@ def train(
             data, cfg.eval, split=cfg.train.split, mesh=parallel.local_mesh()
         )
 
+    # -- S-XBM neighbour lists (list mode): every id's nearest ids, computed once; ids are
+    # corpus rows, then n_docs + query rows, as the batches number them
+    lists, n_ids = None, 1
+    if cfg.memory.enabled and cfg.memory.neighbour_mode == "list":
+        table = jnp.asarray(np.concatenate([data.corpus, data.queries]))
+        lists = memory.neighbour_lists(table, cfg.memory.list_size)
+        n_ids = table.shape[0]
+
     # -- state: fresh, or the latest checkpoint of this workdir
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(
-        create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus), state_shardings(cfg, mesh)
+        create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus, n_ids),
+        state_shardings(cfg, mesh),
     )
     best = snapshot(state, replicated)
     ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir else None
@@ -206,6 +217,7 @@ def train(
         n_stages=n_stages,
         mesh=mesh,
         batches=batches,
+        lists=lists,
         val_q=val_q,
         evaluator=evaluator,
         ckpt=ckpt,
@@ -253,7 +265,7 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
         state = init_stage_logits(
             state, stage, run.data.corpus, cfg.ads.init_scale, state_shardings(cfg, run.mesh)
         )
-    step_fn = make_train_step(stage, cfg, run.sizes[0], run.mesh)
+    step_fn = make_train_step(stage, cfg, run.sizes[0], run.mesh, run.lists)
     # Host-side counters mirror the state's, so the loop never waits on the device except at
     # log, validation and checkpoint steps; batches are built and placed ahead by a thread.
     step, stage_step = int(state.step), int(state.stage_step)

@@ -173,3 +173,40 @@ def test_binary_quantization_aware_outputs_are_signs_with_a_straight_through_gra
     for key in ("w", "b"):
         np.testing.assert_allclose(g[key], want[key], rtol=1e-6)
     np.testing.assert_array_equal(objective.outputs(params, x, kept), y)  # "none": untouched
+
+
+def test_sxbm_term_from_neighbour_lists_equals_the_searched_term():
+    """list mode gives the searched S-XBM term's value and gradient (ids held twice, self
+    ids, padding rows), and falls back to the search where a list runs short."""
+    from smec_jax import objective
+
+    rng = np.random.default_rng(8)
+    u, d, q, k = 30, 6, 12, 3
+    table = rng.normal(size=(u, d)).astype(np.float32)
+    table = jnp.asarray(table / np.linalg.norm(table, axis=1, keepdims=True))
+    mem = memory.init(q, d, n_ids=u)
+    for _ in range(4):  # wraps; ids repeat across calls
+        ids = rng.choice(u, size=7, replace=False)
+        mem = memory.enqueue(mem, table[ids], jnp.asarray(ids))
+    anchors = jnp.asarray(rng.choice(u, size=8, replace=False))
+    keep = jnp.asarray([True] * 7 + [False])
+    params = {
+        "w": jnp.asarray(rng.normal(size=(d, d)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=d), jnp.float32),
+    }
+    kept = np.array([0, 1, 3, 4, 5])
+    masks = (None, jnp.asarray([1.0, 1.0, 0.0, 1.0, 0.0]))
+
+    def term(p, mode, lists=None):
+        y = model.apply_cols(p, table[anchors], kept)
+        return objective.sxbm_term(
+            mem, table[anchors], anchors, keep, y, p, kept, masks, k, mode, lists=lists
+        )
+
+    want, want_g = term(params, "memory"), jax.grad(term)(params, "memory")
+    for m in (29, 4):  # long lists; lists so short that some anchors fall back
+        lists = memory.neighbour_lists(table, m)
+        np.testing.assert_allclose(term(params, "list", lists), want, rtol=1e-6)
+        g = jax.grad(term)(params, "list", lists)
+        for key in ("w", "b"):
+            np.testing.assert_allclose(g[key], want_g[key], rtol=1e-5, atol=1e-7)

@@ -96,9 +96,67 @@ def test_sharded_memory_gives_identical_neighbours():
     want = memory.neighbours(mem, x, ids, 7)
     queue = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    sharded = jax.device_put(mem, memory.Memory(entries=queue, ids=queue, valid=queue, ptr=rep))
+    layout = memory.Memory(entries=queue, ids=queue, valid=queue, ptr=rep, counts=rep, slot_of=rep)
+    sharded = jax.device_put(mem, layout)
     got = jax.jit(lambda m, a, b: memory.neighbours_sharded(m, a, b, 7, mesh, "data"))(
         sharded, x, ids
     )
     for w, g in zip(want, got, strict=True):
         np.testing.assert_array_equal(np.asarray(w), np.asarray(g))
+
+
+def _universe(u=40, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=(u, dim)).astype(np.float32)
+    e[7] = e[3]  # an exact duplicate under another id
+    return jnp.asarray(e / np.linalg.norm(e, axis=1, keepdims=True))
+
+
+def _fill(mem, table, rng, calls, n=9, u=40):
+    """Enqueue ``calls`` batches of ids drawn from the universe (ids repeat across calls:
+    an id can hold several slots; the ring wraps)."""
+    for _ in range(calls):
+        ids = rng.choice(u, size=n, replace=False)
+        keep = rng.random(n) > 0.2
+        mem = memory.enqueue(mem, table[ids], jnp.asarray(ids), jnp.asarray(keep))
+    return mem
+
+
+def test_id_tables_count_every_slot_and_point_at_a_slot_holding_the_id():
+    table, rng = _universe(), np.random.default_rng(1)
+    mem = memory.init(16, 6, n_ids=40)
+    for _ in range(7):
+        mem = _fill(mem, table, rng, 1)
+        ids, valid = np.asarray(mem.ids), np.asarray(mem.valid)
+        np.testing.assert_array_equal(np.asarray(mem.counts), np.bincount(ids[valid], minlength=40))
+        for i in np.flatnonzero(np.asarray(mem.counts)):
+            assert ids[int(mem.slot_of[i])] == i and valid[int(mem.slot_of[i])]
+
+
+def test_neighbour_lists_find_what_the_full_search_finds():
+    """Wrap-around, empty slots, anchors that are in the memory (self excluded), ids held
+    twice, a duplicate embedding: wherever the lists are long enough, the (id, cosine)
+    multiset of the k neighbours equals the full search's; elsewhere ``enough`` is False."""
+    table, rng = _universe(), np.random.default_rng(2)
+    k = 4
+    for calls, m in ((1, 39), (3, 8), (6, 5), (6, 39)):
+        mem = _fill(memory.init(16, 6, n_ids=40), table, rng, calls)
+        lists = memory.neighbour_lists(table, m)
+        anchors = jnp.asarray(rng.choice(40, size=12, replace=False))
+        idx, sim, ok = memory.neighbours(mem, table[anchors], anchors, k)
+        slots, lsim, count, enough = memory.neighbours_from_lists(mem, anchors, *lists, k)
+        for i in range(12):
+            full = sorted(
+                (int(mem.ids[s]), round(float(v), 5))
+                for s, v, o in zip(idx[i], sim[i], ok[i], strict=True)
+                if o
+            )
+            listed = sorted(
+                (int(mem.ids[s]), round(float(v), 5))
+                for s, v, c in zip(slots[i], lsim[i], count[i], strict=True)
+                for _ in range(int(c))
+            )
+            if bool(enough[i]):
+                assert listed == full, (calls, m, i)
+            else:
+                assert len(listed) < k and (m < 39 or len(full) < k)

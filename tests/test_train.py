@@ -247,3 +247,16 @@ def test_search_adaptor_trains_one_map_per_size(tmp_path, synthetic):
     assert '"train/rec"' in logged and '"train/pair"' not in logged
     with pytest.raises(ValueError, match="no adaptor trained for size 4"):
         comp.compress(x, 4)
+
+
+def test_neighbour_lists_train_like_the_full_search(synthetic):
+    """memory.neighbour_mode = "list" (neighbours from precomputed lists) trains the same
+    compressor as searching the whole memory every step."""
+    searched, listed = tiny_config(), tiny_config()
+    searched.memory.neighbour_mode = "memory"
+    listed.memory.neighbour_mode = "list"
+    a = train.train(searched, synthetic, verbose=False)
+    b = train.train(listed, synthetic, verbose=False)
+    np.testing.assert_array_equal(a.compressor.order, b.compressor.order)
+    for x, y in zip(leaves(a.compressor.params), leaves(b.compressor.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
