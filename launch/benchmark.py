@@ -19,6 +19,8 @@ flags.DEFINE_integer("repeats", 5, "Timed repetitions (the median is reported)."
 flags.DEFINE_string("out", None, "Optional JSON file for the figures.")
 flags.DEFINE_integer("corpus_size", 1_000_000, "Documents in the retrieval benchmark's corpus.")
 flags.DEFINE_list("num_queries", ["256", "2048"], "Query counts for the retrieval benchmark.")
+flags.DEFINE_list("shapes", ["768"], "train_step / torch_peer shapes: 768 and/or 4096.")
+flags.DEFINE_integer("train_steps", 20, "train_4096: steps per stage.")
 
 if __name__ == "__main__":
     cli.run_main(
@@ -29,5 +31,7 @@ if __name__ == "__main__":
             out=FLAGS.out,
             corpus_size=FLAGS.corpus_size,
             num_queries=[int(x) for x in FLAGS.num_queries],
+            shapes=FLAGS.shapes,
+            train_steps=FLAGS.train_steps,
         )
     )

@@ -73,7 +73,9 @@ def peak_memory_bytes() -> tuple[str, int]:
 
 def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_size=5000, k=10):
     """A compiled stage-1 step (dim -> dim/2), its state and one batch at the given shape,
-    memory full (random unit vectors: the starting point does not change the cost)."""
+    memory full (random unit vectors: the starting point does not change the cost). Ids:
+    queries 0.., then documents, then the memory's entries; with
+    ``memory.neighbour_mode = "list"`` the neighbour lists are those of all of them."""
     cfg = config.copy_and_resolve_references()
     cfg.train.update(batch_queries=batch_queries, n_pos=2, n_hard=docs_per_query - 2)
     cfg.train.supervised = True
@@ -82,22 +84,27 @@ def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_
     sizes = (dim, dim // 2)
     mesh = parallel.data_mesh(cfg.mesh.num_devices or jax.device_count())
     rep = NamedSharding(mesh, P())
-    st = jax.device_put(state.create_train_state(cfg, dim, dim, sizes), rep)
     rng = np.random.default_rng(0)
     c = batch_queries * docs_per_query
     unit = lambda n: (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(
         rng.normal(size=(n, dim)).astype(np.float32)
     )
+    q, d, m = unit(batch_queries), unit(c), unit(mem_size)
+    lists, n_ids = None, 1
+    if cfg.memory.neighbour_mode == "list":
+        table = jnp.asarray(np.concatenate([q, d, m]))
+        lists, n_ids = memory.neighbour_lists(table, cfg.memory.list_size), table.shape[0]
+    st = jax.device_put(state.create_train_state(cfg, dim, dim, sizes, n_ids=n_ids), rep)
     grades = np.zeros((batch_queries, c), np.int32)
     pos_idx = np.zeros((batch_queries, 2), np.int32)
     for i in range(batch_queries):
         grades[i, i * docs_per_query] = 1
         pos_idx[i, 0] = i * docs_per_query
     batch = {
-        "q": unit(batch_queries),
-        "q_ids": np.arange(batch_queries, dtype=np.int32) + 10**6,
-        "d": unit(c),
-        "d_ids": np.arange(c, dtype=np.int32),
+        "q": q,
+        "q_ids": np.arange(batch_queries, dtype=np.int32),
+        "d": d,
+        "d_ids": np.arange(c, dtype=np.int32) + batch_queries,
         "d_keep": np.ones(c, bool),
         "grades": grades,
         "valid": np.ones((batch_queries, c), bool),
@@ -105,9 +112,9 @@ def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_
         "pos_ok": np.arange(2)[None, :].repeat(batch_queries, 0) == 0,
     }
     batch = parallel.put_batch(batch, NamedSharding(mesh, P(parallel.DATA)))
-    mem = memory.enqueue(st.memory, jnp.asarray(unit(mem_size)), jnp.arange(mem_size) + 2 * 10**6)
+    mem = memory.enqueue(st.memory, jnp.asarray(m), jnp.arange(mem_size) + batch_queries + c)
     st = jax.device_put(st.replace(memory=mem), rep)
-    step = make_train_step(smrl.make_stage(1, sizes, None), cfg, dim, mesh)
+    step = make_train_step(smrl.make_stage(1, sizes, None), cfg, dim, mesh, lists)
     return step, st, batch
 
 
@@ -116,13 +123,15 @@ def step_matmul_flops(mode: str, *, b=128, c=1024, dim=768, d=768, q=5000, k=10)
 
     n = b + c samples. Forward: compress the batch (2 n D d), scores at two sizes
     (2 x 2 b c d), neighbour search (2 n Q D), neighbour compression ("memory": 2 Q D d,
-    "gather": 2 n k D d), neighbour cosines (2 x 2 n k d). Backward to W only: the same
+    "gather": 2 n k D d; "list": no search, the memory as "memory"), neighbour cosines
+    (2 x 2 n k d). Backward to W only: the same
     compressions once more, scores and cosines twice. Matches XLA's CPU count within 2%;
     XLA's GPU count leaves out cuBLAS calls, so this is the figure to compare across devices.
     """
     n = b + c
-    nbr = 2 * q * dim * d if mode == "memory" else 2 * n * k * dim * d
-    fwd = 2 * n * dim * d + 2 * (2 * b * c * d) + 2 * n * q * dim + nbr + 2 * (2 * n * k * d)
+    nbr = 2 * n * k * dim * d if mode == "gather" else 2 * q * dim * d
+    search = 0 if mode == "list" else 2 * n * q * dim  # list mode reads neighbours, no search
+    fwd = 2 * n * dim * d + 2 * (2 * b * c * d) + search + nbr + 2 * (2 * n * k * d)
     bwd = 2 * n * dim * d + 2 * (4 * b * c * d) + nbr + 2 * (4 * n * k * d)
     return float(fwd + bwd)
 
@@ -178,34 +187,129 @@ def bench_matmul(config, repeats: int, **_) -> dict:
     return out
 
 
-def bench_train_step(config, repeats: int, **_) -> dict:
-    """The reference step with each way of compressing memory neighbours."""
+SHAPES = {
+    "768": dict(dim=768, batch_queries=128, docs_per_query=8, mem_size=5000, k=10),
+    "4096": dict(dim=4096, batch_queries=128, docs_per_query=8, mem_size=5000, k=10),
+}
+
+
+def bench_train_step(config, repeats: int, *, shapes=("768",), **_) -> dict:
+    """The reference step with each way of finding and compressing memory neighbours, at
+    each shape; next to the plain PyTorch step (smec_jax/torch_peer.py) where torch is
+    installed, measured in the same process and window."""
     out = {}
-    for mode in ("memory", "gather"):
+    for shape in shapes:
+        dims = SHAPES[shape]
+        res = {}
+        for mode in ("memory", "gather", "list"):
+            cfg = config.copy_and_resolve_references()
+            cfg.memory.neighbour_mode = mode
+            res[mode] = _bench_one_step(cfg, repeats, mode, dims)
+        best = max(res, key=lambda m: res[m]["steps_per_s"])
+        res["fastest_mode"] = best
         cfg = config.copy_and_resolve_references()
-        cfg.memory.neighbour_mode = mode
-        out[mode] = _bench_one_step(cfg, repeats, mode)
-    out["speedup_memory_vs_gather"] = out["memory"]["steps_per_s"] / out["gather"]["steps_per_s"]
+        cfg.memory.neighbour_mode, cfg.ads.enabled = best, False
+        res["no_ads"] = _bench_one_step(cfg, repeats, best, dims)
+        try:
+            from smec_jax import torch_peer
+        except ImportError:
+            print("train_step: torch is not installed; no PyTorch peer to compare with")
+            torch_peer = None
+        if torch_peer is not None:
+            for key, ads, ours in (
+                ("torch_peer", True, res[best]),
+                ("torch_peer_no_ads", False, res["no_ads"]),
+            ):
+                peer = torch_peer.bench(repeats=repeats, ads=ads, **_torch_shape(dims))
+                res[key] = peer
+                if peer["best_steps_per_s"]:
+                    ratio = ours["steps_per_s"] / peer["best_steps_per_s"]
+                    res[f"ratio_{key}"] = ratio
+                    print(
+                        f"train_step D={shape}{'' if ads else ', no ADS'}: {ratio:.2f}x the "
+                        f"best PyTorch variant ({peer})"
+                    )
+        out[shape] = res
     return out
 
 
-def _bench_one_step(config, repeats: int, label: str) -> dict:
-    step, st, batch = reference_step(config)
+def bench_train_4096(config, repeats: int, *, train_steps: int = 20, **_) -> dict:
+    """End-to-end training of the default schedule at the paper's regime: synthetic 4096-d
+    embeddings, ladder 4096 -> 2048 -> 1024 -> 512 -> 256 -> 128, memory 5000, each
+    neighbour mode; ``train_steps`` per stage (the default schedule runs 300). Wall time,
+    steps/s and peak memory."""
+    from smec_jax import train
+    from smec_jax.synthetic import make_synthetic
+
+    del repeats
+    ds = make_synthetic(n_docs=6000, n_train=1200, n_test=200, dim=4096, rank=64, seed=0)
+    out = {"steps_per_stage": train_steps, "stages": 5}
+    for mode in ("memory", "list"):
+        cfg = config.copy_and_resolve_references()
+        cfg.data.source = "synthetic"
+        cfg.ladder = (4096, 2048, 1024, 512, 256, 128)
+        cfg.memory.neighbour_mode = mode
+        cfg.train.update(
+            steps_per_stage=train_steps, eval_every=max(1, train_steps // 2), log_every=train_steps
+        )
+        t = time.perf_counter()
+        train.train(cfg, ds, verbose=False)
+        wall = time.perf_counter() - t
+        key, peak = peak_memory_bytes()
+        out[mode] = {"wall_s": wall, "steps_per_s": 5 * train_steps / wall, key: peak}
+        print(
+            f"train 4096-d [{mode}]: {wall:.1f}s for 5 x {train_steps} steps "
+            f"({5 * train_steps / wall:.2f} steps/s incl. compile and validation), "
+            f"{key} {peak / 2**30:.2f} GiB"
+        )
+    return out
+
+
+def _torch_shape(dims: dict) -> dict:
+    return dict(
+        dim=dims["dim"],
+        b=dims["batch_queries"],
+        docs_per_query=dims["docs_per_query"],
+        mem_size=dims["mem_size"],
+        k=dims["k"],
+    )
+
+
+def bench_torch_peer(config, repeats: int, *, shapes=("768",), **_) -> dict:
+    """The plain PyTorch step alone (eager and torch.compile)."""
+    from smec_jax import torch_peer
+
+    del config
+    out = {}
+    for shape in shapes:
+        out[shape] = torch_peer.bench(repeats=repeats, **_torch_shape(SHAPES[shape]))
+        print(f"torch_peer D={shape}: {out[shape]}")
+    return out
+
+
+def _bench_one_step(config, repeats: int, label: str, dims: dict) -> dict:
+    step, st, batch = reference_step(config, **dims)
     flops = xla_flops(step, st, batch)
     r = time_steps(step, st, batch, repeats)
     sps = 10 / r["median_s"]
-    model_flops = step_matmul_flops(label)
+    b, c = dims["batch_queries"], dims["batch_queries"] * dims["docs_per_query"]
+    model_flops = step_matmul_flops(
+        label, b=b, c=c, dim=dims["dim"], d=dims["dim"], q=dims["mem_size"], k=dims["k"]
+    )
+    key, peak = peak_memory_bytes()
     res = {
         "steps_per_s": sps,
         "flops_per_step": model_flops,
         "xla_flops_per_step": flops,
         "gflops": model_flops * sps / 1e9,
-        "shape": "D=N=768, 128 q x 8 docs, 768->384, memory 5000, k 10",
+        "shape": f"D=N={dims['dim']}, {b} q x {dims['docs_per_query']} docs, "
+        f"{dims['dim']}->{dims['dim'] // 2}, memory {dims['mem_size']}, k {dims['k']}",
+        key: peak,
         **r,
     }
     print(
-        f"train_step [{label}]: {sps:.2f} steps/s, {model_flops / 1e9:.2f} GFLOP/step "
-        f"(XLA counts {flops / 1e9:.2f}), {res['gflops']:.1f} GFLOP/s achieved"
+        f"train_step [{label}, D={dims['dim']}]: {sps:.2f} steps/s, {model_flops / 1e9:.2f} "
+        f"GFLOP/step (XLA counts {flops / 1e9:.2f}), {res['gflops']:.1f} GFLOP/s achieved"
     )
     return res
 
@@ -312,10 +416,12 @@ def run_benchmarks(
     out: str | None = None,
     corpus_size: int = 1_000_000,
     num_queries: Sequence[int] = (256, 2048),
+    shapes: Sequence[str] = ("768",),
+    train_steps: int = 20,
 ) -> dict:
     """Runs the named benchmarks; writes the figures to ``out`` (JSON) when given."""
     methods.validate(config)
-    unknown = set(names) - set(BENCHES)
+    unknown = (set(names) - set(BENCHES)) | {f"shape {x}" for x in shapes if x not in SHAPES}
     if unknown:
         raise ValueError(f"unknown benchmark(s) {sorted(unknown)}; known: {sorted(BENCHES)}")
     report = {
@@ -326,7 +432,12 @@ def run_benchmarks(
     }
     for name in names:
         report[name] = BENCHES[name](
-            config, repeats, corpus_size=corpus_size, num_queries=tuple(num_queries)
+            config,
+            repeats,
+            corpus_size=corpus_size,
+            num_queries=tuple(num_queries),
+            shapes=tuple(shapes),
+            train_steps=train_steps,
         )
     if out:
         files.write_json(out, report)
@@ -529,5 +640,7 @@ def _faiss_at_scale(n: int, repeats: int) -> dict:
     return out
 
 
+BENCHES["torch_peer"] = bench_torch_peer
+BENCHES["train_4096"] = bench_train_4096
 BENCHES["compress"] = bench_compress
 BENCHES["faiss"] = bench_faiss

@@ -17,3 +17,18 @@ def test_step_flop_model_matches_xla_cpu_count(mode):
     model = profiling.step_matmul_flops(mode, b=32, c=256, dim=256, d=256, q=1000, k=10)
     # the rest (softplus over pairs, norms, top-k) is a few percent at this size
     assert abs(model - xla) / xla < 0.08, (model, xla)
+
+
+def test_list_mode_counts_the_search_out_but_compiles_the_fallback():
+    """The list mode's hand count leaves out the 2 n Q D search; XLA counts both branches
+    of the fallback (list, then search), so its count lies above the hand count."""
+    cfg = default_config.get_config()
+    cfg.memory.neighbour_mode = "list"
+    cfg.mesh.num_devices = 1
+    dims = dict(dim=256, batch_queries=32, docs_per_query=8, mem_size=1000, k=10)
+    step, state, batch = profiling.reference_step(cfg, **dims)
+    xla = profiling.xla_flops(step, state, batch)
+    shape = dict(b=32, c=256, dim=256, d=256, q=1000, k=10)
+    listed = profiling.step_matmul_flops("list", **shape)
+    assert profiling.step_matmul_flops("memory", **shape) - listed == 2 * (32 + 256) * 1000 * 256
+    assert listed < xla
