@@ -65,6 +65,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.quantize = "none"
     c.train.val_precision = "float32"
     c.train.keep_weight = 0.0  # weight of the earlier (larger) sizes in later stages; 0 = paper
+    # Listwise distillation of the full-size ranking on unlabelled queries (no judgments):
+    # each query's compressed ranking of its full-size top `distill_top` docs, the other
+    # queries' and `distill_random` random docs is fitted to the full-size one (KL at
+    # temperature `distill_temperature`), at every size of the stage. Queries: the training
+    # queries (judgments unread), or the corpus docs as pseudo-queries where there are none.
+    c.train.distill_weight = 0.0
+    c.train.distill_temperature = 0.05
+    c.train.distill_batch = 64
+    c.train.distill_top = 16
+    c.train.distill_random = 256
     c.train.steps_per_stage = 300
     c.train.eval_every = 50  # validation nDCG@10 at d_t, for early stopping
     c.train.patience = 3

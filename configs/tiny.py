@@ -21,6 +21,9 @@ def get_config():
         ckpt_every=4,
         patience=100,
         unsup_batch=32,
+        distill_batch=16,
+        distill_top=4,
+        distill_random=32,
     )
     c.memory.update(size=64, k=4)
     c.csr.update(k=4, steps=16)

@@ -2,7 +2,7 @@
 
   python -m launch.analyze [--config configs/default.py] --workdir docs/results/scifact-minilm \
       [--analyses grad,ads,memory,cross] [--memory_sizes 1000,2500,5000,10000,15000] \
-      [--targets dbpedia-entity-5k,msmarco-dl19-5k]
+      [--targets nfcorpus,dbpedia-entity-5k,msmarco-dl19-5k]
 
 * grad:   gradient probe, MRL vs SMRL -> grad_variance.png.
 * ads:    WARE importance and the achievement rate of ADS vs prefix truncation -> ads_ware.png.
@@ -19,16 +19,24 @@ from __future__ import annotations
 from absl import flags
 
 from smec_jax import analyses, cli
+from smec_jax.analyses import cross_corpus
 
 FLAGS = flags.FLAGS
 cli.define_config_and_workdir("runs/reproduce")
 flags.DEFINE_list("analyses", list(analyses.ANALYSES), "Analyses to run.")
 flags.DEFINE_list("memory_sizes", ["1000", "2500", "5000", "10000", "15000"], "S-XBM sizes.")
-flags.DEFINE_list("targets", ["dbpedia-entity-5k", "msmarco-dl19-5k"], "Cross-corpus targets.")
+flags.DEFINE_list(
+    "targets", ["nfcorpus", "dbpedia-entity-5k", "msmarco-dl19-5k"], "Cross-corpus targets."
+)
 flags.DEFINE_list(
     "transfer_methods",
-    ["smec", "matryoshka_adaptor", "search_adaptor", "mrl"],
+    ["smec", "smec_distill", "matryoshka_adaptor", "search_adaptor", "mrl"],
     "SciFact-trained methods applied to the targets.",
+)
+flags.DEFINE_list(
+    "target_methods",
+    list(cross_corpus.LABEL_FREE),
+    "Label-free methods fitted on each target corpus alone.",
 )
 flags.DEFINE_string("embed_cache", "runs/embeddings", "Where missing target embeddings go.")
 
@@ -41,6 +49,7 @@ if __name__ == "__main__":
             memory_sizes=[int(q) for q in FLAGS.memory_sizes],
             targets=FLAGS.targets,
             transfer_methods=FLAGS.transfer_methods,
+            target_methods=FLAGS.target_methods,
             embed_cache=FLAGS.embed_cache,
         )
     )

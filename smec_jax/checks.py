@@ -115,6 +115,11 @@ SCHEMA: dict[str, Callable] = {
     "train.score_scale": _float(0.0, strict=True),
     "train.full_weight": _float(0.0),
     "train.keep_weight": _float(0.0),
+    "train.distill_weight": _float(0.0),
+    "train.distill_temperature": _float(0.0, strict=True),
+    "train.distill_batch": _int(1),
+    "train.distill_top": _int(1),
+    "train.distill_random": _int(0),
     "train.quantize": _one_of(QUANTIZERS),
     "train.val_precision": _one_of(codes.PRECISIONS),
     "train.steps_per_stage": _int(1),
@@ -220,6 +225,17 @@ def validate_trainer_config(cfg, data: RetrievalData, n_devices: int) -> tuple[i
         raise ValueError(
             f"batch of {per_step} is not divisible by the {n_devices} devices; change "
             "--config.train.batch_queries (or unsup_batch) or --config.mesh.num_devices"
+        )
+    for field in ("distill_batch", "distill_random"):
+        if cfg.train.distill_weight and cfg.train[field] % n_devices:
+            raise ValueError(
+                f"--config.train.{field} {cfg.train[field]} is not divisible by the "
+                f"{n_devices} devices; change it or --config.mesh.num_devices"
+            )
+    if cfg.train.distill_weight and cfg.train.distill_top > len(data.corpus_ids):
+        raise ValueError(
+            f"--config.train.distill_top {cfg.train.distill_top} exceeds the corpus' "
+            f"{len(data.corpus_ids)} docs; lower it"
         )
     if cfg.train.supervised:
         data.qrels_for(cfg.train.split)  # a missing split fails here, with the splits listed

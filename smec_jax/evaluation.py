@@ -6,7 +6,9 @@ Exact cosine search over the whole corpus (chunked, sharded over ``mesh``), then
 Recall@100 and MRR@10 with trec_eval semantics (:mod:`smec_jax.metrics`).
 
 A compressor is anything with ``compress(x, dim) -> (n, dim)`` unit vectors; one that also
-has ``doc_bias() -> (n_docs,)`` (the doc_prior control) adds that bias to every score.
+has ``doc_bias() -> (n_docs,)`` (the doc_prior control) adds that bias to every score; one
+with ``compress_queries(x, dim)`` maps queries by it (asymmetric maps), and one with
+``metric = "ip"`` is scored by raw inner products instead of cosines.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ class Compressor(Protocol):
     """A fitted compressor: original (n, D) embeddings -> (n, dim) unit vectors."""
 
     def compress(self, x: jax.Array, dim: int) -> jax.Array: ...
+
+
+def _queries(comp: Compressor, x: jax.Array, dim: int) -> jax.Array:
+    """The query side of ``comp`` (its ``compress_queries`` where it has one)."""
+    return getattr(comp, "compress_queries", comp.compress)(x, dim)
 
 
 class Evaluator:
@@ -117,7 +124,7 @@ class Evaluator:
         qids = self.qids if qids is None else list(qids)
         data = self.data
         exclude = retrieval.self_exclusion(qids, data.corpus_ids) if self.exclude_self else None
-        q = comp.compress(jnp.asarray(data.queries[data.query_rows(qids)]), dim)
+        q = _queries(comp, jnp.asarray(data.queries[data.query_rows(qids)]), dim)
         c = comp.compress(self.corpus, dim)
         kw = dict(
             exclude=exclude,
@@ -126,7 +133,7 @@ class Evaluator:
             tie_order=self.tie_order,
         )
         if precision == "float32":
-            return retrieval.search(q, c, k, **kw)
+            return retrieval.search(q, c, k, metric=getattr(comp, "metric", "cosine"), **kw)
         cal = self.calibration(comp, dim, precision, c)
         c_codes = codes.encode(np.asarray(c), cal)
         q_codes = codes.encode(np.asarray(q), cal)
@@ -152,7 +159,7 @@ class Evaluator:
         _, cand = self.search(comp, first[0], shortlist, qids, first[1], first[2])
         dim, precision = rescore
         q = np.asarray(
-            comp.compress(jnp.asarray(self.data.queries[self.data.query_rows(qids)]), dim)
+            _queries(comp, jnp.asarray(self.data.queries[self.data.query_rows(qids)]), dim)
         )
         c = np.asarray(comp.compress(self.corpus, dim))
         if precision != "float32":
@@ -203,16 +210,28 @@ class Evaluator:
             ranked[i, : len(ids)] = [row[d] for d in ids]
         return metrics.score_run(ranked, self.qids, self.data.corpus_ids, self.qrels)
 
-    def evaluate(self, compressors: Mapping[str, Compressor], sizes: Sequence[int]) -> Results:
+    def evaluate(
+        self,
+        compressors: Mapping[str, Compressor],
+        sizes: Sequence[int],
+        per_query_out: dict | None = None,
+    ) -> Results:
         """Mean metrics of each compressor at each size: method -> size -> metric (all
-        queries, and ``<metric>_unseen`` where the split has unseen queries)."""
+        queries, and ``<metric>_unseen`` where the split has unseen queries). With
+        ``per_query_out``, also fills ``per_query_out[method]`` with the (sizes, queries)
+        nDCG@10 of every judged query, in ``self.qids`` order."""
         out: Results = {}
         for name, comp in compressors.items():
-            out[name] = {
-                str(dim): self.summarize(self.per_query(comp, dim))
-                | {"bytes_per_vector": self.bytes_per_vector(comp, dim)}
-                for dim in sizes
-            }
+            rows, ndcg = {}, []
+            for dim in sizes:
+                pq = self.per_query(comp, dim)
+                ndcg.append(pq["ndcg@10"])
+                rows[str(dim)] = self.summarize(pq) | {
+                    "bytes_per_vector": self.bytes_per_vector(comp, dim)
+                }
+            out[name] = rows
+            if per_query_out is not None:
+                per_query_out[name] = np.stack(ndcg)
         return out
 
     def bytes_per_vector(self, comp: Compressor, dim: int) -> int:

@@ -363,6 +363,63 @@ def unsupervised_batches(data: RetrievalData, *, batch_size: int, seed: int) -> 
     )
 
 
+def unlabelled_queries(
+    data: RetrievalData, qids: list[str] | None = None, split: str = "train"
+) -> tuple[np.ndarray, str]:
+    """(query embeddings, where they came from) for distillation: the embeddings of ``qids``
+    (training queries; their judgments are not read), else the queries of ``split``, else
+    the corpus documents as pseudo-queries."""
+    if qids is None and split in data.qrels:
+        qids = [q for q in data.query_ids if q in data.qrels[split]]
+    if qids:
+        return data.queries[data.query_rows(list(qids))], f"{len(qids)} training queries"
+    return data.corpus, f"{len(data.corpus_ids)} corpus docs as pseudo-queries"
+
+
+def distill_batches(
+    data: RetrievalData, queries: np.ndarray, *, batch: int, top: int, n_random: int, seed: int
+) -> grain.MapDataset:
+    """Random-access distillation batches: ``ds[step]`` holds ``u_q`` (batch, D) unlabelled
+    queries, ``u_d`` (batch * top + n_random, D) candidates (each query's full-size top
+    ``top`` docs, mined once, then random docs) and ``u_valid``: False on a repeated doc."""
+    if len(queries) < batch:
+        raise ValueError(
+            f"distillation batch of {batch} queries but only {len(queries)} unlabelled "
+            "queries; lower --config.train.distill_batch"
+        )
+    _, top_rows = retrieval.search(queries, data.corpus, top)
+    n_docs = len(data.corpus_ids)
+
+    def collate(rows: np.ndarray, rng: np.random.Generator) -> dict:
+        docs = np.concatenate([top_rows[rows].reshape(-1), rng.integers(0, n_docs, n_random)])
+        docs = np.maximum(docs, 0)
+        _, first = np.unique(docs, return_index=True)
+        valid = np.zeros(docs.shape, bool)
+        valid[first] = True
+        return {"u_q": queries[rows], "u_d": data.corpus[docs], "u_valid": valid}
+
+    return (
+        grain.MapDataset.range(len(queries))
+        .shuffle(seed=seed + 7)
+        .repeat()
+        .batch(batch, drop_remainder=True)
+        .random_map(lambda rows, rng: collate(np.asarray(rows), rng), seed=seed + 8)
+    )
+
+
+class Merged:
+    """Batch ``step`` of several random-access datasets, as one dict (disjoint keys)."""
+
+    def __init__(self, *datasets):
+        self.datasets = datasets
+
+    def __getitem__(self, step: int) -> dict:
+        out: dict = {}
+        for ds in self.datasets:
+            out.update(ds[step])
+        return out
+
+
 class Prefetcher:
     """Builds and places the batches of steps start, start+1, ... on a background thread,
     ``size`` ahead of the train loop, so host work overlaps the device's step."""

@@ -4,6 +4,8 @@
         + keep_weight * L_rank (the larger sizes fixed at earlier stages; 0 in the paper)
         + alpha * L_S-XBM (memory neighbours, every size in the loss)
         + Matryoshka-Adaptor's L_rec, L_topk, L_pair (when ``adaptor.enabled``)
+        + distill_weight * L_distill (listwise KL to the full-size ranking of unlabelled
+          queries; every size of the stage)
 
 Label-free training (``train.supervised = False``) drops the rank terms and weights the
 S-XBM term 1. Each term takes the stage's size masks: ``None`` for size d_{t-1} (all kept
@@ -72,6 +74,26 @@ def outputs(params, x_bd, cols, quantize: str = "none"):
     if quantize == "binary":
         y = y + jax.lax.stop_gradient(jnp.sign(y) - y)
     return y
+
+
+def distill_term(params, batch, kept, masks, temperature: float, quantize: str = "none"):
+    """Listwise distillation of the full-size ranking, summed over sizes: the mean over the
+    unlabelled queries ``u_q`` of KL(p || p_m), where p and p_m are softmaxes at
+    ``temperature`` of the full-size and the size-m compressed cosines to the candidates
+    ``u_d`` (repeated candidates, ``~u_valid``, left out). No judgment is read."""
+    valid = batch["u_valid"][None, :]
+    neg = jnp.float32(-1e9)
+    teacher = jnp.where(valid, cos_matrix(batch["u_q"], batch["u_d"]) / temperature, neg)
+    log_p = jax.nn.log_softmax(teacher, axis=-1)
+    p = jnp.exp(log_p)
+    yq = outputs(params, batch["u_q"], kept, quantize)
+    yd = outputs(params, batch["u_d"], kept, quantize)
+    total = 0.0
+    for mask in masks:
+        student = jnp.where(valid, cos_matrix(yq, yd, mask) / temperature, neg)
+        log_q = jax.nn.log_softmax(student, axis=-1)
+        total = total + jnp.mean(jnp.sum(jnp.where(valid, p * (log_p - log_q), 0.0), axis=-1))
+    return total
 
 
 def keep_term(params, batch, earlier: Sequence[tuple[int, np.ndarray]], scale: float):
@@ -251,6 +273,11 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Call
             unsup = jnp.zeros(())
         metrics["unsup"] = unsup
         loss = rank + (cfg.memory.alpha if supervised else 1.0) * unsup
+        if cfg.train.distill_weight:
+            metrics["distill"] = distill_term(
+                params, batch, kept, masks, cfg.train.distill_temperature, quant
+            )
+            loss = loss + cfg.train.distill_weight * metrics["distill"]
         if cfg.adaptor.enabled:
             for term, weight, value in adaptor_terms(x, y, keep, masks, cfg.adaptor):
                 metrics[term] = value

@@ -141,10 +141,40 @@ def reproduction_markdown(
     ]
     unseen = has_unseen(results, metric)
     parts.append(table(list(results), "_unseen") if unseen else NO_UNSEEN + ".")
+    if doc.get("vs_pca"):
+        parts += [
+            "## Difference from PCA",
+            f"Mean {metric} minus PCA's at each size, with the paired bootstrap 95% interval "
+            "(queries and seeds resampled; per-query scores in `per_query.npz`); **bold**: "
+            "the interval excludes zero. Cells: all queries"
+            + (" / unseen queries." if unseen else "."),
+            versus_table(doc["vs_pca"], sizes),
+        ]
     if ablations:
         parts += ["## Ablations (all / unseen)", table(ablations, "")]
         parts += [table(ablations, "_unseen")] if unseen else []
     return "\n\n".join(parts) + "\n"
+
+
+def interval(c: Mapping) -> str:
+    """``+0.0123 [-0.0040, +0.0290]``, bold where the interval excludes zero."""
+    text = f"{c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}]"
+    return f"**{text}**" if c["lo"] > 0 or c["hi"] < 0 else text
+
+
+def versus_table(vs: Mapping, sizes: Sequence[int]) -> str:
+    """method rows, size columns, ``all / unseen`` interval cells (see :func:`interval`)."""
+    lines = ["| method | " + " | ".join(map(str, sizes)) + " |", "|" + "---|" * (len(sizes) + 1)]
+    for name, by_size in vs.items():
+        cells = []
+        for s in sizes:
+            c = by_size.get(str(s))
+            if c is None:
+                cells.append("-")
+            else:
+                cells.append(" / ".join(interval(c[k]) for k in ("all", "unseen") if k in c))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- plots

@@ -4,9 +4,12 @@
 the same data, step budget and validation split, scores each with the same
 :class:`~smec_jax.evaluation.Evaluator`, and writes ``results.json`` (``<metric>_std``
 beside each mean), ``report.md`` and ``ndcg_vs_dim.png``. Each (method, seed) result is
-cached in ``workdir/runs/<method>-s<seed>/results.json`` with the config that produced it;
-a rerun resumes from the cache and refuses one written with another config. Test qrels are
-read only to score finished models.
+cached in ``workdir/runs/<method>-s<seed>/results.json`` with the config that produced it,
+and its per-query test nDCG@10 beside it (``per_query.npz``); a rerun resumes from the cache
+and refuses one written with another config. The workdir gets every run's per-query scores
+in one ``per_query.npz`` and, in ``results.json`` and the report, each method's difference
+from PCA with a paired bootstrap 95% interval over queries and seeds (all and unseen
+queries). Test qrels are read only to score finished models.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jax
+import numpy as np
 
-from smec_jax import files, methods, parallel, reporting, sources
+from smec_jax import files, methods, parallel, reporting, sources, stats
 from smec_jax.data import RetrievalData
 from smec_jax.evaluation import Evaluator
 from smec_jax.progress import eta
@@ -43,26 +47,63 @@ def run_one(
     seed: int,
     workdir: Path,
     evaluator: Evaluator | None = None,
-) -> dict:
-    """Results (size -> metrics) of one (method, seed), cached in ``workdir/results.json``."""
+) -> tuple[dict, np.ndarray]:
+    """(size -> metrics, (sizes, queries) per-query test nDCG@10) of one (method, seed),
+    cached in ``workdir/results.json`` and ``workdir/per_query.npz``."""
     cfg = config.copy_and_resolve_references()
     cfg.method, cfg.seed = method, seed
     fingerprint = json.loads(cfg.to_json(sort_keys=True))
-    cached = workdir / "results.json"
-    if cached.is_file():
+    cached, pq_path = workdir / "results.json", workdir / "per_query.npz"
+    if cached.is_file() and pq_path.is_file():
         doc = json.loads(cached.read_text())
         if doc.get("config") != fingerprint:
             raise ValueError(
                 f"{cached} was written with another config (or by an older version); "
                 "use a fresh --workdir or delete that run folder"
             )
-        return doc["results"][method]
+        with np.load(pq_path, allow_pickle=False) as f:
+            return doc["results"][method], f["ndcg@10"]
     fitted = methods.get(method).fit(cfg, ds, workdir / "train")
     evaluator = evaluator or default_evaluator(cfg, ds)
-    res = evaluator.evaluate({method: fitted.compressor}, cfg.ladder)
+    per_query: dict = {}
+    res = evaluator.evaluate({method: fitted.compressor}, cfg.ladder, per_query)
+    save_per_query(pq_path, evaluator, cfg.ladder, {"ndcg@10": per_query[method]})
     doc = reporting.results_document(ds, evaluator.split, res) | {"config": fingerprint}
     reporting.write_results(workdir, doc)
-    return res[method]
+    return res[method], per_query[method]
+
+
+def save_per_query(path: Path, evaluator: Evaluator, sizes, arrays: dict) -> None:
+    """Per-query scores with the query ids, the unseen mask and the sizes they belong to."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with files.atomic_path(path, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            qids=np.asarray(evaluator.qids),
+            unseen=evaluator.unseen_mask,
+            sizes=np.asarray(sizes),
+            **arrays,
+        )
+
+
+def versus(per_query: dict, unseen: np.ndarray, sizes, base: str = "pca") -> dict:
+    """method -> size -> {"all", "unseen"} paired bootstrap interval of the method's mean
+    test nDCG@10 minus ``base``'s; per_query: method -> (seeds, sizes, queries)."""
+    if base not in per_query:
+        return {}
+    out: dict = {}
+    for name, a in per_query.items():
+        if name == base:
+            continue
+        out[name] = {}
+        for i, size in enumerate(sizes):
+            cell = {"all": stats.paired_bootstrap(a[:, i], per_query[base][:, i])}
+            if unseen.any():
+                cell["unseen"] = stats.paired_bootstrap(
+                    a[:, i][:, unseen], per_query[base][:, i][:, unseen]
+                )
+            out[name][str(size)] = cell
+    return out
 
 
 def write_report(doc: dict, workdir: str | Path, seeds: Sequence[int]) -> None:
@@ -92,7 +133,7 @@ def run(config, workdir: str | Path, method_names: Sequence[str], seeds: Sequenc
     ds = sources.load(config.data)
     evaluator = default_evaluator(config, ds)
     jobs = [(m, s) for m in method_names for s in (seeds if methods.get(m).seeded else seeds[:1])]
-    start, per_method = time.perf_counter(), {}
+    start, per_method, per_query = time.perf_counter(), {}, {}
     for i, (method, seed) in enumerate(jobs):
         elapsed = time.perf_counter() - start
         print(
@@ -101,13 +142,22 @@ def run(config, workdir: str | Path, method_names: Sequence[str], seeds: Sequenc
             flush=True,
         )
         run_dir = Path(workdir) / "runs" / f"{method}-s{seed}"
-        res = run_one(config, ds, method, seed, run_dir, evaluator)
+        res, pq = run_one(config, ds, method, seed, run_dir, evaluator)
         per_method.setdefault(method, []).append(res)
+        per_query.setdefault(method, []).append(pq)
     doc = reporting.results_document(
         ds,
         evaluator.split,
         {m: reporting.aggregate(r) for m, r in per_method.items()},
         evaluator.n_unseen,
+    )
+    stacked = {m: np.stack(v) for m, v in per_query.items()}  # (seeds, sizes, queries)
+    doc["vs_pca"] = versus(stacked, evaluator.unseen_mask, config.ladder)
+    save_per_query(
+        Path(workdir) / "per_query.npz",
+        evaluator,
+        config.ladder,
+        {"names": np.asarray(list(stacked))} | {f"p{i}": v for i, v in enumerate(stacked.values())},
     )
     write_report(doc, workdir, seeds)
     return doc

@@ -173,12 +173,24 @@ def train(
 
     # -- input: batches indexed by global step; validation carved from the train split
     if cfg.train.supervised:
-        _, val_q, batches = input_pipeline.supervised_input(cfg, data)
+        train_q, val_q, batches = input_pipeline.supervised_input(cfg, data)
     else:  # label-free: no qrels at all, so no validation either (fixed steps per stage)
         batches = input_pipeline.unsupervised_batches(
             data, batch_size=cfg.train.unsup_batch, seed=cfg.seed
         )
-        val_q = []
+        train_q, val_q = None, []
+    if cfg.train.distill_weight:  # unlabelled queries: never the validation ones
+        queries, source = input_pipeline.unlabelled_queries(data, train_q, cfg.train.split)
+        log.info("distillation queries: %s", source)
+        distill = input_pipeline.distill_batches(
+            data,
+            queries,
+            batch=cfg.train.distill_batch,
+            top=cfg.train.distill_top,
+            n_random=cfg.train.distill_random,
+            seed=cfg.seed,
+        )
+        batches = input_pipeline.Merged(batches, distill)
     evaluator = None
     if val_q:
         evaluator = Evaluator.from_config(

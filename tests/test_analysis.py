@@ -3,8 +3,9 @@ gradient probe's statistics against a literal computation, and each analysis end
 the tiny synthetic config."""
 
 import numpy as np
+import pytest
 
-from smec_jax import analyses
+from smec_jax import analyses, stats
 from smec_jax.analyses import ads_ware, gradient_probe
 from smec_jax.evaluation import Evaluator
 from smec_jax.methods.closed_form import Truncate
@@ -94,29 +95,47 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic):
     synthetic dataset standing in for another corpus."""
     from smec_jax.synthetic import make_synthetic
 
-    target = make_synthetic(n_docs=500, n_train=60, n_test=30, dim=32, rank=8, seed=5)
+    targets = {
+        "other": make_synthetic(n_docs=500, n_train=60, n_test=30, dim=32, rank=8, seed=5),
+        "another": make_synthetic(n_docs=400, n_train=0, n_test=20, dim=32, rank=8, seed=6),
+    }
     cfg = tiny_config()
     doc = analyses.run(
         cfg,
         str(tmp_path),
         ["grad", "ads", "memory", "cross"],
         memory_sizes=(64, 128),
-        targets=("other",),
+        targets=tuple(targets),
         transfer_methods=("smec", "mrl"),
-        load_target=lambda *a: target,
+        target_methods=("score_svd", "smec_unsup"),
+        load_target=lambda _cfg, name, *a: targets[name],
     )
     for png in ("grad_variance.png", "ads_ware.png", "memory_sweep.png"):
         assert (tmp_path / png).stat().st_size > 1000
     assert set(doc["memory"]) == {"64", "128"} and doc["memory"]["64"]["step_ms"] > 0
     rows = doc["cross"]["other"]
-    assert set(rows) == {
+    names = {
         "truncate",
         "pca (fitted on target)",
         "smec (SciFact-trained)",
         "mrl (SciFact-trained)",
-        "smec_unsup (target corpus, no labels)",
-        "matryoshka_adaptor_unsup (target corpus, no labels)",
+        "score_svd (target, no labels)",
+        "smec_unsup (target, no labels)",
     }
+    assert set(rows) == names | {"vs_pca"}
+    # every interval is the bootstrap of the saved per-query scores; pooled = both targets
+    saved = {}
+    for name in targets:
+        with np.load(tmp_path / "cross_per_query" / f"{name}.npz") as f:
+            saved[name] = {n: f[f"p{i}"] for i, n in enumerate(f["names"])}
+            assert list(f["sizes"]) == list(cfg.ladder)
+    base, smec = "pca (fitted on target)", "smec (SciFact-trained)"
+    for i, d in enumerate(cfg.ladder):
+        mean = float(saved["other"][smec][i].mean())
+        assert mean == pytest.approx(rows[smec][str(d)]["ndcg@10"], abs=1e-6)
+        pooled = [np.concatenate([saved[t][n][i] for t in targets]) for n in (smec, base)]
+        assert doc["cross"]["pooled_vs_pca"][smec][str(d)]["all"] == stats.paired_bootstrap(*pooled)
+    assert set(doc["cross"]["pooled_vs_pca"]) == names - {base}
     # keeping the prefix of the original dims is truncation: same scores as the baseline
     trunc = Evaluator(synthetic).evaluate({"t": Truncate()}, (16, 8))["t"]
     assert doc["ads"]["ndcg"]["prefix"] == trunc

@@ -2,19 +2,34 @@
 
 SciFact-trained compressors (seed 0 of the reproduce runs in ``workdir/runs``, trained there
 if missing) are scored on each target corpus next to truncation, PCA fitted on the target
-and label-free methods fitted on the target corpus alone. Target embeddings come from
+and label-free methods fitted on the target corpus alone (its documents, and its training
+queries without their judgments where it has a training split). Target embeddings come from
 ``<data root>/<target>/embeddings/<encoder>``, else are made (resumably) under
 ``embed_cache`` with the encoder of the config. Every target query is unseen.
+
+Each target's per-query test nDCG@10 goes to ``workdir/cross_per_query/<target>.npz``, and
+every compressor's difference from the target-fitted PCA gets a paired bootstrap 95%
+interval, per target and pooled over the queries of every target.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from smec_jax import data, methods, reporting
+import numpy as np
+
+from smec_jax import data, methods, reporting, stats
 from smec_jax.evaluation import Evaluator
 
-LABEL_FREE = ("smec_unsup", "matryoshka_adaptor_unsup")
+LABEL_FREE = (
+    "score_pca",
+    "score_svd",
+    "matryoshka_adaptor_unsup",
+    "smec_unsup",
+    "smec_unsup_distill",
+    "distill",
+)
+BASE = "pca (fitted on target)"
 
 
 def target_data(config, name: str, embed_cache: str, progress) -> data.RetrievalData:
@@ -44,8 +59,9 @@ def run(
     ds,
     workdir: Path,
     progress,
-    targets=("dbpedia-entity-5k", "msmarco-dl19-5k"),
-    transfer_methods=("smec", "matryoshka_adaptor", "search_adaptor", "mrl"),
+    targets=("nfcorpus", "dbpedia-entity-5k", "msmarco-dl19-5k"),
+    transfer_methods=("smec", "smec_distill", "matryoshka_adaptor", "search_adaptor", "mrl"),
+    target_methods=LABEL_FREE,
     embed_cache: str = "runs/embeddings",
     load_target=target_data,
 ) -> dict:
@@ -54,24 +70,57 @@ def run(
         progress(f"SciFact-trained {m} (seed 0; resumes the reproduce run)")
         run_dir = workdir / "runs" / f"{m}-s0" / "train"
         trained[m] = methods.get(m).fit(_seed0(config, m), ds, run_dir, verbose=False).compressor
-    out = {}
+    out, pooled = {}, {}
     for name in targets:
         target = load_target(config, name, embed_cache, progress)
         comps = {
             "truncate": methods.get("truncate").fit(config, target).compressor,
-            "pca (fitted on target)": methods.get("pca").fit(config, target).compressor,
+            BASE: methods.get("pca").fit(config, target).compressor,
         }
         comps |= {f"{m} (SciFact-trained)": c for m, c in trained.items()}
-        for m in LABEL_FREE:
+        for m in target_methods:
             progress(f"{name}: {m} fitted on the target corpus alone")
             run_dir = workdir / "analysis_runs" / "cross" / name / m
             fitted = methods.get(m).fit(_seed0(config, m), target, run_dir, verbose=False)
-            comps[f"{m} (target corpus, no labels)"] = fitted.compressor
+            comps[f"{m} (target, no labels)"] = fitted.compressor
         progress(f"{name}: scoring {len(comps)} compressors")
-        out[name] = Evaluator.from_config(target, config.eval, split="test").evaluate(
-            comps, config.ladder
+        evaluator = Evaluator.from_config(target, config.eval, split="test")
+        per_query: dict = {}
+        out[name] = evaluator.evaluate(comps, config.ladder, per_query)
+        _save(workdir / "cross_per_query" / f"{name}.npz", evaluator.qids, config.ladder, per_query)
+        out[name]["vs_pca"] = _versus(per_query, config.ladder)
+        for k, v in per_query.items():
+            pooled.setdefault(k, []).append(v)
+    shared = [k for k, v in pooled.items() if len(v) == len(targets)]
+    if len(targets) > 1:
+        out["pooled_vs_pca"] = _versus(
+            {k: np.concatenate(pooled[k], axis=1) for k in shared}, config.ladder
         )
     return out
+
+
+def _save(path: Path, qids, sizes, per_query: dict) -> None:
+    from smec_jax import files
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with files.atomic_path(path, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            qids=np.asarray(qids),
+            sizes=np.asarray(sizes),
+            names=np.asarray(list(per_query)),
+            **{f"p{i}": v for i, v in enumerate(per_query.values())},
+        )
+
+
+def _versus(per_query: dict, sizes) -> dict:
+    """name -> size -> {"all": interval} of the difference from the target-fitted PCA."""
+    base = per_query[BASE]
+    return {
+        k: {str(s): {"all": stats.paired_bootstrap(v[i], base[i])} for i, s in enumerate(sizes)}
+        for k, v in per_query.items()
+        if k != BASE
+    }
 
 
 def markdown(section: dict, config) -> str:
@@ -80,10 +129,24 @@ def markdown(section: dict, config) -> str:
         "## Cross-corpus: SciFact-trained compressors on other corpora",
         "Test nDCG@10 on each target (every query is unseen: nothing of the target was "
         "trained on). SciFact-trained = seed 0 of the reproduce runs, applied unchanged; "
-        "label-free methods and PCA are fitted on the target corpus alone (no target "
-        "labels).",
+        "label-free methods and PCA are fitted on the target alone (its documents, and its "
+        "training queries without judgments where it has them). Then each compressor's "
+        "difference from the target-fitted PCA with a paired bootstrap 95% interval over "
+        "queries (**bold**: excludes zero); per-query scores in `cross_per_query/`.",
     ]
     for name, rows in section.items():
+        if name == "pooled_vs_pca":
+            continue
+        rows = {k: v for k, v in rows.items() if k != "vs_pca"}
         sizes = reporting.sizes_of(rows)
         parts.append(f"### {name}\n\n" + reporting.markdown_table(rows, sizes))
+        if "vs_pca" in section[name]:
+            parts.append(reporting.versus_table(section[name]["vs_pca"], sizes))
+    if "pooled_vs_pca" in section:
+        vs = section["pooled_vs_pca"]
+        sizes = reporting.sizes_of(vs)
+        parts.append(
+            "### Pooled over every target's queries: difference from target-fitted PCA\n\n"
+            + reporting.versus_table(vs, sizes)
+        )
     return "\n\n".join(parts)

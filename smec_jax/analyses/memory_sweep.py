@@ -55,7 +55,7 @@ def run(config, ds, workdir: Path, progress, memory_sizes=(1000, 2500, 5000, 100
         cfg = config.copy_and_resolve_references()
         cfg.memory.size = q
         run_dir = workdir / "analysis_runs" / "memory" / f"Q{q}"
-        res = reproduction.run_one(cfg, ds, "smec", 0, run_dir)
+        res, _ = reproduction.run_one(cfg, ds, "smec", 0, run_dir)
         out[str(q)] = {"results": res, "step_ms": step_ms(cfg, ds.dim)}
     plot(out, workdir / "memory_sweep.png")
     return out

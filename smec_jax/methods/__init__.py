@@ -5,7 +5,8 @@
   fitted.compressor.compress(x, 64)
   methods.names(group="ablation")                         # report order
 
-One file per family: :mod:`.closed_form` (truncate, pca), :mod:`.doc_prior` (the
+One file per family: :mod:`.closed_form` (truncate, pca), :mod:`.score_preserving`
+(closed-form maps that keep query-document scores), :mod:`.doc_prior` (the
 memorisation control), :mod:`.smec` (SMEC, label-free SMEC and the ablations),
 :mod:`.matryoshka_adaptor` and :mod:`.search_adaptor` (peer methods). Importing this package
 registers them all; the order below is the order within each report group.
@@ -27,6 +28,7 @@ from smec_jax.methods.registry import (
 # sorter out of it; tests/test_methods.py checks the order.
 # isort: off
 from smec_jax.methods import closed_form  # noqa: E402
+from smec_jax.methods import score_preserving  # noqa: E402
 from smec_jax.methods import doc_prior  # noqa: E402
 from smec_jax.methods import search_adaptor  # noqa: E402
 from smec_jax.methods import matryoshka_adaptor  # noqa: E402
@@ -47,6 +49,7 @@ __all__ = [
     "csr",
     "doc_prior",
     "matryoshka_adaptor",
+    "score_preserving",
     "search_adaptor",
     "smec",
 ]

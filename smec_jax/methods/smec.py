@@ -6,6 +6,9 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
 * ``smec``: SMRL stages + ADS + S-XBM + the rank loss (the defaults).
 * ``smec_unsup``: the same stages on corpus embeddings alone (S-XBM loss, no qrels, no
   validation), for users without judgments.
+* ``smec_distill``, ``smec_unsup_distill``, ``distill``: the listwise distillation of the
+  full-size ranking on unlabelled queries (``train.distill_weight``) added to SMEC, added
+  to label-free SMEC, and alone.
 * Ablations (the paper's table): ``mrl`` trains every size at once as prefixes;
   ``mrl_smrl`` trains them sequentially; ``mrl_ads`` at once on dims chosen by ADS (one
   logit vector over all N dims; each size takes its top d of the same noisy logits, so
@@ -25,6 +28,24 @@ register_trainer_method(
     "smec",
     {"train.quantize": "binary", "train.val_precision": "binary"},
     "SMEC trained on its binary codes (straight-through sign), validated on them",
+)
+# Distillation of the full-size ranking on unlabelled queries (objective.distill_term):
+# added to SMEC, to label-free SMEC, and alone (label-free, no memory).
+DISTILL = {"train.distill_weight": 1.0}
+register_trainer_method(
+    "smec_distill", "smec", DISTILL, "SMEC + listwise distillation on unlabelled queries"
+)
+register_trainer_method(
+    "smec_unsup_distill",
+    "label_free",
+    {"train.supervised": False, **DISTILL},
+    "label-free SMEC + listwise distillation on unlabelled queries",
+)
+register_trainer_method(
+    "distill",
+    "label_free",
+    {"train.supervised": False, "memory.enabled": False, **DISTILL},
+    "SMEC stages trained by listwise distillation alone (no labels, no memory)",
 )
 register_trainer_method("mrl", "ablation", MRL, "every size at once, prefixes")
 register_trainer_method(
