@@ -50,7 +50,7 @@ def test_score_svd_is_the_rank_d_optimum_of_the_score_error_at_every_size(monkey
     monkeypatch.setattr(score_preserving, "SHRINK", 0.0)
     data = _data()
     comp, source = score_preserving.fit_score_svd(data)
-    assert source == "100 train queries"
+    assert source == "100 training queries"
     s_q, s_c, _, _ = score_preserving.moments(data)
     sv = np.linalg.svd(
         score_preserving._sym_power(s_q, 0.5) @ score_preserving._sym_power(s_c, 0.5),
@@ -123,7 +123,7 @@ def test_score_methods_read_no_judgment_and_fall_back_to_the_corpus():
         {"test": data.qrels["test"]},
     )  # fmt: skip
     _, source = score_preserving.fit_score_pca(test_only)
-    assert source == "the corpus (no training queries)"
+    assert source == "300 corpus docs as pseudo-queries"
 
 
 def _distill_loop(batch, y_fn, masks, temperature):

@@ -25,16 +25,14 @@ moment by ``SHRINK``.
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smec_jax import input_pipeline
 from smec_jax.methods.registry import Fitted, Method, register
 from smec_jax.retrieval import l2_normalize
-
-log = logging.getLogger(__name__)
 
 SHRINK = 0.1  # weight of the corpus second moment in the query second moment
 EPS = 1e-6  # relative eigenvalue floor of the inverse square roots
@@ -48,13 +46,10 @@ def _sym_power(s: np.ndarray, p: float) -> np.ndarray:
 
 
 def training_queries(data, split: str = "train") -> tuple[np.ndarray, str]:
-    """(query embeddings, where they came from): the queries of ``split`` (their judgments
-    are not read), or the corpus itself when the dataset has no such split."""
-    if split in data.qrels and data.qrels[split]:
-        rows = data.query_rows([q for q in data.query_ids if q in data.qrels[split]])
-        if len(rows):
-            return np.asarray(data.queries[rows], np.float64), f"{len(rows)} {split} queries"
-    return np.asarray(data.corpus, np.float64), "the corpus (no training queries)"
+    """(query embeddings in float64, where they came from): the queries of ``split`` (their
+    judgments are not read), or the corpus itself when the dataset has no such split."""
+    q, source = input_pipeline.unlabelled_queries(data, None, split)
+    return np.asarray(q, np.float64), source
 
 
 def moments(data, split: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
