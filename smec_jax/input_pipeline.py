@@ -392,7 +392,6 @@ def distill_batches(
 
     def collate(rows: np.ndarray, rng: np.random.Generator) -> dict:
         docs = np.concatenate([top_rows[rows].reshape(-1), rng.integers(0, n_docs, n_random)])
-        docs = np.maximum(docs, 0)
         _, first = np.unique(docs, return_index=True)
         valid = np.zeros(docs.shape, bool)
         valid[first] = True
@@ -404,6 +403,21 @@ def distill_batches(
         .repeat()
         .batch(batch, drop_remainder=True)
         .random_map(lambda rows, rng: collate(np.asarray(rows), rng), seed=seed + 8)
+    )
+
+
+def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
+    """Distillation batches of ``train.distill_*``: over the training queries ``train_q``
+    (never the validation ones), else the queries of ``train.split``, else the corpus."""
+    queries, source = unlabelled_queries(data, train_q, cfg.train.split)
+    log.info("distillation queries: %s", source)
+    return distill_batches(
+        data,
+        queries,
+        batch=cfg.train.distill_batch,
+        top=cfg.train.distill_top,
+        n_random=cfg.train.distill_random,
+        seed=cfg.seed,
     )
 
 

@@ -273,7 +273,7 @@ def _cell(c: dict, k: str) -> str:
 
 
 def _ci(c: dict, k: str) -> str:
-    return f"{c[k]['diff']:+.4f} [{c[k]['lo']:+.4f}, {c[k]['hi']:+.4f}]" if k in c else "-"
+    return reporting.interval(c[k], bold=False) if k in c else "-"
 
 
 def _budget_table(b: str, chosen: dict) -> str:

@@ -156,10 +156,10 @@ def reproduction_markdown(
     return "\n\n".join(parts) + "\n"
 
 
-def interval(c: Mapping) -> str:
-    """``+0.0123 [-0.0040, +0.0290]``, bold where the interval excludes zero."""
+def interval(c: Mapping, bold: bool = True) -> str:
+    """``+0.0123 [-0.0040, +0.0290]``; with ``bold``, bold where the interval excludes zero."""
     text = f"{c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}]"
-    return f"**{text}**" if c["lo"] > 0 or c["hi"] < 0 else text
+    return f"**{text}**" if bold and (c["lo"] > 0 or c["hi"] < 0) else text
 
 
 def versus_table(vs: Mapping, sizes: Sequence[int]) -> str:

@@ -67,23 +67,21 @@ def run_one(
     evaluator = evaluator or default_evaluator(cfg, ds)
     per_query: dict = {}
     res = evaluator.evaluate({method: fitted.compressor}, cfg.ladder, per_query)
-    save_per_query(pq_path, evaluator, cfg.ladder, {"ndcg@10": per_query[method]})
+    save_per_query(
+        pq_path, evaluator.qids, cfg.ladder, {"ndcg@10": per_query[method]}, evaluator.unseen_mask
+    )
     doc = reporting.results_document(ds, evaluator.split, res) | {"config": fingerprint}
     reporting.write_results(workdir, doc)
     return res[method], per_query[method]
 
 
-def save_per_query(path: Path, evaluator: Evaluator, sizes, arrays: dict) -> None:
-    """Per-query scores with the query ids, the unseen mask and the sizes they belong to."""
+def save_per_query(path: Path, qids, sizes, arrays: dict, unseen=None) -> None:
+    """Per-query scores with the query ids, the sizes they belong to and (where given) the
+    unseen-query mask."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {} if unseen is None else {"unseen": np.asarray(unseen)}
     with files.atomic_path(path, suffix=".npz") as tmp:
-        np.savez(
-            tmp,
-            qids=np.asarray(evaluator.qids),
-            unseen=evaluator.unseen_mask,
-            sizes=np.asarray(sizes),
-            **arrays,
-        )
+        np.savez(tmp, qids=np.asarray(qids), sizes=np.asarray(sizes), **extra, **arrays)
 
 
 def versus(per_query: dict, unseen: np.ndarray, sizes, base: str = "pca") -> dict:
@@ -98,7 +96,7 @@ def versus(per_query: dict, unseen: np.ndarray, sizes, base: str = "pca") -> dic
         out[name] = {}
         for i, size in enumerate(sizes):
             cell = {"all": stats.paired_bootstrap(a[:, i], per_query[base][:, i])}
-            if unseen.any():
+            if np.any(unseen):
                 cell["unseen"] = stats.paired_bootstrap(
                     a[:, i][:, unseen], per_query[base][:, i][:, unseen]
                 )
@@ -155,9 +153,10 @@ def run(config, workdir: str | Path, method_names: Sequence[str], seeds: Sequenc
     doc["vs_pca"] = versus(stacked, evaluator.unseen_mask, config.ladder)
     save_per_query(
         Path(workdir) / "per_query.npz",
-        evaluator,
+        evaluator.qids,
         config.ladder,
         {"names": np.asarray(list(stacked))} | {f"p{i}": v for i, v in enumerate(stacked.values())},
+        evaluator.unseen_mask,
     )
     write_report(doc, workdir, seeds)
     return doc

@@ -180,17 +180,7 @@ def train(
         )
         train_q, val_q = None, []
     if cfg.train.distill_weight:  # unlabelled queries: never the validation ones
-        queries, source = input_pipeline.unlabelled_queries(data, train_q, cfg.train.split)
-        log.info("distillation queries: %s", source)
-        distill = input_pipeline.distill_batches(
-            data,
-            queries,
-            batch=cfg.train.distill_batch,
-            top=cfg.train.distill_top,
-            n_random=cfg.train.distill_random,
-            seed=cfg.seed,
-        )
-        batches = input_pipeline.Merged(batches, distill)
+        batches = input_pipeline.Merged(batches, input_pipeline.distill_input(cfg, data, train_q))
     evaluator = None
     if val_q:
         evaluator = Evaluator.from_config(

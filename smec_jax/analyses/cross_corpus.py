@@ -18,17 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from smec_jax import data, methods, reporting, stats
+from smec_jax import data, methods, reporting, reproduction
 from smec_jax.evaluation import Evaluator
 
-LABEL_FREE = (
-    "score_pca",
-    "score_svd",
-    "matryoshka_adaptor_unsup",
-    "smec_unsup",
-    "smec_unsup_distill",
-    "distill",
-)
+LABEL_FREE = tuple(methods.names(group="label_free"))
 BASE = "pca (fitted on target)"
 
 
@@ -87,7 +80,13 @@ def run(
         evaluator = Evaluator.from_config(target, config.eval, split="test")
         per_query: dict = {}
         out[name] = evaluator.evaluate(comps, config.ladder, per_query)
-        _save(workdir / "cross_per_query" / f"{name}.npz", evaluator.qids, config.ladder, per_query)
+        reproduction.save_per_query(
+            workdir / "cross_per_query" / f"{name}.npz",
+            evaluator.qids,
+            config.ladder,
+            {"names": np.asarray(list(per_query))}
+            | {f"p{i}": v for i, v in enumerate(per_query.values())},
+        )
         out[name]["vs_pca"] = _versus(per_query, config.ladder)
         for k, v in per_query.items():
             pooled.setdefault(k, []).append(v)
@@ -99,28 +98,11 @@ def run(
     return out
 
 
-def _save(path: Path, qids, sizes, per_query: dict) -> None:
-    from smec_jax import files
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with files.atomic_path(path, suffix=".npz") as tmp:
-        np.savez(
-            tmp,
-            qids=np.asarray(qids),
-            sizes=np.asarray(sizes),
-            names=np.asarray(list(per_query)),
-            **{f"p{i}": v for i, v in enumerate(per_query.values())},
-        )
-
-
 def _versus(per_query: dict, sizes) -> dict:
-    """name -> size -> {"all": interval} of the difference from the target-fitted PCA."""
-    base = per_query[BASE]
-    return {
-        k: {str(s): {"all": stats.paired_bootstrap(v[i], base[i])} for i, s in enumerate(sizes)}
-        for k, v in per_query.items()
-        if k != BASE
-    }
+    """name -> size -> {"all": interval} of the difference from the target-fitted PCA;
+    per_query: name -> (sizes, queries), one fit each."""
+    one_seed = {k: v[None] for k, v in per_query.items()}
+    return reproduction.versus(one_seed, np.zeros(0, bool), sizes, base=BASE)
 
 
 def markdown(section: dict, config) -> str:

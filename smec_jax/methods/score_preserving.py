@@ -12,9 +12,9 @@ of a rank-d map ``A`` is ``E (q^T (I - A)(d - mu))^2 = || S_q^(1/2) (I - A) S_c^
   documents by ``G_d = S_c^(-1/2) V S^(1/2)``; the top-d singular triplets are optimal for
   every d at once, so every size is a prefix. The optimum is for raw inner products; the
   outputs are normalised (cosine) by default, which ranked better on validation queries.
-* ``score_pca`` (symmetric, one orthonormal map for both sides, cosine like PCA): the axes
-  of the top eigenvalues of ``(S_q S_c + S_c S_q) / 2``, the first-order term of the
-  symmetric problem (with ``S_q = S_c`` it is PCA).
+* ``score_pca`` (symmetric, one orthonormal map for both sides): a :class:`PCA` compressor
+  whose axes are those of the top eigenvalues of ``(S_q S_c + S_c S_q) / 2``, the
+  first-order term of the symmetric problem (with ``S_q = S_c`` they are PCA's).
 
 Where the dataset has no training queries (a corpus with test judgments only), the corpus'
 own uncentred second moment stands in for ``S_q`` (documents as pseudo-queries), and the fit
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smec_jax import input_pipeline
+from smec_jax.methods.closed_form import PCA
 from smec_jax.methods.registry import Fitted, Method, register
 from smec_jax.retrieval import l2_normalize
 
@@ -92,17 +93,6 @@ class ScoreSVD:
         return l2_normalize(y) if self.metric == "cosine" else y
 
 
-@dataclasses.dataclass(frozen=True)
-class ScorePCA:
-    """One orthonormal nested map for queries and documents, centred like PCA, cosine."""
-
-    mean: jax.Array
-    components: jax.Array
-
-    def compress(self, x: jax.Array, dim: int) -> jax.Array:
-        return l2_normalize((jnp.asarray(x, jnp.float32) - self.mean) @ self.components[:, :dim])
-
-
 def fit_score_svd(data, split: str = "train") -> tuple[ScoreSVD, str]:
     s_q, s_c, mu, source = moments(data, split)
     rq, rc = _sym_power(s_q, 0.5), _sym_power(s_c, 0.5)
@@ -114,12 +104,12 @@ def fit_score_svd(data, split: str = "train") -> tuple[ScoreSVD, str]:
     return ScoreSVD(f32(q_map), f32(d_map), f32(mu)), source
 
 
-def fit_score_pca(data, split: str = "train") -> tuple[ScorePCA, str]:
+def fit_score_pca(data, split: str = "train") -> tuple[PCA, str]:
     s_q, s_c, mu, source = moments(data, split)
     m = s_q @ s_c
     w, v = np.linalg.eigh((m + m.T) / 2)
     order = np.argsort(-w)
-    return ScorePCA(jnp.asarray(mu, jnp.float32), jnp.asarray(v[:, order], jnp.float32)), source
+    return PCA(jnp.asarray(mu, jnp.float32), jnp.asarray(v[:, order], jnp.float32)), source
 
 
 def _fitter(fit):
