@@ -80,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.patience = 3
     c.train.log_every = 50
     c.train.ckpt_every = 100
+    # Steps per dispatch (one jitted lax.scan over prefetched batches; log, checkpoint and
+    # validation steps still fall between dispatches): same results, less launch overhead
+    # on accelerators. 1 = one step per call.
+    c.train.steps_per_call = 1
 
     c.ads = ml_collections.ConfigDict()
     c.ads.enabled = True

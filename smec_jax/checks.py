@@ -127,6 +127,7 @@ SCHEMA: dict[str, Callable] = {
     "train.patience": _int(1),
     "train.log_every": _int(1),
     "train.ckpt_every": _int(1),
+    "train.steps_per_call": _int(1),
     "ads.enabled": _bool,
     "ads.tau_start": _float(0.0, strict=True),
     "ads.tau_end": _float(0.0, strict=True),

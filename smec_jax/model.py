@@ -72,15 +72,33 @@ def apply(params: Params, x_bd: jax.Array) -> jax.Array:
     return x_bd @ params["w"] + params["b"]
 
 
-def apply_cols(params: Params, x_bd: jax.Array, cols: np.ndarray) -> jax.Array:
-    """(B, D) -> (B, len(cols)): only the output dims ``cols`` (static indices).
+def apply_cols(params: Params, x_bd: jax.Array, cols: np.ndarray | None) -> jax.Array:
+    """(B, D) -> (B, len(cols)): only the output dims ``cols`` (static indices; None = all).
 
     For the linear map this multiplies by W[:, cols] only, so later stages (fewer kept
     dims) cost proportionally less.
     """
+    if cols is None:
+        return apply(params, x_bd)
     if "w1" in params:
         return apply(params, x_bd)[:, cols]
     return x_bd @ params["w"][:, cols] + params["b"][cols]
+
+
+def column_view(params: Params, cols: np.ndarray) -> tuple[Params, np.ndarray | None]:
+    """``(view, rest)`` with ``apply_cols(view, x, rest) == apply_cols(params, x, cols)``.
+
+    For the linear map the view holds W[:, cols] and b[cols], gathered once: a loss that
+    applies the compressor to several inputs then gathers (and, in the backward pass,
+    scatters) the columns once instead of once per input. When ``cols`` are all the
+    outputs in order, the params themselves.
+    """
+    n_out = params["w"].shape[1]
+    if np.array_equal(cols, np.arange(n_out)):
+        return params, None
+    if "w1" in params:
+        return params, cols
+    return {"w": params["w"][:, cols], "b": params["b"][cols]}, None
 
 
 def freeze_columns(params: Params, trainable_n: np.ndarray) -> Params:

@@ -131,6 +131,38 @@ def neighbour_outputs(
     return ym[idx_nk], [(sq @ w)[idx_nk] for w in weights]
 
 
+def memory_neighbours(mem, x_nd, ids_n, keep_n, k, mode="auto", mesh=None, lists=None):
+    """Each sample's top-k memory entries by original cosine: slots (n, k), original
+    cosines (n, k), weights (n, k) float32 (the number of memory entries each
+    (sample, neighbour) stands for; 0 = none, and for samples not kept), and whether the
+    full search ran (a float32 0/1; list mode falls back to it).
+
+    Everything here is a function of frozen original embeddings and ids, so it is found
+    outside the differentiated path (no gradient, no residuals): the loss then takes one
+    path whichever way the neighbours were found. With ``mesh``, the memory is sharded along
+    its queue axis (per-shard top-k, then merge). ``mode="list"`` reads the neighbours from
+    precomputed neighbour ``lists`` (:func:`memory.neighbours_from_lists`) and falls back to
+    the full search in a step where some kept sample's list runs short.
+    """
+    x_nd = jax.lax.stop_gradient(x_nd)
+
+    def searched(_):
+        if mesh is None:
+            idx, sim, ok = memory.neighbours(mem, x_nd, ids_n, k)
+        else:
+            idx, sim, ok = memory.neighbours_sharded(mem, x_nd, ids_n, k, mesh, parallel.DATA)
+        return idx.astype(jnp.int32), sim, ok.astype(jnp.int32)
+
+    if mode == "list":
+        slots, sim, count, enough = memory.neighbours_from_lists(mem, ids_n, *lists, k)
+        listed = jnp.all(enough | ~keep_n)
+        idx, sim, w = jax.lax.cond(listed, lambda _: (slots, sim, count), searched, None)
+        full = 1.0 - listed.astype(jnp.float32)
+    else:
+        (idx, sim, w), full = searched(None), jnp.float32(1.0)
+    return idx, sim, (w * keep_n[:, None]).astype(jnp.float32), full
+
+
 def sxbm_term(
     mem,
     x_nd,
@@ -146,60 +178,38 @@ def sxbm_term(
     quantize="none",
     lists=None,
 ):
-    """S-XBM loss of the samples against their memory neighbours, summed over sizes.
+    """S-XBM loss of the samples against their memory neighbours
+    (:func:`memory_neighbours`), summed over sizes: :func:`sxbm_loss`."""
+    nbrs = memory_neighbours(mem, x_nd, ids_n, keep_n, k, mode, mesh, lists)
+    return sxbm_loss(mem.entries, nbrs, y_nd, params, kept, masks, mode, quantize)
+
+
+def sxbm_loss(entries_qd, nbrs, y_nd, params, kept, masks, mode="auto", quantize="none"):
+    """The S-XBM loss given the neighbours ``nbrs`` of :func:`memory_neighbours`.
 
     Cosines under a dim mask m are computed as <a, m^2 b> / sqrt(|a|^2_{m^2} |b|^2_{m^2}),
     equal in value and gradient to cos(a * m, b * m) but without materialising a masked and
     a normalised copy of the (n, k, d) neighbour tensor for every size: on CPU those
     elementwise passes, not the matmuls, dominated the S-XBM term.
-
-    With ``mesh``, the memory is sharded along its queue axis (per-shard top-k, then merge).
-    ``mode="list"`` finds the neighbours in precomputed neighbour ``lists`` (ids, cosines)
-    instead of scoring every memory entry (:func:`memory.neighbours_from_lists`), and falls
-    back to the full search in a step where some sample's list runs short.
     """
+    idx, orig_sim, count, _ = nbrs
     d = y_nd.shape[1]
     weights = [jnp.ones((d,), y_nd.dtype) if m is None else m * m for m in masks]
-
-    def searched(_):
-        if mesh is None:
-            idx, orig_sim, ok = memory.neighbours(mem, x_nd, ids_n, k)
-        else:
-            idx, orig_sim, ok = memory.neighbours_sharded(mem, x_nd, ids_n, k, mesh, parallel.DATA)
-        ok = ok & keep_n[:, None]
-        nbr_mode = "memory" if mode == "list" else mode
-        y_nbr, nbr_sq = neighbour_outputs(
-            params, mem.entries, idx, kept, nbr_mode, weights, quantize
-        )
-        return _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, ok)
-
-    if mode != "list":
-        return searched(None)
-    slots, orig_sim, count, enough = memory.neighbours_from_lists(mem, ids_n, *lists, k)
-    count = count * keep_n[:, None]
-
-    def listed(_):
-        y_nbr, nbr_sq = neighbour_outputs(
-            params, mem.entries, slots, kept, "memory", weights, quantize
-        )
-        return _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, count)
-
-    return jax.lax.cond(jnp.all(enough | ~keep_n), listed, searched, None)
+    nbr_mode = "memory" if mode == "list" else mode
+    y_nbr, nbr_sq = neighbour_outputs(params, entries_qd, idx, kept, nbr_mode, weights, quantize)
+    return _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, count)
 
 
-def _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, ok):
-    """Sum over sizes of the mean |orig - compressed| cosine gap; ``ok`` is a mask, or the
-    number of memory entries each (sample, neighbour) stands for (list mode)."""
+def _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, count):
+    """Sum over sizes of the mean |orig - compressed| cosine gap, each (sample, neighbour)
+    weighted by the number of memory entries it stands for (``count``)."""
     total = 0.0
+    n_pairs = jnp.maximum(jnp.sum(count), 1)
     for w, b_sq in zip(weights, nbr_sq, strict=True):
         num = jnp.einsum("nd,nkd->nk", y_nd * w, y_nbr)
         a_sq = (y_nd * y_nd) @ w
         comp_sim = num * jax.lax.rsqrt(jnp.maximum(a_sq[:, None] * b_sq, 1e-24))
-        if ok.dtype == jnp.bool_:
-            total = total + losses.unsup_loss(orig_sim, comp_sim, ok)
-        else:
-            c = ok.astype(comp_sim.dtype)
-            total = total + jnp.sum(c * jnp.abs(orig_sim - comp_sim)) / jnp.maximum(jnp.sum(c), 1)
+        total = total + jnp.sum(count * jnp.abs(orig_sim - comp_sim)) / n_pairs
     return total
 
 
@@ -246,36 +256,40 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Call
 
     def loss_fn(tree, state, batch, rng):
         params = model.freeze_columns(tree["params"], trainable_n)
+        view, cols = model.column_view(params, kept)  # the stage's kept columns, once
         tau = ads.tau_schedule(state.stage_step, steps, cfg.ads.tau_start, cfg.ads.tau_end)
         masks = stage_masks(stage, cfg, tree["ads"].get(name), rng, tau)
         metrics = {"tau": tau}
         if supervised:
-            yq = outputs(params, batch["q"], kept, quant)
-            yd = outputs(params, batch["d"], kept, quant)
+            x = jnp.concatenate([batch["q"], batch["d"]])  # queries and documents: one matmul
+            ids = jnp.concatenate([batch["q_ids"], batch["d_ids"]])
+            keep = jnp.concatenate([jnp.ones(batch["q_ids"].shape, bool), batch["d_keep"]])
+            y = outputs(view, x, cols, quant)
+            yq, yd = y[: batch["q"].shape[0]], y[batch["q"].shape[0] :]
             rank = rank_term(yq, yd, batch, masks, size_weights, scale)
             if earlier:
                 metrics["keep"] = keep_term(params, batch, earlier, scale)
                 rank = rank + cfg.train.keep_weight * metrics["keep"]
-            x = jnp.concatenate([batch["q"], batch["d"]])
-            ids = jnp.concatenate([batch["q_ids"], batch["d_ids"]])
-            keep = jnp.concatenate([jnp.ones(batch["q_ids"].shape, bool), batch["d_keep"]])
-            y = jnp.concatenate([yq, yd])
             metrics["rank"] = rank
         else:
             x, ids, keep = batch["x"], batch["ids"], batch["keep"]
-            y = outputs(params, x, kept, quant)
+            y = outputs(view, x, cols, quant)
             rank = 0.0
         if cfg.memory.enabled:
             mode = cfg.memory.neighbour_mode
-            args = (state.memory, x, ids, keep, y, params, kept, masks, cfg.memory.k, mode)
-            unsup = sxbm_term(*args, sharded_mesh, quant, lists)
+            nbrs = memory_neighbours(
+                state.memory, x, ids, keep, cfg.memory.k, mode, sharded_mesh, lists
+            )
+            if mode == "list":  # 1 in a step where some list ran short (the full search ran)
+                metrics["list_miss"] = nbrs[3]
+            unsup = sxbm_loss(state.memory.entries, nbrs, y, view, cols, masks, mode, quant)
         else:
             unsup = jnp.zeros(())
         metrics["unsup"] = unsup
         loss = rank + (cfg.memory.alpha if supervised else 1.0) * unsup
         if cfg.train.distill_weight:
             metrics["distill"] = distill_term(
-                params, batch, kept, masks, cfg.train.distill_temperature, quant
+                view, batch, cols, masks, cfg.train.distill_temperature, quant
             )
             loss = loss + cfg.train.distill_weight * metrics["distill"]
         if cfg.adaptor.enabled:

@@ -42,19 +42,22 @@ def timed(fn: Callable[[], object], repeats: int) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "runs": repeats}
 
 
-def time_steps(step, st, batch, repeats: int) -> dict:
+def time_steps(step, st, batches, repeats: int) -> dict:
     """:func:`timed` runs of 10 train steps (the state is donated, so each run continues
-    from the last one's output); ``median_s`` is per 10 steps."""
-    holder = {"state": st}
+    from the last one's output), cycling through ``batches`` (one batch or a list);
+    ``median_s`` is per 10 steps; ``state`` is the state after the last run."""
+    batches = batches if isinstance(batches, list) else [batches]
+    holder = {"state": st, "i": 0}
 
     def run_steps(n=10):
         s = holder["state"]
         for _ in range(n):
-            s, _ = step(s, batch)
+            s, _ = step(s, batches[holder["i"] % len(batches)])
+            holder["i"] += 1
         jax.block_until_ready(s)
         holder["state"] = s
 
-    return timed(run_steps, repeats)
+    return timed(run_steps, repeats) | {"state": holder["state"]}
 
 
 def peak_memory_bytes() -> tuple[str, int]:
@@ -71,11 +74,20 @@ def peak_memory_bytes() -> tuple[str, int]:
 # ============================================================================ the reference step
 
 
-def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_size=5000, k=10):
-    """A compiled stage-1 step (dim -> dim/2), its state and one batch at the given shape,
-    memory full (random unit vectors: the starting point does not change the cost). Ids:
-    queries 0.., then documents, then the memory's entries; with
-    ``memory.neighbour_mode = "list"`` the neighbour lists are those of all of them."""
+def reference_step(
+    config, *, dim=768, batch_queries=128, docs_per_query=8, mem_size=5000, k=10, n_batches=1
+):
+    """A compiled stage-1 step (dim -> dim/2), its state and one batch at the given shape
+    (a list of ``n_batches`` when more than one), memory full (random unit vectors: the
+    starting point does not change the cost). Ids: each batch's queries, then its
+    documents, batch after batch, then the memory's entries; with
+    ``memory.neighbour_mode = "list"`` the neighbour lists are those of all of them.
+
+    Timing several distinct batches in turn keeps the memory holding distinct items, as in
+    training; one batch fed again and again fills it with copies of itself, and then some
+    sample's list runs short and the list mode falls back to the full search every step
+    (on SciFact training it never does: ``list_miss`` stays 0).
+    """
     cfg = config.copy_and_resolve_references()
     cfg.train.update(batch_queries=batch_queries, n_pos=2, n_hard=docs_per_query - 2)
     cfg.train.supervised = True
@@ -89,10 +101,12 @@ def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_
     unit = lambda n: (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(
         rng.normal(size=(n, dim)).astype(np.float32)
     )
-    q, d, m = unit(batch_queries), unit(c), unit(mem_size)
+    qd = [(unit(batch_queries), unit(c)) for _ in range(n_batches)]
+    m = unit(mem_size)
+    first_mem_id = n_batches * (batch_queries + c)
     lists, n_ids = None, 1
     if cfg.memory.neighbour_mode == "list":
-        table = jnp.asarray(np.concatenate([q, d, m]))
+        table = jnp.asarray(np.concatenate([a for pair in qd for a in pair] + [m]))
         lists, n_ids = memory.neighbour_lists(table, cfg.memory.list_size), table.shape[0]
     st = jax.device_put(state.create_train_state(cfg, dim, dim, sizes, n_ids=n_ids), rep)
     grades = np.zeros((batch_queries, c), np.int32)
@@ -100,22 +114,25 @@ def reference_step(config, *, dim=768, batch_queries=128, docs_per_query=8, mem_
     for i in range(batch_queries):
         grades[i, i * docs_per_query] = 1
         pos_idx[i, 0] = i * docs_per_query
-    batch = {
-        "q": q,
-        "q_ids": np.arange(batch_queries, dtype=np.int32),
-        "d": d,
-        "d_ids": np.arange(c, dtype=np.int32) + batch_queries,
-        "d_keep": np.ones(c, bool),
-        "grades": grades,
-        "valid": np.ones((batch_queries, c), bool),
-        "pos_idx": pos_idx,
-        "pos_ok": np.arange(2)[None, :].repeat(batch_queries, 0) == 0,
-    }
-    batch = parallel.put_batch(batch, NamedSharding(mesh, P(parallel.DATA)))
-    mem = memory.enqueue(st.memory, jnp.asarray(m), jnp.arange(mem_size) + batch_queries + c)
+    batches = []
+    for j, (q, d) in enumerate(qd):
+        first = j * (batch_queries + c)
+        batch = {
+            "q": q,
+            "q_ids": np.arange(batch_queries, dtype=np.int32) + first,
+            "d": d,
+            "d_ids": np.arange(c, dtype=np.int32) + first + batch_queries,
+            "d_keep": np.ones(c, bool),
+            "grades": grades,
+            "valid": np.ones((batch_queries, c), bool),
+            "pos_idx": pos_idx,
+            "pos_ok": np.arange(2)[None, :].repeat(batch_queries, 0) == 0,
+        }
+        batches.append(parallel.put_batch(batch, NamedSharding(mesh, P(parallel.DATA))))
+    mem = memory.enqueue(st.memory, jnp.asarray(m), jnp.arange(mem_size) + first_mem_id)
     st = jax.device_put(st.replace(memory=mem), rep)
     step = make_train_step(smrl.make_stage(1, sizes, None), cfg, dim, mesh, lists)
-    return step, st, batch
+    return step, st, (batches[0] if n_batches == 1 else batches)
 
 
 def step_matmul_flops(mode: str, *, b=128, c=1024, dim=768, d=768, q=5000, k=10) -> float:
@@ -186,6 +203,8 @@ def bench_matmul(config, repeats: int, **_) -> dict:
         out[jnp.dtype(dtype).name] = best
     return out
 
+
+REFERENCE_BATCHES = 4  # distinct batches timed in turn (see reference_step)
 
 SHAPES = {
     "768": dict(dim=768, batch_queries=128, docs_per_query=8, mem_size=5000, k=10),
@@ -288,17 +307,25 @@ def bench_torch_peer(config, repeats: int, *, shapes=("768",), **_) -> dict:
 
 
 def _bench_one_step(config, repeats: int, label: str, dims: dict) -> dict:
-    step, st, batch = reference_step(config, **dims)
-    flops = xla_flops(step, st, batch)
-    r = time_steps(step, st, batch, repeats)
+    step, st, batches = reference_step(config, n_batches=REFERENCE_BATCHES, **dims)
+    flops = xla_flops(step, st, batches[0])
+    r = time_steps(step, st, batches, repeats)
     sps = 10 / r["median_s"]
     b, c = dims["batch_queries"], dims["batch_queries"] * dims["docs_per_query"]
     model_flops = step_matmul_flops(
         label, b=b, c=c, dim=dims["dim"], d=dims["dim"], q=dims["mem_size"], k=dims["k"]
     )
     key, peak = peak_memory_bytes()
+    misses = None
+    if label == "list":  # steps (of 20 more) in which the list ran short: the full search ran
+        misses, st = 0, r.pop("state")
+        for i in range(20):
+            st, metrics = step(st, batches[i % len(batches)])
+            misses += int(jax.device_get(metrics["list_miss"]))
+    r.pop("state", None)
     res = {
         "steps_per_s": sps,
+        **({"list_misses_in_20_steps": misses} if misses is not None else {}),
         "flops_per_step": model_flops,
         "xla_flops_per_step": flops,
         "gflops": model_flops * sps / 1e9,
@@ -310,6 +337,7 @@ def _bench_one_step(config, repeats: int, label: str, dims: dict) -> dict:
     print(
         f"train_step [{label}, D={dims['dim']}]: {sps:.2f} steps/s, {model_flops / 1e9:.2f} "
         f"GFLOP/step (XLA counts {flops / 1e9:.2f}), {res['gflops']:.1f} GFLOP/s achieved"
+        + (f", full search in {misses} of 20 steps" if misses is not None else "")
     )
     return res
 

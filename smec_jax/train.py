@@ -4,7 +4,8 @@ Read top to bottom:
   1. make_train_step — the stage's objective (:mod:`smec_jax.objective`) differentiated,
                        Adam, a post-optimizer mask that keeps frozen columns and other
                        stages' logits bit-identical, enqueue into the S-XBM memory; jitted
-                       over the device mesh with the stage's sizes and masks static.
+                       over the device mesh with the stage's sizes and masks static
+                       (make_block_step: ``train.steps_per_call`` of them in one dispatch).
   2. train           — mesh, input, state (fresh or restored), then for each stage:
                        compile, loop (log, validate, early-stop, checkpoint, NaN guard),
                        keep the stage's best params and fix its selection; returns the
@@ -55,22 +56,15 @@ log = logging.getLogger(__name__)
 # ============================================================================ 1. the step
 
 
-def make_train_step(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Callable:
-    """The jitted ``(state, batch) -> (state, metrics)`` of one stage (sizes, masks static);
+def make_step_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Callable:
+    """The pure ``(state, batch) -> (state, metrics)`` of one stage (sizes, masks static);
     ``lists``: the neighbour lists of ``memory.neighbour_mode = "list"``."""
     name = ads.stage_name(stage.index)
     trainable_n = stage.trainable(out_dim)
     loss_fn = objective.make_loss_fn(stage, cfg, out_dim, mesh, lists)
     opt = make_optimizer(cfg)
-    traces = 0
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
-        nonlocal traces  # like chex.assert_max_traces(n=1), but per stage's step
-        traces += 1
-        if traces > 1:
-            raise AssertionError(
-                f"stage {stage.index}: train step traced twice (batch shapes changed?)"
-            )
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         tree = trainable(state)
         (loss, (metrics, x, ids, keep)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -99,8 +93,73 @@ def make_train_step(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> C
         )
         return new_state, metrics
 
+    return step
+
+
+def _traced_once(fn: Callable, what: str) -> Callable:
+    """``fn``, raising if traced twice (like chex.assert_max_traces(n=1), per wrapper)."""
+    traces = 0
+
+    def wrapped(*args):
+        nonlocal traces
+        traces += 1
+        if traces > 1:
+            raise AssertionError(f"{what} traced twice (batch shapes changed?)")
+        return fn(*args)
+
+    return wrapped
+
+
+def make_train_step(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Callable:
+    """The jitted ``(state, batch) -> (state, metrics)`` of one stage: :func:`make_step_fn`
+    over the device mesh, the state donated."""
+    step = _traced_once(
+        make_step_fn(stage, cfg, out_dim, mesh, lists), f"stage {stage.index}: step"
+    )
     replicated = NamedSharding(mesh, P())
     return jax.jit(step, donate_argnums=0, out_shardings=(state_shardings(cfg, mesh), replicated))
+
+
+def make_block_step(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Callable:
+    """The jitted ``(state, batches) -> (state, metrics)`` of ``train.steps_per_call``
+    steps in one dispatch: a ``lax.scan`` of :func:`make_step_fn` over batches stacked on
+    a leading axis; the metrics are the last step's. The same steps as one call each:
+    on accelerators it takes the per-step launch overhead off the critical path."""
+    step = make_step_fn(stage, cfg, out_dim, mesh, lists)
+
+    def block(state, batches):
+        state, metrics = jax.lax.scan(step, state, batches)
+        return state, jax.tree.map(lambda m: m[-1], metrics)
+
+    block = _traced_once(block, f"stage {stage.index}: block of steps")
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(block, donate_argnums=0, out_shardings=(state_shardings(cfg, mesh), replicated))
+
+
+def stack_batches(batches: list[dict], mesh) -> dict:
+    """Placed batches stacked on a new leading (step) axis, still sharded over the data axis."""
+    sharding = NamedSharding(mesh, P(None, parallel.DATA))
+    stack = jax.jit(
+        lambda *bs: jax.tree.map(lambda *xs: jnp.stack(xs), *bs), out_shardings=sharding
+    )
+    return stack(*batches)
+
+
+def block_length(cfg, step: int, stage_step: int, validating: bool) -> int:
+    """How many steps the loop may run in one dispatch from here: ``steps_per_call`` when
+    no log, checkpoint or validation step and no stage end falls inside the block, else 1,
+    so every boundary is seen exactly as with one step per call (and a resumed run, which
+    starts at a checkpoint step, makes the same blocks)."""
+    t = cfg.train
+    n = t.steps_per_call
+    if n <= 1 or stage_step + n > t.steps_per_stage:
+        return 1
+    for j in range(1, n):
+        if (step + j) % t.log_every == 0 or (step + j) % t.ckpt_every == 0:
+            return 1
+        if validating and (stage_step + j) % t.eval_every == 0:
+            return 1
+    return n
 
 
 # ============================================================================ 2. the loop
@@ -268,6 +327,9 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
             state, stage, run.data.corpus, cfg.ads.init_scale, state_shardings(cfg, run.mesh)
         )
     step_fn = make_train_step(stage, cfg, run.sizes[0], run.mesh, run.lists)
+    block_fn = None
+    if cfg.train.steps_per_call > 1:
+        block_fn = make_block_step(stage, cfg, run.sizes[0], run.mesh, run.lists)
     # Host-side counters mirror the state's, so the loop never waits on the device except at
     # log, validation and checkpoint steps; batches are built and placed ahead by a thread.
     step, stage_step = int(state.step), int(state.stage_step)
@@ -282,8 +344,13 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
                 stopped, best = _validate(run, state, best, stage)
                 if stopped:
                     break
-            state, metrics = step_fn(state, feed.next())
-            step, stage_step = step + 1, stage_step + 1
+            n = block_length(cfg, step, stage_step, bool(run.val_q))
+            if n == 1:
+                state, metrics = step_fn(state, feed.next())
+            else:
+                block = stack_batches([feed.next() for _ in range(n)], run.mesh)
+                state, metrics = block_fn(state, block)
+            step, stage_step = step + n, stage_step + n
             if step % cfg.train.log_every == 0 or stage_step == cfg.train.steps_per_stage:
                 _check_finite(state, run.ckpt)
                 _log_progress(run, state, stage, metrics)
@@ -291,7 +358,8 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
                 _check_finite(state, run.ckpt)
                 run.ckpt.save(step, {"state": state, "best": best})
             if run.on_step:
-                run.on_step(step)
+                for done in range(step - n + 1, step + 1):
+                    run.on_step(done)
     finally:
         feed.close()
     # Final validation, then keep the best params of the stage and fix S_t.

@@ -204,9 +204,18 @@ def test_sxbm_term_from_neighbour_lists_equals_the_searched_term():
         )
 
     want, want_g = term(params, "memory"), jax.grad(term)(params, "memory")
+    fulls = []
     for m in (29, 4):  # long lists; lists so short that some anchors fall back
         lists = memory.neighbour_lists(table, m)
         np.testing.assert_allclose(term(params, "list", lists), want, rtol=1e-6)
         g = jax.grad(term)(params, "list", lists)
         for key in ("w", "b"):
             np.testing.assert_allclose(g[key], want_g[key], rtol=1e-5, atol=1e-7)
+        # the reported fallback: whether some kept anchor's list held fewer than k entries
+        *_, full = objective.memory_neighbours(
+            mem, table[anchors], anchors, keep, k, "list", None, lists
+        )
+        _, _, _, enough = memory.neighbours_from_lists(mem, anchors, *lists, k)
+        assert float(full) == float(not np.all(np.asarray(enough)[:7])), m
+        fulls.append(float(full))
+    assert fulls == [0.0, 1.0]  # both paths taken

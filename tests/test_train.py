@@ -260,3 +260,43 @@ def test_neighbour_lists_train_like_the_full_search(synthetic):
     np.testing.assert_array_equal(a.compressor.order, b.compressor.order)
     for x, y in zip(leaves(a.compressor.params), leaves(b.compressor.params), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_blocks_of_steps_in_one_dispatch_train_like_one_step_per_call(tmp_path, synthetic):
+    """train.steps_per_call = 3 (a lax.scan over prefetched batches per dispatch, log,
+    checkpoint and validation steps between dispatches) gives the compressor, the
+    validation record and the checkpoints of one step per call; an interrupted blocked run
+    resumes to the same result."""
+    single, blocked = tiny_config(), tiny_config()
+    for c in (single, blocked):
+        c.train.log_every = 8
+    blocked.train.steps_per_call = 3
+    blocks = []
+    real = train.make_block_step
+
+    def counting(*args, **kwargs):
+        fn = real(*args, **kwargs)
+        return lambda st, b: (blocks.append(b["q"].shape[0]), fn(st, b))[1]
+
+    a = train.train(single, synthetic, tmp_path / "a", verbose=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "make_block_step", counting)
+        b = train.train(blocked, synthetic, tmp_path / "b", verbose=False)
+    # from steps 0 and 4 of each 8-step stage: 1-3 and 5-7 in one call, 4 and 8 alone
+    assert blocks == [3, 3] * 2, blocks
+    assert [h["val_ndcg@10"] for h in a.val_history] == [h["val_ndcg@10"] for h in b.val_history]
+    np.testing.assert_array_equal(a.compressor.order, b.compressor.order)
+    for x, y in zip(leaves(a.compressor.params), leaves(b.compressor.params), strict=True):
+        np.testing.assert_array_equal(x, y)
+    ck_a, ck_b = (Checkpointer(tmp_path / r / "checkpoints") for r in "ab")
+    assert ck_a.latest_step() == ck_b.latest_step() == 16
+
+    def kill_at_7(step):
+        if step == 7:  # the end of a block mid-stage 1; last checkpoint at step 4
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train(blocked, synthetic, tmp_path / "c", verbose=False, on_step=kill_at_7)
+    resumed = train.train(blocked, synthetic, tmp_path / "c", verbose=False)
+    for x, y in zip(leaves(a.compressor.params), leaves(resumed.compressor.params), strict=True):
+        np.testing.assert_array_equal(x, y)
