@@ -23,7 +23,6 @@ def get_config():
     c.train.eval_every = 200
     c.train.log_every = 100
     c.train.ckpt_every = 200
-    c.train.steps_per_call = 10  # blocks of 10 between the log/eval/checkpoint steps
     c.memory.size = 65536  # divisible by the chip count
     c.memory.sharded = True
     return c

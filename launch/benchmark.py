@@ -21,6 +21,12 @@ flags.DEFINE_integer("corpus_size", 1_000_000, "Documents in the retrieval bench
 flags.DEFINE_list("num_queries", ["256", "2048"], "Query counts for the retrieval benchmark.")
 flags.DEFINE_list("shapes", ["768"], "train_step / torch_peer shapes: 768 and/or 4096.")
 flags.DEFINE_integer("train_steps", 20, "train_4096: steps per stage.")
+flags.DEFINE_list(
+    "neighbour_modes",
+    ["memory", "gather", "list"],
+    "train_step / train_4096: the S-XBM neighbour modes to time (the 4096 shape takes "
+    "minutes per mode on a 2-core CPU).",
+)
 
 if __name__ == "__main__":
     cli.run_main(
@@ -33,5 +39,6 @@ if __name__ == "__main__":
             num_queries=[int(x) for x in FLAGS.num_queries],
             shapes=FLAGS.shapes,
             train_steps=FLAGS.train_steps,
+            neighbour_modes=FLAGS.neighbour_modes,
         )
     )

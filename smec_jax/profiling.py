@@ -8,7 +8,9 @@ Benchmarks (``python -m launch.benchmark --bench NAME``; medians of several runs
               chunks, sharded over all devices: queries/s and peak memory for two query
               counts (memory must not grow with the number of queries).
   train_step  SMEC train steps/s and achieved GFLOP/s at the reference shape: D = N = 768,
-              128 queries x 8 docs per batch, stage pair 768 -> 384, memory 5000, k = 10.
+              128 queries x 8 docs per batch, stage pair 768 -> 384, memory 5000, k = 10
+              (``--shapes 4096``: the paper's regime), per neighbour mode, 4 distinct
+              batches in turn; next to the plain PyTorch step where torch is installed.
 """
 
 from __future__ import annotations
@@ -42,14 +44,14 @@ def timed(fn: Callable[[], object], repeats: int) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "runs": repeats}
 
 
-def time_steps(step, st, batches, repeats: int) -> dict:
-    """:func:`timed` runs of 10 train steps (the state is donated, so each run continues
-    from the last one's output), cycling through ``batches`` (one batch or a list);
-    ``median_s`` is per 10 steps; ``state`` is the state after the last run."""
+def time_steps(step, st, batches, repeats: int, steps: int = 10) -> dict:
+    """:func:`timed` runs of ``steps`` train steps (the state is donated, so each run
+    continues from the last one's output), cycling through ``batches`` (one batch or a
+    list); ``median_s`` is per run; ``state`` is the state after the last run."""
     batches = batches if isinstance(batches, list) else [batches]
     holder = {"state": st, "i": 0}
 
-    def run_steps(n=10):
+    def run_steps(n=steps):
         s = holder["state"]
         for _ in range(n):
             s, _ = step(s, batches[holder["i"] % len(batches)])
@@ -204,7 +206,13 @@ def bench_matmul(config, repeats: int, **_) -> dict:
     return out
 
 
+NEIGHBOUR_MODES = ("memory", "gather", "list")
 REFERENCE_BATCHES = 4  # distinct batches timed in turn (see reference_step)
+# Per shape: steps per timed run (seconds per step at 4096 on a 2-core CPU), and the
+# PyTorch variants timed with ADS (torch.compile unrolls the relaxed top-k's 2048 softmaxes
+# at 4096 and did not finish compiling in 15 minutes; without ADS both are timed).
+TIMED_STEPS = {"768": 10, "4096": 3}
+TORCH_ADS_VARIANTS = {"768": ("eager", "compiled"), "4096": ("eager",)}
 
 SHAPES = {
     "768": dict(dim=768, batch_queries=128, docs_per_query=8, mem_size=5000, k=10),
@@ -212,7 +220,9 @@ SHAPES = {
 }
 
 
-def bench_train_step(config, repeats: int, *, shapes=("768",), **_) -> dict:
+def bench_train_step(
+    config, repeats: int, *, shapes=("768",), neighbour_modes=NEIGHBOUR_MODES, **_
+) -> dict:
     """The reference step with each way of finding and compressing memory neighbours, at
     each shape; next to the plain PyTorch step (smec_jax/torch_peer.py) where torch is
     installed, measured in the same process and window."""
@@ -220,7 +230,7 @@ def bench_train_step(config, repeats: int, *, shapes=("768",), **_) -> dict:
     for shape in shapes:
         dims = SHAPES[shape]
         res = {}
-        for mode in ("memory", "gather", "list"):
+        for mode in neighbour_modes:
             cfg = config.copy_and_resolve_references()
             cfg.memory.neighbour_mode = mode
             res[mode] = _bench_one_step(cfg, repeats, mode, dims)
@@ -239,7 +249,14 @@ def bench_train_step(config, repeats: int, *, shapes=("768",), **_) -> dict:
                 ("torch_peer", True, res[best]),
                 ("torch_peer_no_ads", False, res["no_ads"]),
             ):
-                peer = torch_peer.bench(repeats=repeats, ads=ads, **_torch_shape(dims))
+                variants = TORCH_ADS_VARIANTS[shape] if ads else ("eager", "compiled")
+                peer = torch_peer.bench(
+                    repeats=repeats,
+                    steps=TIMED_STEPS[shape],
+                    variants=variants,
+                    ads=ads,
+                    **_torch_shape(dims),
+                )
                 res[key] = peer
                 if peer["best_steps_per_s"]:
                     ratio = ours["steps_per_s"] / peer["best_steps_per_s"]
@@ -252,7 +269,9 @@ def bench_train_step(config, repeats: int, *, shapes=("768",), **_) -> dict:
     return out
 
 
-def bench_train_4096(config, repeats: int, *, train_steps: int = 20, **_) -> dict:
+def bench_train_4096(
+    config, repeats: int, *, train_steps: int = 20, neighbour_modes=("memory", "list"), **_
+) -> dict:
     """End-to-end training of the default schedule at the paper's regime: synthetic 4096-d
     embeddings, ladder 4096 -> 2048 -> 1024 -> 512 -> 256 -> 128, memory 5000, each
     neighbour mode; ``train_steps`` per stage (the default schedule runs 300). Wall time,
@@ -263,7 +282,7 @@ def bench_train_4096(config, repeats: int, *, train_steps: int = 20, **_) -> dic
     del repeats
     ds = make_synthetic(n_docs=6000, n_train=1200, n_test=200, dim=4096, rank=64, seed=0)
     out = {"steps_per_stage": train_steps, "stages": 5}
-    for mode in ("memory", "list"):
+    for mode in neighbour_modes:
         cfg = config.copy_and_resolve_references()
         cfg.data.source = "synthetic"
         cfg.ladder = (4096, 2048, 1024, 512, 256, 128)
@@ -301,7 +320,12 @@ def bench_torch_peer(config, repeats: int, *, shapes=("768",), **_) -> dict:
     del config
     out = {}
     for shape in shapes:
-        out[shape] = torch_peer.bench(repeats=repeats, **_torch_shape(SHAPES[shape]))
+        out[shape] = torch_peer.bench(
+            repeats=repeats,
+            steps=TIMED_STEPS[shape],
+            variants=TORCH_ADS_VARIANTS[shape],
+            **_torch_shape(SHAPES[shape]),
+        )
         print(f"torch_peer D={shape}: {out[shape]}")
     return out
 
@@ -309,23 +333,28 @@ def bench_torch_peer(config, repeats: int, *, shapes=("768",), **_) -> dict:
 def _bench_one_step(config, repeats: int, label: str, dims: dict) -> dict:
     step, st, batches = reference_step(config, n_batches=REFERENCE_BATCHES, **dims)
     flops = xla_flops(step, st, batches[0])
-    r = time_steps(step, st, batches, repeats)
-    sps = 10 / r["median_s"]
+    timed_steps = TIMED_STEPS[str(dims["dim"])]
+    r = time_steps(step, st, batches, repeats, timed_steps)
+    sps = timed_steps / r["median_s"]
     b, c = dims["batch_queries"], dims["batch_queries"] * dims["docs_per_query"]
     model_flops = step_matmul_flops(
         label, b=b, c=c, dim=dims["dim"], d=dims["dim"], q=dims["mem_size"], k=dims["k"]
     )
     key, peak = peak_memory_bytes()
     misses = None
-    if label == "list":  # steps (of 20 more) in which the list ran short: the full search ran
+    if label == "list":  # steps (of 2 runs more) in which the list ran short: the search ran
         misses, st = 0, r.pop("state")
-        for i in range(20):
+        for i in range(2 * timed_steps):
             st, metrics = step(st, batches[i % len(batches)])
             misses += int(jax.device_get(metrics["list_miss"]))
     r.pop("state", None)
     res = {
         "steps_per_s": sps,
-        **({"list_misses_in_20_steps": misses} if misses is not None else {}),
+        **(
+            {"list_misses": misses, "list_checked_steps": 2 * timed_steps}
+            if misses is not None
+            else {}
+        ),
         "flops_per_step": model_flops,
         "xla_flops_per_step": flops,
         "gflops": model_flops * sps / 1e9,
@@ -337,7 +366,7 @@ def _bench_one_step(config, repeats: int, label: str, dims: dict) -> dict:
     print(
         f"train_step [{label}, D={dims['dim']}]: {sps:.2f} steps/s, {model_flops / 1e9:.2f} "
         f"GFLOP/step (XLA counts {flops / 1e9:.2f}), {res['gflops']:.1f} GFLOP/s achieved"
-        + (f", full search in {misses} of 20 steps" if misses is not None else "")
+        + (f", full search in {misses} of {2 * timed_steps} steps" if misses is not None else "")
     )
     return res
 
@@ -446,10 +475,12 @@ def run_benchmarks(
     num_queries: Sequence[int] = (256, 2048),
     shapes: Sequence[str] = ("768",),
     train_steps: int = 20,
+    neighbour_modes: Sequence[str] = NEIGHBOUR_MODES,
 ) -> dict:
     """Runs the named benchmarks; writes the figures to ``out`` (JSON) when given."""
     methods.validate(config)
     unknown = (set(names) - set(BENCHES)) | {f"shape {x}" for x in shapes if x not in SHAPES}
+    unknown |= {f"neighbour mode {m}" for m in neighbour_modes if m not in NEIGHBOUR_MODES}
     if unknown:
         raise ValueError(f"unknown benchmark(s) {sorted(unknown)}; known: {sorted(BENCHES)}")
     report = {
@@ -466,6 +497,7 @@ def run_benchmarks(
             num_queries=tuple(num_queries),
             shapes=tuple(shapes),
             train_steps=train_steps,
+            neighbour_modes=tuple(neighbour_modes),
         )
     if out:
         files.write_json(out, report)
