@@ -136,13 +136,11 @@ def make_block_step(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> C
     return jax.jit(block, donate_argnums=0, out_shardings=(state_shardings(cfg, mesh), replicated))
 
 
-def stack_batches(batches: list[dict], mesh) -> dict:
-    """Placed batches stacked on a new leading (step) axis, still sharded over the data axis."""
+def make_stacker(mesh) -> Callable:
+    """The jitted ``(*batches) -> batches``: placed batches stacked on a new leading (step)
+    axis, still sharded over the data axis (built once per stage, compiled once)."""
     sharding = NamedSharding(mesh, P(None, parallel.DATA))
-    stack = jax.jit(
-        lambda *bs: jax.tree.map(lambda *xs: jnp.stack(xs), *bs), out_shardings=sharding
-    )
-    return stack(*batches)
+    return jax.jit(lambda *bs: jax.tree.map(lambda *xs: jnp.stack(xs), *bs), out_shardings=sharding)
 
 
 def block_length(cfg, step: int, stage_step: int, validating: bool) -> int:
@@ -327,9 +325,10 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
             state, stage, run.data.corpus, cfg.ads.init_scale, state_shardings(cfg, run.mesh)
         )
     step_fn = make_train_step(stage, cfg, run.sizes[0], run.mesh, run.lists)
-    block_fn = None
+    block_fn = stack = None
     if cfg.train.steps_per_call > 1:
         block_fn = make_block_step(stage, cfg, run.sizes[0], run.mesh, run.lists)
+        stack = make_stacker(run.mesh)
     # Host-side counters mirror the state's, so the loop never waits on the device except at
     # log, validation and checkpoint steps; batches are built and placed ahead by a thread.
     step, stage_step = int(state.step), int(state.stage_step)
@@ -348,8 +347,7 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
             if n == 1:
                 state, metrics = step_fn(state, feed.next())
             else:
-                block = stack_batches([feed.next() for _ in range(n)], run.mesh)
-                state, metrics = block_fn(state, block)
+                state, metrics = block_fn(state, stack(*[feed.next() for _ in range(n)]))
             step, stage_step = step + n, stage_step + n
             if step % cfg.train.log_every == 0 or stage_step == cfg.train.steps_per_stage:
                 _check_finite(state, run.ckpt)
