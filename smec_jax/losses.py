@@ -50,11 +50,14 @@ def rank_loss(
     return jnp.sum(jnp.where(pair, per_pair, 0.0)) / jnp.maximum(n, 1), n
 
 
-def unsup_loss(orig_sim: jax.Array, comp_sim: jax.Array, ok: jax.Array) -> jax.Array:
-    """Mean |Sim(e_i, e_j) - Sim(c_i, c_j)| over valid (sample, neighbour) entries."""
-    chex.assert_equal_shape([orig_sim, comp_sim, ok])
-    diff = jnp.where(ok, jnp.abs(orig_sim - comp_sim), 0.0)
-    return jnp.sum(diff) / jnp.maximum(jnp.sum(ok), 1)
+def unsup_loss(orig_sim: jax.Array, comp_sim: jax.Array, weight: jax.Array) -> jax.Array:
+    """Mean |Sim(e_i, e_j) - Sim(c_i, c_j)| over the (sample, neighbour) entries, each
+    weighted by ``weight``: a validity mask, or the number of memory entries it stands for
+    (0 = none)."""
+    chex.assert_equal_shape([orig_sim, comp_sim, weight])
+    w = weight.astype(comp_sim.dtype)
+    diff = jnp.where(w > 0, w * jnp.abs(orig_sim - comp_sim), 0.0)
+    return jnp.sum(diff) / jnp.maximum(jnp.sum(w), 1)
 
 
 def similarity_preservation(

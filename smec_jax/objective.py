@@ -204,12 +204,11 @@ def _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, count):
     """Sum over sizes of the mean |orig - compressed| cosine gap, each (sample, neighbour)
     weighted by the number of memory entries it stands for (``count``)."""
     total = 0.0
-    n_pairs = jnp.maximum(jnp.sum(count), 1)
     for w, b_sq in zip(weights, nbr_sq, strict=True):
         num = jnp.einsum("nd,nkd->nk", y_nd * w, y_nbr)
         a_sq = (y_nd * y_nd) @ w
         comp_sim = num * jax.lax.rsqrt(jnp.maximum(a_sq[:, None] * b_sq, 1e-24))
-        total = total + jnp.sum(count * jnp.abs(orig_sim - comp_sim)) / n_pairs
+        total = total + losses.unsup_loss(orig_sim, comp_sim, count)
     return total
 
 
