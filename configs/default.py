@@ -6,6 +6,7 @@ Override any field on the command line, e.g. ``--config.data.root=/data/beir`` (
 
 import ml_collections
 
+from smec_jax import pseudo_queries
 from smec_jax.data import default_data_root
 
 
@@ -19,6 +20,15 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.dataset = "scifact"
     c.data.encoder = "all-MiniLM-L6-v2"
     c.data.tfds_dir = ""
+    # Pseudo-queries (smec_jax/pseudo_queries.py): the corpus's titles and sentences embedded
+    # with its encoder, the unlabelled queries of train.unlabelled_queries = pseudo. A folder
+    # made by `launch.embed --pseudo_queries RULE`, or "" = pseudo_cache/<dataset>/<encoder>/
+    # <rule>, made there on first use (needs the encode extra and the encoder: encoder_model
+    # is its local folder or package name, "" = data.encoder).
+    c.data.pseudo_queries = ""
+    c.data.pseudo_rule = "sentences"  # sentences | first | titles
+    c.data.pseudo_cache = pseudo_queries.DEFAULT_CACHE
+    c.data.encoder_model = ""
     # make_synthetic kwargs, used with source=synthetic (configs/synthetic.py)
     c.data.synthetic = ml_collections.ConfigDict(
         {"n_docs": 2000, "n_train": 400, "n_test": 100, "dim": 64, "rank": 16, "seed": 0}
@@ -40,9 +50,16 @@ def get_config() -> ml_collections.ConfigDict:
     # identity (DESIGN 2.1) | pca: start from the centred PCA rotation of the corpus (full-size
     # cosines unchanged up to centring). pca was chosen on the validation split (README).
     c.model.init = "pca"
+    # A second linear map for queries (documents x W + b, queries q Wq + bq; same output dims,
+    # selection and nesting): what a query needs from a vector need not be what a stored
+    # document keeps.
+    c.model.asymmetric = False
 
     c.train = ml_collections.ConfigDict()
     c.train.schedule = "sequential"  # sequential (SMRL) | joint (MRL); ablations set it
+    # Steps of the joint schedule's one stage: stage (steps_per_stage, the MRL ablation) |
+    # ladder (steps_per_stage x the sequential schedule's stages: SMEC's total budget)
+    c.train.joint_budget = "stage"
     c.train.supervised = True  # rank loss on qrels; False = label-free (S-XBM loss alone)
     c.train.split = "train"  # qrels split to train on; validation is carved from it
     c.train.val_fraction = 0.15
@@ -68,9 +85,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Listwise distillation of the full-size ranking on unlabelled queries (no judgments):
     # each query's compressed ranking of its full-size top `distill_top` docs, the other
     # queries' and `distill_random` random docs is fitted to the full-size one (KL at
-    # temperature `distill_temperature`), at every size of the stage. Queries: the training
-    # queries (judgments unread), or the corpus docs as pseudo-queries where there are none.
+    # temperature `distill_temperature`), at every size of the stage.
     c.train.distill_weight = 0.0
+    # Which unlabelled queries distillation and the score-preserving maps use: train (the
+    # training queries, judgments unread; the corpus docs where there are none) | pseudo
+    # (pseudo-queries from the corpus, data.pseudo_*) | train+pseudo.
+    c.train.unlabelled_queries = "train"
     c.train.distill_temperature = 0.05
     c.train.distill_batch = 64
     c.train.distill_top = 16

@@ -2,14 +2,15 @@
 
   python -m launch.analyze [--config configs/default.py] --workdir docs/results/scifact-minilm \
       [--analyses grad,ads,memory,cross] [--memory_sizes 1000,2500,5000,10000,15000] \
-      [--targets nfcorpus,dbpedia-entity-5k,msmarco-dl19-5k]
+      [--targets nfcorpus,dbpedia-entity-5k,msmarco-dl19-5k] [--seeds 0,1,2]
 
 * grad:   gradient probe, MRL vs SMRL -> grad_variance.png.
 * ads:    WARE importance and the achievement rate of ADS vs prefix truncation -> ads_ware.png.
 * memory: S-XBM memory-size sweep (nDCG@10 and step time) -> memory_sweep.png.
-* cross:  SciFact-trained compressors (seed 0 of the reproduce runs in ``workdir/runs``)
+* cross:  SciFact-trained compressors (the reproduce runs of ``--seeds`` in ``workdir/runs``)
           applied unchanged to other corpora, next to label-free methods and PCA fitted on
-          each target; missing target embeddings are made under ``--embed_cache``.
+          each target (each seed); missing target embeddings are made under
+          ``--embed_cache``, missing pseudo-queries under ``--config.data.pseudo_cache``.
 
 Writes ``analysis.md`` and ``analysis.json`` into ``--workdir`` (see smec_jax/analyses).
 """
@@ -39,6 +40,7 @@ flags.DEFINE_list(
     "Label-free methods fitted on each target corpus alone.",
 )
 flags.DEFINE_string("embed_cache", "runs/embeddings", "Where missing target embeddings go.")
+flags.DEFINE_list("seeds", ["0"], "Seeds of the cross-corpus fits (intervals over them too).")
 
 if __name__ == "__main__":
     cli.run_main(
@@ -51,5 +53,6 @@ if __name__ == "__main__":
             transfer_methods=FLAGS.transfer_methods,
             target_methods=FLAGS.target_methods,
             embed_cache=FLAGS.embed_cache,
+            seeds=[int(s) for s in FLAGS.seeds],
         )
     )

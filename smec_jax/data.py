@@ -197,6 +197,10 @@ class RetrievalData:
       corpus: (n_docs, D) float32, L2-normalised.
       queries: (n_queries, D) float32, L2-normalised; every query of every split.
       qrels: split name -> query id -> doc id -> grade. Only known ids are kept.
+      source_dir: the BEIR folder it was read from ("" for generated data).
+      pseudo_queries: (n, D) float32 unit pseudo-queries made from the corpus
+        (:mod:`smec_jax.pseudo_queries`), or None until attached; ``pseudo_source`` says
+        what they are.
     """
 
     name: str
@@ -206,6 +210,13 @@ class RetrievalData:
     query_ids: list[str]
     queries: np.ndarray
     qrels: dict[str, Qrels]
+    source_dir: str = ""
+    pseudo_queries: np.ndarray | None = None
+    pseudo_source: str = ""
+
+    def with_pseudo_queries(self, x: np.ndarray, source: str) -> RetrievalData:
+        """A copy carrying the pseudo-queries ``x`` (described by ``source``)."""
+        return dataclasses.replace(self, pseudo_queries=x, pseudo_source=source)
 
     @property
     def dim(self) -> int:
@@ -319,6 +330,7 @@ def load_embedded(
         query_ids=query_ids,
         queries=queries,
         qrels=qrels,
+        source_dir=str(beir_dir),
     )
 
 

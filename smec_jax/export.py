@@ -3,7 +3,9 @@
 The output columns are reordered S_T, S_{T-1} \\ S_T, ..., S_0 \\ S_1 (DESIGN.md 2.5), so the
 size-d embedding is the first d coordinates of one vector: any MRL-aware vector store can
 truncate it. The file is a plain ``.npz`` (no pickles): ``w`` (D, N) and ``b`` (N,) with
-permuted columns (plus ``w1``, ``b1`` for the residual MLP), ``sizes``, ``kind``.
+permuted columns (plus ``w1``, ``b1`` for the residual MLP; plus the query map ``wq``,
+``bq``, permuted alike, for an asymmetric compressor: queries are ``q @ wq + bq``),
+``sizes``, ``kind``.
 
     import numpy as np
     f = np.load("compressor.npz")
@@ -44,10 +46,19 @@ class NestedCompressor:
         )
         return l2_normalize(y)
 
+    def compress_queries(self, x: jax.Array, dim: int) -> jax.Array:
+        """Queries at size ``dim``: by the query map of an asymmetric compressor, else as
+        documents."""
+        if not model.is_asymmetric(self.params):
+            return self.compress(x, dim)
+        side = model.query_side(jax.tree.map(jnp.asarray, self.params))
+        return l2_normalize(model.apply_cols(side, jnp.asarray(x, jnp.float32), self.order[:dim]))
+
     def permuted_params(self) -> dict[str, np.ndarray]:
         p = model.to_numpy(self.params)
-        p["w"] = p["w"][:, self.order]
-        p["b"] = p["b"][self.order]
+        for k in model.COLUMN_PARAMS:
+            if k in p:
+                p[k] = p[k][..., self.order]
         return p
 
 
@@ -83,8 +94,16 @@ def input_dim(exported: dict[str, np.ndarray]) -> int:
     return int(exported["w1" if "w1" in exported else "w"].shape[0])
 
 
-def apply_exported(exported: dict[str, np.ndarray], x: np.ndarray, dim: int) -> np.ndarray:
-    """Numpy-only application of an exported compressor at size ``dim`` (unit vectors).
+def is_asymmetric(exported: dict[str, np.ndarray]) -> bool:
+    """Whether an exported compressor maps queries by a map of their own."""
+    return "wq" in exported
+
+
+def apply_exported(
+    exported: dict[str, np.ndarray], x: np.ndarray, dim: int, queries: bool = False
+) -> np.ndarray:
+    """Numpy-only application of an exported compressor at size ``dim`` (unit vectors);
+    ``queries``: map ``x`` as queries (the query map of an asymmetric compressor).
 
     The linear kind multiplies by the first ``dim`` columns only."""
     x = np.asarray(x, np.float32)
@@ -92,5 +111,6 @@ def apply_exported(exported: dict[str, np.ndarray], x: np.ndarray, dim: int) -> 
         params = {k: exported[k] for k in ("w", "b", "w1", "b1")}
         y = model.apply_numpy(params, x)[:, :dim]
     else:
-        y = x @ exported["w"][:, :dim] + exported["b"][:dim]
+        w, b = ("wq", "bq") if queries and is_asymmetric(exported) else ("w", "b")
+        y = x @ exported[w][:, :dim] + exported[b][:dim]
     return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)

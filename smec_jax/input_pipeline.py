@@ -363,17 +363,42 @@ def unsupervised_batches(data: RetrievalData, *, batch_size: int, seed: int) -> 
     )
 
 
+UNLABELLED = ("train", "pseudo", "train+pseudo")
+
+
 def unlabelled_queries(
-    data: RetrievalData, qids: list[str] | None = None, split: str = "train"
+    data: RetrievalData, qids: list[str] | None = None, split: str = "train", source="train"
 ) -> tuple[np.ndarray, str]:
-    """(query embeddings, where they came from) for distillation: the embeddings of ``qids``
-    (training queries; their judgments are not read), else the queries of ``split``, else
-    the corpus documents as pseudo-queries."""
-    if qids is None and split in data.qrels:
-        qids = [q for q in data.query_ids if q in data.qrels[split]]
-    if qids:
-        return data.queries[data.query_rows(list(qids))], f"{len(qids)} training queries"
-    return data.corpus, f"{len(data.corpus_ids)} corpus docs as pseudo-queries"
+    """(query embeddings, where they came from) for distillation and the score-preserving
+    maps; no judgment is read. ``source`` (:data:`UNLABELLED`):
+
+    * "train": the embeddings of ``qids`` (training queries), else the queries of ``split``,
+      else the corpus documents as pseudo-queries;
+    * "pseudo": the pseudo-queries made from the corpus (``data.pseudo_queries``, attached
+      by :func:`smec_jax.pseudo_queries.attach`);
+    * "train+pseudo": both.
+    """
+    if source not in UNLABELLED:
+        raise ValueError(f"unknown unlabelled query source {source!r}; use one of {UNLABELLED}")
+    parts = []
+    if "pseudo" in source:
+        if data.pseudo_queries is None:
+            raise ValueError(
+                f"{data.name}: no pseudo-queries attached (smec_jax.pseudo_queries.attach)"
+            )
+        parts.append((data.pseudo_queries, data.pseudo_source))
+    if source.startswith("train"):
+        if qids is None and split in data.qrels:
+            qids = [q for q in data.query_ids if q in data.qrels[split]]
+        if qids:
+            parts.append(
+                (data.queries[data.query_rows(list(qids))], f"{len(qids)} training queries")
+            )
+        elif source == "train":
+            parts.append((data.corpus, f"{len(data.corpus_ids)} corpus docs as pseudo-queries"))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p[0] for p in parts]), " + ".join(p[1] for p in parts)
 
 
 def distill_batches(
@@ -407,9 +432,12 @@ def distill_batches(
 
 
 def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
-    """Distillation batches of ``train.distill_*``: over the training queries ``train_q``
-    (never the validation ones), else the queries of ``train.split``, else the corpus."""
-    queries, source = unlabelled_queries(data, train_q, cfg.train.split)
+    """Distillation batches of ``train.distill_*`` over ``train.unlabelled_queries``: the
+    training queries ``train_q`` (never the validation ones), else the queries of
+    ``train.split``, else the corpus; and/or the corpus's pseudo-queries."""
+    queries, source = unlabelled_queries(
+        data, train_q, cfg.train.split, cfg.train.unlabelled_queries
+    )
     log.info("distillation queries: %s", source)
     return distill_batches(
         data,

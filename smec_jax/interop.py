@@ -4,11 +4,14 @@
   modules (the permuted linear map as a ``Dense`` with identity activation, then
   ``Normalize``) and records the trained sizes, so
   ``SentenceTransformer(folder).encode(texts, truncate_dim=d, normalize_embeddings=True)``
-  gives the SMEC vectors of size d for raw texts.
+  gives the SMEC vectors of size d for raw texts. An asymmetric compressor becomes a
+  ``Router`` with a query route and a document route: ``encode_query`` and
+  ``encode_document`` (plain ``encode`` is the document route).
 * :func:`to_onnx` writes ``compressor.onnx``, built with the ``onnx`` package (no torch):
   embedding (n, D) and size (a scalar int64 graph input) -> the unit size-d prefix:
   MatMul, Add (then ReLU, MatMul, Add and the residual for the residual MLP), Slice, and an
-  L2 normalisation.
+  L2 normalisation. An asymmetric compressor's graph has a second output, ``query_codes``:
+  the same embedding input mapped as queries.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def to_sentence_transformers(compressor: str | Path, encoder: str, out: str | Pa
     """Writes a SentenceTransformer folder: ``encoder``'s modules + the compressor."""
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Router
 
     from smec_jax import encode
 
@@ -54,16 +57,22 @@ def to_sentence_transformers(compressor: str | Path, encoder: str, out: str | Pa
     modules = list(base)
     if not any(isinstance(m, Normalize) for m in modules[-1:]):
         modules.append(Normalize())  # the compressor was trained on unit embeddings
-    w, b = exported["w"], exported["b"]
-    dense = Dense(
-        w.shape[0],
-        w.shape[1],
-        bias=True,
-        activation_function=torch.nn.Identity(),
-        init_weight=torch.tensor(w.T.copy()),
-        init_bias=torch.tensor(b.copy()),
-    )
-    model = SentenceTransformer(modules=[*modules, dense, Normalize()], device="cpu")
+
+    def dense(w, b):
+        return Dense(
+            w.shape[0],
+            w.shape[1],
+            bias=True,
+            activation_function=torch.nn.Identity(),
+            init_weight=torch.tensor(w.T.copy()),
+            init_bias=torch.tensor(b.copy()),
+        )
+
+    head = [dense(exported["w"], exported["b"]), Normalize()]
+    if export.is_asymmetric(exported):
+        query_head = [dense(exported["wq"], exported["bq"]), Normalize()]
+        head = [Router.for_query_document(query_modules=query_head, document_modules=head)]
+    model = SentenceTransformer(modules=[*modules, *head], device="cpu")
     tmp = out.with_name(out.name + ".partial")
     model.save(str(tmp))
     meta = {
@@ -71,6 +80,11 @@ def to_sentence_transformers(compressor: str | Path, encoder: str, out: str | Pa
         "compressor_sha256": compress.file_sha256(compressor),
         "usage": "encode(texts, truncate_dim=d, normalize_embeddings=True), d in sizes",
     }
+    if export.is_asymmetric(exported):
+        meta["usage"] = (
+            "encode_query(texts, truncate_dim=d, normalize_embeddings=True) for queries, "
+            "encode_document(...) for documents, d in sizes"
+        )
     files.write_json(tmp / SIZES_FILE, meta)
     tmp.rename(out)
     return out
@@ -82,7 +96,8 @@ def trained_sizes(folder: str | Path) -> list[int]:
 
 def to_onnx(compressor: str | Path, out: str | Path, opset: int = 17) -> Path:
     """Writes the compressor as an ONNX graph with inputs ``embedding`` (n, D) float32 and
-    ``size`` () int64, output ``codes`` (n, size) float32 unit vectors."""
+    ``size`` () int64, output ``codes`` (n, size) float32 unit vectors (and
+    ``query_codes``, the embeddings mapped as queries, for an asymmetric compressor)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -90,7 +105,7 @@ def to_onnx(compressor: str | Path, out: str | Path, opset: int = 17) -> Path:
     d_in = export.input_dim(exported)
     init = [
         numpy_helper.from_array(np.asarray(exported[k], np.float32), k)
-        for k in ("w", "b", "w1", "b1")
+        for k in ("w", "b", "w1", "b1", "wq", "bq")
         if k in exported
     ]
     init += [
@@ -114,13 +129,27 @@ def to_onnx(compressor: str | Path, out: str | Path, opset: int = 17) -> Path:
             helper.make_node("MatMul", ["embedding", "w"], ["y0"]),
             helper.make_node("Add", ["y0", "b"], ["y"]),
         ]
-    nodes += [
-        helper.make_node("Reshape", ["size", "one_dim"], ["end"]),
-        helper.make_node("Slice", ["y", "zero", "end", "axis1"], ["prefix"]),
-        helper.make_node("ReduceL2", ["prefix"], ["norm0"], axes=[1], keepdims=1),
-        helper.make_node("Max", ["norm0", "eps"], ["norm"]),
-        helper.make_node("Div", ["prefix", "norm"], ["codes"]),
-    ]
+    nodes.append(helper.make_node("Reshape", ["size", "one_dim"], ["end"]))
+
+    def unit_prefix(y: str, out: str) -> list:
+        return [
+            helper.make_node("Slice", [y, "zero", "end", "axis1"], [f"{out}_prefix"]),
+            helper.make_node("ReduceL2", [f"{out}_prefix"], [f"{out}_n0"], axes=[1], keepdims=1),
+            helper.make_node("Max", [f"{out}_n0", "eps"], [f"{out}_norm"]),
+            helper.make_node("Div", [f"{out}_prefix", f"{out}_norm"], [out]),
+        ]
+
+    nodes += unit_prefix("y", "codes")
+    outputs = [helper.make_tensor_value_info("codes", TensorProto.FLOAT, ["n", "size"])]
+    if export.is_asymmetric(exported):
+        nodes += [
+            helper.make_node("MatMul", ["embedding", "wq"], ["yq0"]),
+            helper.make_node("Add", ["yq0", "bq"], ["yq"]),
+            *unit_prefix("yq", "query_codes"),
+        ]
+        outputs.append(
+            helper.make_tensor_value_info("query_codes", TensorProto.FLOAT, ["n", "size"])
+        )
     graph = helper.make_graph(
         nodes,
         "smec_compressor",
@@ -128,7 +157,7 @@ def to_onnx(compressor: str | Path, out: str | Path, opset: int = 17) -> Path:
             helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", d_in]),
             helper.make_tensor_value_info("size", TensorProto.INT64, []),
         ],
-        [helper.make_tensor_value_info("codes", TensorProto.FLOAT, ["n", "size"])],
+        outputs,
         init,
     )
     m = helper.make_model(

@@ -149,14 +149,22 @@ def embed(
     chunk: int = 512,
     dtype: str = "float16",
     device: str = "cpu",
+    pseudo_queries: str | None = None,
 ) -> Path:
-    """Embeds a BEIR folder with a sentence-transformers model (resumable by chunks)."""
+    """Embeds a BEIR folder with a sentence-transformers model (resumable by chunks); with
+    ``pseudo_queries`` (a rule), the pseudo-queries made from its corpus instead."""
     from smec_jax import encode
+    from smec_jax import pseudo_queries as pq
 
     model_path = encode.resolve_model(model)
     name = Path(model).name if Path(model).exists() else model
-    out = out or str(Path(beir_dir) / "embeddings" / name)
     fn = encode.sentence_transformer_encoder(model_path, batch_size, device)
+    if pseudo_queries:
+        out = out or str(Path(pq.DEFAULT_CACHE) / Path(beir_dir).name / name / pseudo_queries)
+        path = pq.make(beir_dir, out, fn, model_name=name, rule=pseudo_queries, chunk=chunk)
+        print(f"wrote {path}")
+        return path
+    out = out or str(Path(beir_dir) / "embeddings" / name)
     path = encode.encode_beir(beir_dir, out, fn, model_name=name, chunk=chunk, dtype=dtype)
     print(f"wrote {path}")
     return path

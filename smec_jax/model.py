@@ -8,10 +8,15 @@ kinds (DESIGN.md 2.1):
 * ``residual_mlp``: y = x + relu(x W1 + b1) W2 + b2 (as Matryoshka-Adaptor), N = D, W2 and
   b2 zero-initialised so it too starts at the identity.
 
+An *asymmetric* linear compressor (``model.asymmetric``) has a second map for queries,
+``wq`` and ``bq``, with the same output dims: documents are stored as ``x W + b`` and
+queries are mapped by ``q Wq + bq`` at search time. Both start equal; the output dims, the
+stages, the selection and the nesting are shared, so every size is a prefix of both.
+
 Freezing (DESIGN.md 2.3) works on *output columns*: ``freeze_columns`` returns the params
 with the columns of frozen output dims passed through ``stop_gradient``. For the linear map
-this freezes those dims completely; for the residual MLP only their last-layer columns are
-frozen (the hidden layer is shared by all dims).
+this freezes those dims completely (in both maps); for the residual MLP only their
+last-layer columns are frozen (the hidden layer is shared by all dims).
 """
 
 from __future__ import annotations
@@ -24,15 +29,21 @@ import numpy as np
 
 Params = dict[str, jax.Array]
 KINDS = ("linear", "residual_mlp")
+# Parameters with one column per output dim (frozen, gathered and permuted by column).
+COLUMN_PARAMS = ("w", "b", "wq", "bq")
 
 
-def init_params(rng: jax.Array, kind: str, in_dim: int, out_dim: int, hidden: int) -> Params:
-    """Identity-initialised parameters of the given kind."""
+def init_params(
+    rng: jax.Array, kind: str, in_dim: int, out_dim: int, hidden: int, asymmetric: bool = False
+) -> Params:
+    """Identity-initialised parameters of the given kind (with an equal query map ``wq``,
+    ``bq`` when ``asymmetric``)."""
     if kind == "linear":
-        return {
-            "w": jnp.eye(in_dim, out_dim, dtype=jnp.float32),
-            "b": jnp.zeros((out_dim,), jnp.float32),
-        }
+        w = jnp.eye(in_dim, out_dim, dtype=jnp.float32)
+        b = jnp.zeros((out_dim,), jnp.float32)
+        return {"w": w, "b": b} | (_query_copy(w, b) if asymmetric else {})
+    if asymmetric:
+        raise ValueError("model.asymmetric needs model.kind='linear'")
     if kind == "residual_mlp":
         if out_dim != in_dim:
             raise ValueError(f"residual_mlp needs out_dim == in_dim ({in_dim}), got {out_dim}")
@@ -61,7 +72,26 @@ def pca_init(params: Params, corpus_nd: np.ndarray) -> Params:
     if vt.shape[0] < out_dim:
         raise ValueError(f"model.init='pca' needs at least {out_dim} corpus rows, got {x.shape[0]}")
     v = vt[:out_dim].T
-    return {"w": jnp.asarray(v, jnp.float32), "b": jnp.asarray(-mean @ v, jnp.float32)}
+    w, b = jnp.asarray(v, jnp.float32), jnp.asarray(-mean @ v, jnp.float32)
+    return {"w": w, "b": b} | (_query_copy(w, b) if "wq" in params else {})
+
+
+def _query_copy(w: jax.Array, b: jax.Array) -> Params:
+    """A query map equal to (w, b) in separate buffers (a donated state may not hold one
+    buffer twice)."""
+    return {"wq": jnp.array(w, copy=True), "bq": jnp.array(b, copy=True)}
+
+
+def is_asymmetric(params: Params) -> bool:
+    return "wq" in params
+
+
+def query_side(params: Params) -> Params:
+    """The map queries go through: ``{w: wq, b: bq}`` for an asymmetric compressor, else
+    the params themselves."""
+    if "wq" in params:
+        return {"w": params["wq"], "b": params["bq"]}
+    return params
 
 
 def apply(params: Params, x_bd: jax.Array) -> jax.Array:
@@ -98,7 +128,7 @@ def column_view(params: Params, cols: np.ndarray) -> tuple[Params, np.ndarray | 
         return params, None
     if "w1" in params:
         return params, cols
-    return {"w": params["w"][:, cols], "b": params["b"][cols]}, None
+    return {k: v[..., cols] for k, v in params.items()}, None
 
 
 def freeze_columns(params: Params, trainable_n: np.ndarray) -> Params:
@@ -109,9 +139,10 @@ def freeze_columns(params: Params, trainable_n: np.ndarray) -> Params:
     """
     m = jnp.asarray(trainable_n, jnp.float32)
     out = dict(params)
-    for name in ("w", "b"):
-        p = params[name]
-        out[name] = m * p + (1.0 - m) * jax.lax.stop_gradient(p)
+    for name in COLUMN_PARAMS:
+        if name in params:
+            p = params[name]
+            out[name] = m * p + (1.0 - m) * jax.lax.stop_gradient(p)
     return out
 
 
@@ -122,7 +153,7 @@ def column_update_mask(params: Params, trainable_n: np.ndarray) -> dict[str, Any
     column, even with state carried from an earlier stage.
     """
     m = jnp.asarray(trainable_n, jnp.float32)
-    return {name: (m if name in ("w", "b") else jnp.ones((), jnp.float32)) for name in params}
+    return {name: (m if name in COLUMN_PARAMS else jnp.ones((), jnp.float32)) for name in params}
 
 
 def to_numpy(params: Params) -> dict[str, np.ndarray]:

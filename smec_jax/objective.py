@@ -8,7 +8,9 @@
           queries; every size of the stage)
 
 Label-free training (``train.supervised = False``) drops the rank terms and weights the
-S-XBM term 1. Each term takes the stage's size masks: ``None`` for size d_{t-1} (all kept
+S-XBM term 1. With an asymmetric compressor (``model.asymmetric``) the rank, keep and
+distillation terms map queries by the query map; the S-XBM term compares stored vectors,
+so it maps every sample and neighbour (queries too) by the document map. Each term takes the stage's size masks: ``None`` for size d_{t-1} (all kept
 dims), then one (d_{t-1},) mask per smaller size, drawn by ADS (hard Gumbel top-k with a
 straight-through relaxed gradient) or the prefixes of the kept dims.
 
@@ -86,7 +88,7 @@ def distill_term(params, batch, kept, masks, temperature: float, quantize: str =
     teacher = jnp.where(valid, cos_matrix(batch["u_q"], batch["u_d"]) / temperature, neg)
     log_p = jax.nn.log_softmax(teacher, axis=-1)
     p = jnp.exp(log_p)
-    yq = outputs(params, batch["u_q"], kept, quantize)
+    yq = outputs(model.query_side(params), batch["u_q"], kept, quantize)
     yd = outputs(params, batch["u_d"], kept, quantize)
     total = 0.0
     for mask in masks:
@@ -102,7 +104,8 @@ def keep_term(params, batch, earlier: Sequence[tuple[int, np.ndarray]], scale: f
     total = 0.0
     for _, cols in earlier:
         s = cos_matrix(
-            model.apply_cols(params, batch["q"], cols), model.apply_cols(params, batch["d"], cols)
+            model.apply_cols(model.query_side(params), batch["q"], cols),
+            model.apply_cols(params, batch["d"], cols),
         )
         total = total + losses.rank_loss(scale * s, *_rank_args(batch))[0]
     return total
@@ -265,6 +268,8 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Call
             keep = jnp.concatenate([jnp.ones(batch["q_ids"].shape, bool), batch["d_keep"]])
             y = outputs(view, x, cols, quant)
             yq, yd = y[: batch["q"].shape[0]], y[batch["q"].shape[0] :]
+            if model.is_asymmetric(view):  # y keeps the document map's queries for S-XBM
+                yq = outputs(model.query_side(view), batch["q"], cols, quant)
             rank = rank_term(yq, yd, batch, masks, size_weights, scale)
             if earlier:
                 metrics["keep"] = keep_term(params, batch, earlier, scale)

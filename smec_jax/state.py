@@ -68,7 +68,12 @@ def create_train_state(
     ``n_ids`` > 1: the memory tracks which of that many ids it holds (list mode)."""
     rng = jax.random.key(cfg.seed)
     params = model.init_params(
-        jax.random.fold_in(rng, 1), cfg.model.kind, in_dim, out_dim, cfg.model.hidden
+        jax.random.fold_in(rng, 1),
+        cfg.model.kind,
+        in_dim,
+        out_dim,
+        cfg.model.hidden,
+        cfg.model.asymmetric,
     )
     if cfg.model.init == "pca":
         params = model.pca_init(params, corpus)

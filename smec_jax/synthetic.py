@@ -7,7 +7,9 @@ test queries share the corpus, as in BEIR. Structure lives in a subspace spread 
 coordinates, so prefix truncation loses more than PCA, as with real encoders; and
 ``n_nuisance`` high-variance latent directions carry no relevance (drawn afresh for every
 text), so the directions PCA keeps first are not the ones retrieval needs: a compressor that
-learns from judgments can beat PCA at small sizes.
+learns from judgments can beat PCA at small sizes. Pseudo-queries (one per document, as a
+document's title would be) are noisy copies of each document's latent point, drawn from
+their own random stream so that the rest of the dataset does not depend on them.
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ def make_synthetic(
     target = rng.choice(n_docs, size=n_q, replace=n_q > n_docs)
     q_lat = doc_lat[target] + query_noise * rng.normal(size=(n_q, rank))
 
-    def embed(lat: np.ndarray) -> np.ndarray:
-        nuisance = nuisance_scale * rng.normal(size=(len(lat), n_nuisance))
+    def embed(lat: np.ndarray, r: np.random.Generator = rng) -> np.ndarray:
+        nuisance = nuisance_scale * r.normal(size=(len(lat), n_nuisance))
         x = np.concatenate([lat, nuisance], axis=1) @ basis.T + noise * np.sqrt(
             rank / dim
-        ) * rng.normal(size=(len(lat), dim))
+        ) * r.normal(size=(len(lat), dim))
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
     corpus, queries = embed(doc_lat), embed(q_lat)
@@ -59,6 +61,8 @@ def make_synthetic(
         dist = np.linalg.norm(doc_lat[same] - doc_lat[t], axis=1)
         rels = {doc_ids[t]: 2} | {doc_ids[j]: 1 for j in same[np.argsort(dist)[:n_related]]}
         qrels["train" if i < n_train else "test"][query_ids[i]] = rels
+    pseudo_rng = np.random.default_rng([seed, 1])
+    pseudo = embed(doc_lat + query_noise * pseudo_rng.normal(size=doc_lat.shape), pseudo_rng)
     return RetrievalData(
         name="synthetic",
         encoder=f"synthetic-{dim}d",
@@ -67,4 +71,6 @@ def make_synthetic(
         query_ids=query_ids,
         queries=queries,
         qrels=qrels,
+        pseudo_queries=pseudo,
+        pseudo_source=f"{n_docs} synthetic pseudo-queries (one per document)",
     )

@@ -226,6 +226,9 @@ def train(
     n_dev = cfg.mesh.num_devices or jax.device_count()
     sizes = checks.validate_trainer_config(cfg, data, n_dev)
     n_stages = 1 if cfg.train.schedule == "joint" else len(sizes) - 1
+    if cfg.train.schedule == "joint" and cfg.train.joint_budget == "ladder":
+        cfg = cfg.copy_and_resolve_references()  # one stage as long as the ladder's stages
+        cfg.train.steps_per_stage *= len(sizes) - 1
     mesh = parallel.data_mesh(n_dev)
 
     # -- input: batches indexed by global step; validation carved from the train split

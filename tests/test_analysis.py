@@ -92,7 +92,7 @@ def test_ads_selection_and_table_on_the_tiny_config(synthetic):
 def test_analyze_command_writes_every_section(tmp_path, synthetic):
     """launch.analyze end to end on the tiny config: all four analyses, their plots, and a
     report whose tables hold the measured values; the cross-corpus target is a second
-    synthetic dataset standing in for another corpus."""
+    synthetic dataset standing in for another corpus, fitted and scored over two seeds."""
     from smec_jax.synthetic import make_synthetic
 
     targets = {
@@ -107,8 +107,9 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic):
         memory_sizes=(64, 128),
         targets=tuple(targets),
         transfer_methods=("smec", "mrl"),
-        target_methods=("score_svd", "smec_unsup"),
+        target_methods=("score_svd", "smec_unsup", "distill_pseudo"),
         load_target=lambda _cfg, name, *a: targets[name],
+        seeds=(0, 1),
     )
     for png in ("grad_variance.png", "ads_ware.png", "memory_sweep.png"):
         assert (tmp_path / png).stat().st_size > 1000
@@ -121,6 +122,7 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic):
         "mrl (SciFact-trained)",
         "score_svd (target, no labels)",
         "smec_unsup (target, no labels)",
+        "distill_pseudo (target, no labels)",
     }
     assert set(rows) == names | {"vs_pca"}
     # every interval is the bootstrap of the saved per-query scores; pooled = both targets
@@ -130,10 +132,14 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic):
             saved[name] = {n: f[f"p{i}"] for i, n in enumerate(f["names"])}
             assert list(f["sizes"]) == list(cfg.ladder)
     base, smec = "pca (fitted on target)", "smec (SciFact-trained)"
+    assert saved["other"][smec].shape[:2] == (2, len(cfg.ladder))  # seeds, sizes, queries
+    assert saved["other"][base].shape[0] == 1  # closed-form: fitted once
     for i, d in enumerate(cfg.ladder):
-        mean = float(saved["other"][smec][i].mean())
+        mean = float(saved["other"][smec][:, i].mean())
         assert mean == pytest.approx(rows[smec][str(d)]["ndcg@10"], abs=1e-6)
-        pooled = [np.concatenate([saved[t][n][i] for t in targets]) for n in (smec, base)]
+        pooled = [
+            np.concatenate([saved[t][n][:, i] for t in targets], axis=1) for n in (smec, base)
+        ]
         assert doc["cross"]["pooled_vs_pca"][smec][str(d)]["all"] == stats.paired_bootstrap(*pooled)
     assert set(doc["cross"]["pooled_vs_pca"]) == names - {base}
     # keeping the prefix of the original dims is truncation: same scores as the baseline
@@ -149,5 +155,6 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic):
     report = (tmp_path / "analysis.md").read_text()
     assert f"{rows['truncate']['8']['ndcg@10']:.4f}" in report
     assert f"{doc['memory']['128']['step_ms']:.1f}" in report
-    # the SciFact-trained compressors are the reproduce runs' seed 0: rerunning reuses them
-    assert (tmp_path / "runs" / "smec-s0" / "train" / "checkpoints").is_dir()
+    # the SciFact-trained compressors are the reproduce runs of each seed: rerunning reuses them
+    for seed in (0, 1):
+        assert (tmp_path / "runs" / f"smec-s{seed}" / "train" / "checkpoints").is_dir()

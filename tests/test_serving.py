@@ -400,6 +400,28 @@ def test_onnx_export_equals_numpy_at_every_size(served, tmp_path):
             np.testing.assert_allclose(got, export.apply_exported(ex, x, d), atol=1e-6)
 
 
+def test_an_asymmetric_onnx_export_maps_queries_by_the_query_map(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from smec_jax import interop
+
+    rng = np.random.default_rng(6)
+    x = unit(rng.normal(size=(7, 32)))
+    p = {k: rng.normal(size=s).astype(np.float32) for k, s in
+         (("w", (32, 32)), ("b", (32,)), ("wq", (32, 32)), ("bq", (32,)))}  # fmt: skip
+    npz = export.save(NestedCompressor(p, rng.permutation(32), (32, 16, 8)), tmp_path / "a.npz")
+    sess = ort.InferenceSession(
+        str(interop.to_onnx(npz, tmp_path / "a.onnx")), providers=["CPUExecutionProvider"]
+    )
+    ex = export.load_numpy(npz)
+    for d in (32, 16, 8):
+        docs, queries = sess.run(None, {"embedding": x, "size": np.asarray(d, np.int64)})
+        np.testing.assert_allclose(docs, export.apply_exported(ex, x, d), atol=1e-5)
+        np.testing.assert_allclose(
+            queries, export.apply_exported(ex, x, d, queries=True), atol=1e-5
+        )
+        assert not np.allclose(docs, queries)
+
+
 def test_sentence_transformers_export_gives_the_compressed_vectors(tmp_path):
     """On the shipped all-MiniLM-L6-v2 model: the exported folder encodes raw texts into
     exactly what compressor.npz makes of the model's embeddings, at every trained size."""
@@ -429,6 +451,22 @@ def test_sentence_transformers_export_gives_the_compressed_vectors(tmp_path):
         np.testing.assert_allclose(
             got, export.apply_exported(export.load_numpy(npz), base, d), atol=1e-5
         )
+    # an asymmetric compressor: encode_query takes the query map, encode_document the other
+    wq, _ = np.linalg.qr(rng.normal(size=(384, 384)))
+    params = dict(comp.params, wq=wq.astype(np.float32), bq=np.zeros(384, np.float32))
+    asym = export.save(
+        NestedCompressor(params, comp.order, comp.sizes), tmp_path / "a.npz", "all-MiniLM-L6-v2"
+    )
+    model = SentenceTransformer(
+        str(interop.to_sentence_transformers(asym, "all-MiniLM-L6-v2", tmp_path / "sta")),
+        device="cpu",
+    )
+    ex = export.load_numpy(asym)
+    for d in (128, 32):
+        q = model.encode_query(texts, truncate_dim=d, normalize_embeddings=True)
+        doc = model.encode_document(texts, truncate_dim=d, normalize_embeddings=True)
+        np.testing.assert_allclose(q, export.apply_exported(ex, base, d, queries=True), atol=1e-5)
+        np.testing.assert_allclose(doc, export.apply_exported(ex, base, d), atol=1e-5)
     with pytest.raises(ValueError, match="takes 32-d embeddings but all-MiniLM-L6-v2 gives 384-d"):
         small = NestedCompressor(
             {"w": np.eye(32, dtype=np.float32), "b": np.zeros(32, np.float32)}, np.arange(32), (32,)

@@ -34,8 +34,11 @@ def leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-def test_frozen_columns_are_bit_identical_after_a_stage(synthetic):
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_frozen_columns_are_bit_identical_after_a_stage(synthetic, asymmetric):
+    """In both maps of an asymmetric compressor too."""
     cfg = tiny_config()
+    cfg.model.asymmetric = asymmetric
     sizes = smrl.sizes_for(cfg.ladder, synthetic.dim)
     mesh = parallel.data_mesh(1)
     tq = input_pipeline.resolve(synthetic, "train", synthetic.judged_queries("train"), 8)
@@ -57,9 +60,11 @@ def test_frozen_columns_are_bit_identical_after_a_stage(synthetic):
         after = jax.tree.map(np.asarray, st.params)
         frozen = ~stage.trainable(32)
         assert frozen.sum() == 32 - stage.d_prev
-        np.testing.assert_array_equal(after["w"][:, frozen], before["w"][:, frozen])
-        np.testing.assert_array_equal(after["b"][frozen], before["b"][frozen])
-        assert not np.array_equal(after["w"][:, ~frozen], before["w"][:, ~frozen])
+        assert set(after) == ({"w", "b", "wq", "bq"} if asymmetric else {"w", "b"})
+        for w, b in (("w", "b"), ("wq", "bq"))[: 1 + asymmetric]:
+            np.testing.assert_array_equal(after[w][:, frozen], before[w][:, frozen])
+            np.testing.assert_array_equal(after[b][frozen], before[b][frozen])
+            assert not np.array_equal(after[w][:, ~frozen], before[w][:, ~frozen])
         for name in st.ads:  # only this stage's logits move
             same = np.array_equal(np.asarray(st.ads[name]), ads_before[name])
             assert same == (name != f"stage_{t}"), name

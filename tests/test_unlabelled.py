@@ -167,9 +167,9 @@ def test_distillation_queries_are_the_training_ones_never_validation(monkeypatch
     seen = {}
     real = input_pipeline.unlabelled_queries
 
-    def spy(data, qids=None, split="train"):
+    def spy(data, qids=None, split="train", source="train"):
         seen["qids"] = list(qids)
-        return real(data, qids, split)
+        return real(data, qids, split, source)
 
     monkeypatch.setattr(input_pipeline, "unlabelled_queries", spy)
     cfg = methods.get("smec_distill").resolve(tiny_config())

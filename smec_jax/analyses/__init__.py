@@ -41,7 +41,8 @@ def run(config, workdir: str | Path, analyses: Sequence[str], **options) -> dict
     """Runs the named analyses on the config's dataset.
 
     ``options`` go to the analyses that take them: ``memory_sizes`` (memory), ``targets``,
-    ``transfer_methods``, ``target_methods``, ``embed_cache``, ``load_target`` (cross).
+    ``transfer_methods``, ``target_methods``, ``embed_cache``, ``load_target``, ``seeds``
+    (cross).
     """
     unknown = set(analyses) - set(ANALYSES)
     if unknown:
@@ -61,7 +62,14 @@ def run(config, workdir: str | Path, analyses: Sequence[str], **options) -> dict
 
     takes = {
         "memory": ("memory_sizes",),
-        "cross": ("targets", "transfer_methods", "target_methods", "embed_cache", "load_target"),
+        "cross": (
+            "targets",
+            "transfer_methods",
+            "target_methods",
+            "embed_cache",
+            "load_target",
+            "seeds",
+        ),
     }
     for name in analyses:
         kwargs = {k: options[k] for k in takes.get(name, ()) if k in options}

@@ -1,15 +1,17 @@
 """Cross-corpus: compressors trained on one corpus applied unchanged to others.
 
-SciFact-trained compressors (seed 0 of the reproduce runs in ``workdir/runs``, trained there
-if missing) are scored on each target corpus next to truncation, PCA fitted on the target
-and label-free methods fitted on the target corpus alone (its documents, and its training
-queries without their judgments where it has a training split). Target embeddings come from
+SciFact-trained compressors (the reproduce runs of each seed in ``workdir/runs``, trained
+there if missing) are scored on each target corpus next to truncation, PCA fitted on the
+target and label-free methods fitted on the target corpus alone (its documents, its
+training queries without their judgments where it has a training split, or the
+pseudo-queries made from its texts, as the method asks). Target embeddings come from
 ``<data root>/<target>/embeddings/<encoder>``, else are made (resumably) under
 ``embed_cache`` with the encoder of the config. Every target query is unseen.
 
-Each target's per-query test nDCG@10 goes to ``workdir/cross_per_query/<target>.npz``, and
-every compressor's difference from the target-fitted PCA gets a paired bootstrap 95%
-interval, per target and pooled over the queries of every target.
+Each target's per-query test nDCG@10 (seeds, sizes, queries) goes to
+``workdir/cross_per_query/<target>.npz``, and every compressor's difference from the
+target-fitted PCA gets a paired bootstrap 95% interval over queries and seeds, per target
+and pooled over the queries of every target.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ def target_data(config, name: str, embed_cache: str, progress) -> data.Retrieval
     return data.load_embedded(beir_dir, encoder)
 
 
-def _seed0(config, method: str):
+def _seeded(config, method: str, seed: int):
     cfg = config.copy_and_resolve_references()
-    cfg.method, cfg.seed = method, 0
+    cfg.method, cfg.seed = method, seed
     return cfg
 
 
@@ -57,29 +59,55 @@ def run(
     target_methods=LABEL_FREE,
     embed_cache: str = "runs/embeddings",
     load_target=target_data,
+    seeds=(0,),
 ) -> dict:
-    trained = {}
+    """Per target: mean test metrics over ``seeds`` of every compressor, its per-query scores
+    (seeds, sizes, queries) in ``cross_per_query/<target>.npz``, and paired bootstrap
+    intervals (over queries and seeds) of each one's difference from the target-fitted PCA,
+    per target and pooled over every target's queries."""
+    trained = {}  # name -> one compressor per seed
     for m in transfer_methods:
-        progress(f"SciFact-trained {m} (seed 0; resumes the reproduce run)")
-        run_dir = workdir / "runs" / f"{m}-s0" / "train"
-        trained[m] = methods.get(m).fit(_seed0(config, m), ds, run_dir, verbose=False).compressor
+        runs = seeds if methods.get(m).seeded else seeds[:1]
+        progress(f"SciFact-trained {m} (seeds {list(runs)}; resumes the reproduce runs)")
+        trained[f"{m} (SciFact-trained)"] = [
+            methods.get(m)
+            .fit(_seeded(config, m, s), ds, workdir / "runs" / f"{m}-s{s}" / "train", verbose=False)
+            .compressor
+            for s in runs
+        ]
     out, pooled = {}, {}
     for name in targets:
         target = load_target(config, name, embed_cache, progress)
         comps = {
-            "truncate": methods.get("truncate").fit(config, target).compressor,
-            BASE: methods.get("pca").fit(config, target).compressor,
-        }
-        comps |= {f"{m} (SciFact-trained)": c for m, c in trained.items()}
+            "truncate": [methods.get("truncate").fit(config, target).compressor],
+            BASE: [methods.get("pca").fit(config, target).compressor],
+        } | trained
         for m in target_methods:
-            progress(f"{name}: {m} fitted on the target corpus alone")
-            run_dir = workdir / "analysis_runs" / "cross" / name / m
-            fitted = methods.get(m).fit(_seed0(config, m), target, run_dir, verbose=False)
-            comps[f"{m} (target, no labels)"] = fitted.compressor
-        progress(f"{name}: scoring {len(comps)} compressors")
+            runs = seeds if methods.get(m).seeded else seeds[:1]
+            progress(f"{name}: {m} fitted on the target corpus alone (seeds {list(runs)})")
+            comps[f"{m} (target, no labels)"] = [
+                methods.get(m)
+                .fit(
+                    _seeded(config, m, s),
+                    target,
+                    workdir / "analysis_runs" / "cross" / name / f"{m}-s{s}",
+                    verbose=False,
+                )
+                .compressor
+                for s in runs
+            ]
+        progress(f"{name}: scoring {sum(map(len, comps.values()))} compressors")
         evaluator = Evaluator.from_config(target, config.eval, split="test")
-        per_query: dict = {}
-        out[name] = evaluator.evaluate(comps, config.ladder, per_query)
+        rows, per_query = {}, {}
+        for label, fits in comps.items():
+            per_seed, scores = [], []
+            for comp in fits:
+                pq: dict = {}
+                per_seed.append(evaluator.evaluate({label: comp}, config.ladder, pq)[label])
+                scores.append(pq[label])
+            rows[label] = reporting.aggregate(per_seed)
+            per_query[label] = np.stack(scores)  # (seeds, sizes, queries)
+        out[name] = rows
         reproduction.save_per_query(
             workdir / "cross_per_query" / f"{name}.npz",
             evaluator.qids,
@@ -93,28 +121,32 @@ def run(
     shared = [k for k, v in pooled.items() if len(v) == len(targets)]
     if len(targets) > 1:
         out["pooled_vs_pca"] = _versus(
-            {k: np.concatenate(pooled[k], axis=1) for k in shared}, config.ladder
+            {k: np.concatenate(pooled[k], axis=2) for k in shared}, config.ladder
         )
+    out["seeds"] = list(seeds)
     return out
 
 
 def _versus(per_query: dict, sizes) -> dict:
     """name -> size -> {"all": interval} of the difference from the target-fitted PCA;
-    per_query: name -> (sizes, queries), one fit each."""
-    one_seed = {k: v[None] for k, v in per_query.items()}
-    return reproduction.versus(one_seed, np.zeros(0, bool), sizes, base=BASE)
+    per_query: name -> (seeds, sizes, queries)."""
+    return reproduction.versus(per_query, np.zeros(0, bool), sizes, base=BASE)
 
 
 def markdown(section: dict, config) -> str:
     del config
+    section = dict(section)
+    seeds = section.pop("seeds", [0])
     parts = [
         "## Cross-corpus: SciFact-trained compressors on other corpora",
-        "Test nDCG@10 on each target (every query is unseen: nothing of the target was "
-        "trained on). SciFact-trained = seed 0 of the reproduce runs, applied unchanged; "
-        "label-free methods and PCA are fitted on the target alone (its documents, and its "
-        "training queries without judgments where it has them). Then each compressor's "
-        "difference from the target-fitted PCA with a paired bootstrap 95% interval over "
-        "queries (**bold**: excludes zero); per-query scores in `cross_per_query/`.",
+        f"Test nDCG@10 on each target, mean over seeds {seeds} (every "
+        "query is unseen: nothing of the target was trained on). SciFact-trained = the "
+        "reproduce runs, applied unchanged; "
+        "label-free methods and PCA are fitted on the target alone (its documents, its "
+        "training queries without judgments where it has them, or pseudo-queries made from "
+        "its texts). Then each compressor's difference from the target-fitted PCA with a "
+        "paired bootstrap 95% interval over queries and seeds (**bold**: excludes zero); "
+        "per-query scores (seeds, sizes, queries) in `cross_per_query/`.",
     ]
     for name, rows in section.items():
         if name == "pooled_vs_pca":

@@ -16,9 +16,10 @@ of a rank-d map ``A`` is ``E (q^T (I - A)(d - mu))^2 = || S_q^(1/2) (I - A) S_c^
   whose axes are those of the top eigenvalues of ``(S_q S_c + S_c S_q) / 2``, the
   first-order term of the symmetric problem (with ``S_q = S_c`` they are PCA's).
 
-Where the dataset has no training queries (a corpus with test judgments only), the corpus'
-own uncentred second moment stands in for ``S_q`` (documents as pseudo-queries), and the fit
-says so. The estimate of ``S_q`` from a few hundred queries is shrunk towards that corpus
+The queries are ``train.unlabelled_queries``: the training queries, or the pseudo-queries
+made from the corpus (:mod:`smec_jax.pseudo_queries`), or both. Where the dataset has no
+training queries (a corpus with test judgments only), the corpus' own uncentred second
+moment stands in for ``S_q`` (documents as pseudo-queries), and the fit says so. The estimate of ``S_q`` from a few hundred queries is shrunk towards that corpus
 moment by ``SHRINK``.
 """
 
@@ -30,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smec_jax import input_pipeline
+from smec_jax import input_pipeline, pseudo_queries
 from smec_jax.methods.closed_form import PCA
 from smec_jax.methods.registry import Fitted, Method, register
 from smec_jax.retrieval import l2_normalize
@@ -46,20 +47,23 @@ def _sym_power(s: np.ndarray, p: float) -> np.ndarray:
     return (v * w**p) @ v.T
 
 
-def training_queries(data, split: str = "train") -> tuple[np.ndarray, str]:
+def training_queries(data, split: str = "train", source="train") -> tuple[np.ndarray, str]:
     """(query embeddings in float64, where they came from): the queries of ``split`` (their
-    judgments are not read), or the corpus itself when the dataset has no such split."""
-    q, source = input_pipeline.unlabelled_queries(data, None, split)
+    judgments are not read), or the corpus itself when the dataset has no such split; with
+    ``source`` "pseudo" or "train+pseudo", the corpus's pseudo-queries (and those)."""
+    q, source = input_pipeline.unlabelled_queries(data, None, split, source)
     return np.asarray(q, np.float64), source
 
 
-def moments(data, split: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def moments(
+    data, split: str = "train", source="train"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(S_q, S_c, corpus mean, query source) in float64."""
     c = np.asarray(data.corpus, np.float64)
     mu = c.mean(axis=0)
     cc = c - mu
     s_c = cc.T @ cc / len(c)
-    q, source = training_queries(data, split)
+    q, source = training_queries(data, split, source)
     s_q = (1 - SHRINK) * (q.T @ q / len(q)) + SHRINK * (c.T @ c / len(c))
     return s_q, s_c, mu, source
 
@@ -93,8 +97,8 @@ class ScoreSVD:
         return l2_normalize(y) if self.metric == "cosine" else y
 
 
-def fit_score_svd(data, split: str = "train") -> tuple[ScoreSVD, str]:
-    s_q, s_c, mu, source = moments(data, split)
+def fit_score_svd(data, split: str = "train", source="train") -> tuple[ScoreSVD, str]:
+    s_q, s_c, mu, source = moments(data, split, source)
     rq, rc = _sym_power(s_q, 0.5), _sym_power(s_c, 0.5)
     u, s, vt = np.linalg.svd(rq @ rc)
     root = np.sqrt(s)
@@ -104,8 +108,8 @@ def fit_score_svd(data, split: str = "train") -> tuple[ScoreSVD, str]:
     return ScoreSVD(f32(q_map), f32(d_map), f32(mu)), source
 
 
-def fit_score_pca(data, split: str = "train") -> tuple[PCA, str]:
-    s_q, s_c, mu, source = moments(data, split)
+def fit_score_pca(data, split: str = "train", source="train") -> tuple[PCA, str]:
+    s_q, s_c, mu, source = moments(data, split, source)
     m = s_q @ s_c
     w, v = np.linalg.eigh((m + m.T) / 2)
     order = np.argsort(-w)
@@ -115,7 +119,8 @@ def fit_score_pca(data, split: str = "train") -> tuple[PCA, str]:
 def _fitter(fit):
     def fitted(cfg, data, workdir=None, *, verbose: bool = True, **_) -> Fitted:
         del workdir
-        comp, source = fit(data, cfg.train.split)
+        data = pseudo_queries.attach_for(cfg, data)
+        comp, source = fit(data, cfg.train.split, cfg.train.unlabelled_queries)
         if verbose:
             print(f"{cfg.method}: query second moment from {source}", flush=True)
         return Fitted(comp)

@@ -9,6 +9,11 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
 * ``smec_distill``, ``smec_unsup_distill``, ``distill``: the listwise distillation of the
   full-size ranking on unlabelled queries (``train.distill_weight``) added to SMEC, added
   to label-free SMEC, and alone.
+* ``distill_pseudo``: label-free and query-log-free: every size at once (nested
+  prefixes), an asymmetric map (queries have their own), fitted by distillation alone on
+  pseudo-queries made from the corpus's titles and sentences (:mod:`smec_jax.pseudo_queries`);
+  one stage as long as SMEC's four. ``smec_pseudo`` adds the same asymmetric map and
+  distillation to SMEC: labels where they exist, the served corpus's geometry besides.
 * Ablations (the paper's table): ``mrl`` trains every size at once as prefixes;
   ``mrl_smrl`` trains them sequentially; ``mrl_ads`` at once on dims chosen by ADS (one
   logit vector over all N dims; each size takes its top d of the same noisy logits, so
@@ -46,6 +51,33 @@ register_trainer_method(
     "label_free",
     {"train.supervised": False, "memory.enabled": False, **DISTILL},
     "SMEC stages trained by listwise distillation alone (no labels, no memory)",
+)
+# Distillation on pseudo-queries: settings chosen on SciFact's training queries (scored as a
+# validation set: this method never reads them), README "Without labels".
+PSEUDO = {
+    **DISTILL,
+    "train.unlabelled_queries": "pseudo",
+    "train.distill_batch": 128,
+    "train.distill_top": 32,
+    "train.distill_random": 512,
+    "model.asymmetric": True,
+}
+register_trainer_method(
+    "distill_pseudo",
+    "label_free",
+    {
+        **MRL,
+        **PSEUDO,
+        "train.supervised": False,
+        "train.joint_budget": "ladder",
+    },
+    "every size at once, asymmetric, listwise distillation on pseudo-queries from the corpus",
+)
+register_trainer_method(
+    "smec_pseudo",
+    "smec",
+    PSEUDO,
+    "SMEC (labels) + asymmetric map + listwise distillation on pseudo-queries from the corpus",
 )
 register_trainer_method("mrl", "ablation", MRL, "every size at once, prefixes")
 register_trainer_method(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from smec_jax import train
+from smec_jax import pseudo_queries, train
 from smec_jax.methods.registry import Fitted, Method, apply_overrides, register
 
 # Matryoshka Representation Learning: every size at once, as prefixes, no ADS, no memory.
@@ -16,7 +16,10 @@ def trainer_fit(overrides: Mapping[str, Any]):
     """``fit`` of a method that is :func:`smec_jax.train.train` on ``cfg`` + ``overrides``."""
 
     def fit(cfg, data, workdir=None, *, verbose: bool = True) -> Fitted:
-        res = train.train(apply_overrides(cfg, overrides), data, workdir, verbose=verbose)
+        cfg = apply_overrides(cfg, overrides)
+        if cfg.train.distill_weight:
+            data = pseudo_queries.attach_for(cfg, data)
+        res = train.train(cfg, data, workdir, verbose=verbose)
         return Fitted(res.compressor, res.val_ndcg)
 
     return fit

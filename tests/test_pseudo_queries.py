@@ -1,0 +1,200 @@
+"""Pseudo-queries from the corpus, and the asymmetric compressor they train.
+
+What this proves: the rules pick the texts they say; a pseudo-query folder is written whole
+or not at all, resumes after an interruption to the same bytes, and is refused (one line)
+when it belongs to another encoder, another corpus or an edited one; distillation and the
+score-preserving maps read the pseudo-queries (and nothing of the judgments) when asked;
+an asymmetric compressor maps queries by its own map everywhere it is scored or served.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from smec_jax import data, export, input_pipeline, methods, model, objective, pseudo_queries
+from smec_jax.data import DataError
+from smec_jax.evaluation import Evaluator
+from tests.helpers import tiny_config
+from tests.test_encode import FlakyEncoder
+from tests.test_unlabelled import _distill_loop
+
+CORPUS = [
+    {
+        "_id": "a",
+        "title": "Vitamin D and bone",
+        "text": "Vitamin D raises bone density in mice. "
+        "It does so in rats, e.g. in older ones. Short one. 3 of 4 trials agree on this.",
+    },  # fmt: skip
+    {"_id": "b", "title": "", "text": "No title here at all. But a second sentence is here."},
+    {"_id": "c", "title": "Only a title", "text": ""},
+]
+
+
+def _beir(tmp_path, rows=CORPUS):
+    folder = tmp_path / "beir"
+    folder.mkdir(exist_ok=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_rules_pick_titles_and_sentences_of_enough_words():
+    ids, texts = pseudo_queries.extract(CORPUS, "sentences")
+    assert ids == ["a#title", "a#s0", "a#s1", "a#s2", "b#s0", "b#s1", "c#title"]
+    assert texts[1:4] == [
+        "Vitamin D raises bone density in mice.",
+        "It does so in rats, e.g. in older ones.",  # no split after "e.g." (lower case)
+        "3 of 4 trials agree on this.",  # "Short one." has 2 words: dropped
+    ]
+    assert pseudo_queries.extract(CORPUS, "first")[0] == ["a#title", "a#s0", "b#s0", "c#title"]
+    # titles: the first sentence stands in for a missing title
+    assert pseudo_queries.extract(CORPUS, "titles")[0] == ["a#title", "b#s0", "c#title"]
+    with pytest.raises(ValueError, match="unknown pseudo-query rule 'words'"):
+        pseudo_queries.extract(CORPUS, "words")
+
+
+def _dataset(ids=("a", "b", "c"), dim=16, encoder="fake"):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(len(ids), dim)).astype(np.float32)
+    return data.RetrievalData(
+        name="mini",
+        encoder=encoder,
+        corpus_ids=list(ids),
+        corpus=x / np.linalg.norm(x, axis=1, keepdims=True),
+        query_ids=[],
+        queries=np.zeros((0, dim), np.float32),
+        qrels={},
+    )
+
+
+def test_an_interrupted_folder_resumes_to_the_same_bytes_and_loads(tmp_path):
+    beir = _beir(tmp_path)
+    straight = pseudo_queries.make(beir, tmp_path / "a", FlakyEncoder(), model_name="fake",
+                                   rule="sentences", chunk=2)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        pseudo_queries.make(beir, tmp_path / "b", FlakyEncoder(crash_after=2), model_name="fake",
+                            rule="sentences", chunk=2)  # fmt: skip
+    assert not (tmp_path / "b").exists()  # nothing under the final name
+    second = FlakyEncoder()
+    resumed = pseudo_queries.make(beir, tmp_path / "b", second, model_name="fake",
+                                  rule="sentences", chunk=2)  # fmt: skip
+    assert second.calls == 2  # 7 texts in chunks of 2: 2 of 4 chunks were left
+    for f in ("queries.npy", "query_ids.txt"):
+        assert (straight / f).read_bytes() == (resumed / f).read_bytes()
+    x = pseudo_queries.load(straight, _dataset(), beir)
+    assert x.shape == (7, 16)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-3)
+    meta = json.loads((straight / "meta.json").read_text())
+    assert meta["rule"] == "sentences" and meta["model"] == "fake" and meta["n"] == 7
+
+
+def test_pseudo_queries_of_another_encoder_corpus_or_text_are_refused(tmp_path):
+    beir = _beir(tmp_path)
+    folder = pseudo_queries.make(beir, tmp_path / "p", FlakyEncoder(), model_name="fake",
+                                 rule="titles")  # fmt: skip
+    with pytest.raises(DataError, match="embedded with 'fake' but the corpus with 'other'"):
+        pseudo_queries.load(folder, _dataset(encoder="other"), beir)
+    with pytest.raises(DataError, match=r"query_ids.txt:2: 'b#s0' names no document of mini"):
+        pseudo_queries.load(folder, _dataset(ids=("a", "c")), beir)
+    with pytest.raises(DataError, match="16-d, the corpus is 32-d"):
+        pseudo_queries.load(folder, _dataset(dim=32))
+    edited = [dict(CORPUS[0], text="Edited."), *CORPUS[1:]]
+    with pytest.raises(DataError, match="corpus texts in .* changed since these pseudo-queries"):
+        pseudo_queries.load(folder, _dataset(), _beir(tmp_path, edited))
+    with pytest.raises(DataError, match="not a pseudo-query folder"):
+        pseudo_queries.load(tmp_path, _dataset())
+
+
+def test_attach_reads_the_configured_folder_and_unlabelled_sources_combine(tmp_path, synthetic):
+    beir = _beir(tmp_path)
+    folder = pseudo_queries.make(beir, tmp_path / "p", FlakyEncoder(), model_name="fake",
+                                 rule="first")  # fmt: skip
+    cfg = tiny_config()
+    cfg.data.pseudo_queries = str(folder)
+    ds = pseudo_queries.attach(_dataset(), cfg.data)
+    assert ds.pseudo_queries.shape == (4, 16) and ds.pseudo_source.startswith("4 pseudo-queries")
+    got, source = input_pipeline.unlabelled_queries(ds, source="pseudo")
+    assert got is ds.pseudo_queries and source == ds.pseudo_source
+    both, source = input_pipeline.unlabelled_queries(synthetic, source="train+pseudo")
+    n_train = len(synthetic.qrels["train"])
+    assert both.shape[0] == len(synthetic.corpus_ids) + n_train and "training queries" in source
+    with pytest.raises(ValueError, match="no pseudo-queries attached"):
+        input_pipeline.unlabelled_queries(_dataset(), source="pseudo")
+
+
+def test_score_maps_take_their_query_moment_from_the_pseudo_queries(synthetic):
+    from smec_jax.methods import score_preserving
+
+    _, _, _, source = score_preserving.moments(synthetic, "train", "pseudo")
+    assert source == synthetic.pseudo_source
+    cfg = tiny_config()
+    cfg.method, cfg.train.unlabelled_queries = "score_pca", "pseudo"
+    comp = methods.get("score_pca").fit(cfg, synthetic, verbose=False).compressor
+    ref, _ = score_preserving.fit_score_pca(synthetic, "train", "pseudo")
+    np.testing.assert_array_equal(np.asarray(comp.components), np.asarray(ref.components))
+
+
+# ---------------------------------------------------------------------------- asymmetric
+
+
+def _asymmetric_params(rng, d=16):
+    p = model.init_params(jax.random.key(0), "linear", d, d, 0, asymmetric=True)
+    return jax.tree.map(lambda a: a + 0.3 * rng.normal(size=a.shape).astype(np.float32), p)
+
+
+def test_distillation_maps_queries_by_the_query_map_in_value():
+    rng = np.random.default_rng(1)
+    params = _asymmetric_params(rng)
+    batch = {
+        "u_q": jnp.asarray(rng.normal(size=(4, 16)), jnp.float32),
+        "u_d": jnp.asarray(rng.normal(size=(9, 16)), jnp.float32),
+        "u_valid": jnp.asarray([True] * 8 + [False]),
+    }
+    kept, masks = np.arange(16), (None, jnp.asarray(np.arange(16) < 5, jnp.float32))
+    got = objective.distill_term(params, batch, kept, masks, 0.1)
+    qside, dside = model.query_side(params), params
+
+    def y_fn(x):  # the loop's outputs: queries by the query map, documents by the other
+        side = qside if x is batch["u_q"] else dside
+        return model.apply_cols(side, x, kept)
+
+    np.testing.assert_allclose(float(got), _distill_loop(batch, y_fn, masks, 0.1), rtol=2e-4)
+    symmetric = objective.distill_term(
+        {"w": params["w"], "b": params["b"]}, batch, kept, masks, 0.1
+    )
+    assert abs(float(symmetric) - float(got)) > 1e-3  # the query map does change the loss
+
+
+def test_distill_pseudo_trains_an_asymmetric_nested_map_on_pseudo_queries(
+    tmp_path, synthetic, monkeypatch
+):
+    """The method reads the pseudo-queries (never the judgments), trains both maps, and its
+    export maps queries and documents like the compressor the Evaluator scored."""
+    seen = {}
+    real = input_pipeline.unlabelled_queries
+
+    def spy(data, qids=None, split="train", source="train"):
+        seen["source"] = source
+        return real(data, qids, split, source)
+
+    monkeypatch.setattr(input_pipeline, "unlabelled_queries", spy)
+    cfg = methods.get("distill_pseudo").resolve(tiny_config())
+    cfg.train.steps_per_stage = 6
+    blind = synthetic.__class__(**{**synthetic.__dict__, "qrels": {}})  # no judgments at all
+    comp = methods.get("distill_pseudo").fit(cfg, blind, tmp_path, verbose=False).compressor
+    assert seen["source"] == "pseudo"
+    assert not np.allclose(comp.params["w"], comp.params["wq"])  # both maps trained apart
+    x = synthetic.queries[:5]
+    npz = export.load_numpy(export.save(comp, tmp_path / "c.npz"))
+    for d in cfg.ladder:
+        np.testing.assert_allclose(
+            export.apply_exported(npz, x, d, queries=True), comp.compress_queries(x, d), atol=1e-5
+        )
+        np.testing.assert_allclose(export.apply_exported(npz, x, d), comp.compress(x, d), atol=1e-5)
+    ev = Evaluator(synthetic)
+    q = synthetic.queries[synthetic.query_rows(ev.qids)]
+    want = np.argsort(-np.asarray(comp.compress_queries(q, 8) @ comp.compress(synthetic.corpus, 8).T), 1)  # fmt: skip
+    _, top = ev.search(comp, 8, 5)
+    assert (np.asarray(top)[:, 0] == want[:, 0]).mean() > 0.95  # ties aside, the query map ranks
