@@ -141,7 +141,10 @@ def sentence_transformer_encoder(model: str, batch_size: int = 32, device: str =
     try:
         st = SentenceTransformer(model, device=device)
     except Exception as e:  # noqa: BLE001 - any load failure becomes one line
-        raise DataError(f"cannot load sentence-transformers model {model!r} offline: {e}") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(
+            f"cannot load sentence-transformers model {model!r} offline: {first}"
+        ) from None
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         return st.encode(

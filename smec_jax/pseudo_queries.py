@@ -179,8 +179,16 @@ def attach(data: RetrievalData, data_cfg) -> RetrievalData:
         from smec_jax import encode
 
         model = encode.resolve_model(data_cfg.encoder_model or data.encoder)
+        try:
+            fn = encode.sentence_transformer_encoder(model)
+        except DataError as e:
+            raise DataError(
+                f"no pseudo-queries at {folder}, and the encoder cannot make them ({e}); pass "
+                "its local folder as --config.data.encoder_model=DIR, or make them with "
+                f"`python -m launch.embed --beir_dir {beir_dir} --model DIR --pseudo_queries "
+                f"{rule} --out {folder}`"
+            ) from None
         print(f"embedding the pseudo-queries ({rule}) of {beir_dir} with {model} into {folder}")
-        fn = encode.sentence_transformer_encoder(model)
         make(beir_dir, folder, fn, model_name=data.encoder, rule=rule)
     x = load(folder, data, beir_dir)
     return data.with_pseudo_queries(x, f"{len(x)} pseudo-queries ({rule}) of {data.name}")

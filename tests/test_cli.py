@@ -191,6 +191,7 @@ def test_exclude_self_reaches_the_scores_of_every_command(tmp_path, command):
                 ["cross"],
                 targets=("self",),
                 transfer_methods=(),
+                target_methods=(),
                 load_target=lambda *a, t=target: t,
             )
             scores[flag] = doc["cross"]["self"]["truncate"]["32"]["ndcg@10"]

@@ -122,6 +122,13 @@ def test_attach_reads_the_configured_folder_and_unlabelled_sources_combine(tmp_p
     assert both.shape[0] == len(synthetic.corpus_ids) + n_train and "training queries" in source
     with pytest.raises(ValueError, match="no pseudo-queries attached"):
         input_pipeline.unlabelled_queries(_dataset(), source="pseudo")
+    # none made yet and an encoder that cannot load: one line saying how, nothing written
+    cfg.data.pseudo_queries, cfg.data.pseudo_cache = "", str(tmp_path / "cache")
+    unmade = _dataset(encoder="no-such-encoder")
+    unmade.source_dir = str(beir)
+    with pytest.raises(DataError, match="no pseudo-queries at .* --pseudo_queries sentences"):
+        pseudo_queries.attach(unmade, cfg.data)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_score_maps_take_their_query_moment_from_the_pseudo_queries(synthetic):
