@@ -140,6 +140,32 @@ def test_streamed_compression_equals_the_in_memory_codes(served):
     assert not (served["tmp"] / "c.partial").exists()
 
 
+def test_queries_of_an_asymmetric_compressor_are_compressed_by_its_query_map(served):
+    from smec_jax import data
+
+    rng = np.random.default_rng(7)
+    ex = export.load_numpy(served["npz"])
+    params = {"w": ex["w"], "b": ex["b"], "wq": rng.normal(size=(32, 32)).astype(np.float32)}
+    params["bq"] = np.zeros(32, np.float32)
+    npz = export.save(
+        NestedCompressor(params, np.arange(32), (32, 16, 8)), served["tmp"] / "a.npz", "enc"
+    )
+    kw = dict(size=16, precision="float32", verbose=False)
+    c = compress.compress_embeddings(npz, served["emb"], served["tmp"] / "ac", **kw)
+    q = compress.compress_embeddings(npz, served["emb"], served["tmp"] / "aq", part="queries", **kw)
+    ds = data.load_embedded(served["ds"], "enc")
+    ex = export.load_numpy(npz)
+    np.testing.assert_allclose(
+        compress.load_codes(q)[0], export.apply_exported(ex, ds.queries, 16, True), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        compress.load_codes(c)[0], export.apply_exported(ex, ds.corpus, 16), atol=1e-6
+    )
+    assert not np.allclose(
+        export.apply_exported(ex, ds.queries, 16, True), export.apply_exported(ex, ds.queries, 16)
+    )
+
+
 def test_a_killed_compression_resumes_to_the_same_bytes(served):
     kw = dict(size=8, precision="binary", chunk=64, verbose=False)
     straight = compress.compress_embeddings(served["npz"], served["emb"], served["tmp"] / "a", **kw)
