@@ -383,16 +383,32 @@ def write_embedding_folder(
     queries: np.ndarray,
     meta: Mapping,
 ) -> None:
-    """Writes an embedding folder atomically: all files go to a temp folder, then one rename."""
+    """Writes an embedding folder atomically (:func:`write_folder`)."""
+    write_folder(
+        out_dir,
+        {"corpus.npy": corpus, "queries.npy": queries},
+        {"corpus_ids.txt": corpus_ids, "query_ids.txt": query_ids},
+        meta,
+    )
+
+
+def write_folder(
+    out_dir: str | Path,
+    arrays: Mapping[str, np.ndarray],
+    id_lists: Mapping[str, list[str]],
+    meta: Mapping,
+) -> None:
+    """Writes ``arrays`` (.npy), ``id_lists`` (one id per line) and ``meta.json`` into the new
+    folder ``out_dir`` atomically: all files go to a temp folder, then one rename."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise DataError(f"{out_dir} already exists; remove it or choose another --out")
     tmp = out_dir.with_name(out_dir.name + ".writing")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    np.save(tmp / "corpus.npy", corpus)
-    np.save(tmp / "queries.npy", queries)
-    (tmp / "corpus_ids.txt").write_text("".join(f"{i}\n" for i in corpus_ids), encoding="utf-8")
-    (tmp / "query_ids.txt").write_text("".join(f"{i}\n" for i in query_ids), encoding="utf-8")
+    for name, x in arrays.items():
+        np.save(tmp / name, x)
+    for name, ids in id_lists.items():
+        (tmp / name).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     (tmp / "meta.json").write_text(json.dumps(dict(meta), indent=1), encoding="utf-8")
     os.replace(tmp, out_dir)

@@ -37,6 +37,16 @@ def _save_atomic(path: Path, x: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def check_encoded(x: np.ndarray, label: Callable[[int], str]) -> None:
+    """Raises a one-line DataError naming the first row (``label(row)``) the encoder returned
+    as a NaN/Inf or zero vector."""
+    bad = ~np.isfinite(x).all(axis=1) | (np.linalg.norm(x, axis=1) == 0)
+    if bad.any():
+        raise DataError(
+            f"{label(int(np.argmax(bad)))}: the encoder returned a NaN/Inf or zero vector"
+        )
+
+
 def encode_chunked(
     texts: Sequence[str], encode: EncodeFn, work: Path, prefix: str, chunk: int, desc: str
 ) -> np.ndarray:
@@ -92,10 +102,7 @@ def encode_beir(
     )
     t2 = time.perf_counter()
     for name, x in (("corpus", c_emb), ("queries", q_emb)):
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        if not np.isfinite(x).all() or (norms == 0).any():
-            row = int(np.argmax(~np.isfinite(x).all(axis=1) | (norms[:, 0] == 0)))
-            raise DataError(f"{name} text row {row}: the encoder returned a NaN/Inf or zero vector")
+        check_encoded(x, lambda row, name=name: f"{name} text row {row}")
     meta = {
         "model": model_name,
         "dim": int(c_emb.shape[1]),

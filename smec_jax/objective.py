@@ -10,9 +10,10 @@
 Label-free training (``train.supervised = False``) drops the rank terms and weights the
 S-XBM term 1. With an asymmetric compressor (``model.asymmetric``) the rank, keep and
 distillation terms map queries by the query map; the S-XBM term compares stored vectors,
-so it maps every sample and neighbour (queries too) by the document map. Each term takes the stage's size masks: ``None`` for size d_{t-1} (all kept
-dims), then one (d_{t-1},) mask per smaller size, drawn by ADS (hard Gumbel top-k with a
-straight-through relaxed gradient) or the prefixes of the kept dims.
+so it maps every sample and neighbour (queries too) by the document map. Each term takes
+the stage's size masks: ``None`` for size d_{t-1} (all kept dims), then one (d_{t-1},) mask
+per smaller size, drawn by ADS (hard Gumbel top-k with a straight-through relaxed
+gradient) or the prefixes of the kept dims.
 
 :func:`make_loss_fn` assembles the terms for one stage; :mod:`smec_jax.train` differentiates
 it. Brute-force checks of every term are in ``tests/test_losses.py``.

@@ -37,6 +37,7 @@ from smec_jax.data import (
     read_ids,
     read_jsonl,
     text_fingerprint,
+    write_folder,
 )
 
 RULES = ("sentences", "first", "titles")
@@ -92,10 +93,7 @@ def make(beir_dir, out_dir, encode_fn, *, model_name: str, rule: str, chunk: int
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     x = encode.encode_chunked(texts, encode_fn, work, "pseudo", chunk, f"pseudo-queries ({rule})")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if not np.isfinite(x).all() or (norms == 0).any():
-        row = int(np.argmax(~np.isfinite(x).all(axis=1) | (norms[:, 0] == 0)))
-        raise DataError(f"pseudo-query {ids[row]!r}: the encoder returned a NaN/Inf or zero vector")
+    encode.check_encoded(x, lambda row: f"pseudo-query {ids[row]!r}")
     meta = {
         "model": model_name,
         "rule": rule,
@@ -105,13 +103,8 @@ def make(beir_dir, out_dir, encode_fn, *, model_name: str, rule: str, chunk: int
         "corpus_fingerprint": text_fingerprint(rows, doc_text),
         "encode_seconds": round(time.perf_counter() - t0, 1),
     }
-    tmp = out_dir.with_name(out_dir.name + ".writing")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "queries.npy", (x / norms).astype(np.float16))
-    (tmp / "query_ids.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    tmp.rename(out_dir)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    write_folder(out_dir, {"queries.npy": unit.astype(np.float16)}, {"query_ids.txt": ids}, meta)
     shutil.rmtree(work)
     return out_dir
 

@@ -19,8 +19,9 @@ of a rank-d map ``A`` is ``E (q^T (I - A)(d - mu))^2 = || S_q^(1/2) (I - A) S_c^
 The queries are ``train.unlabelled_queries``: the training queries, or the pseudo-queries
 made from the corpus (:mod:`smec_jax.pseudo_queries`), or both. Where the dataset has no
 training queries (a corpus with test judgments only), the corpus' own uncentred second
-moment stands in for ``S_q`` (documents as pseudo-queries), and the fit says so. The estimate of ``S_q`` from a few hundred queries is shrunk towards that corpus
-moment by ``SHRINK``.
+moment stands in for ``S_q`` (documents as pseudo-queries), and the fit says so. The
+estimate of ``S_q`` from a few hundred queries is shrunk towards that corpus moment by
+``SHRINK``.
 """
 
 from __future__ import annotations
