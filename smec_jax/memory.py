@@ -171,9 +171,13 @@ def neighbours_from_lists(mem: Memory, ids_n: jax.Array, lists_um, sims_um, k: i
     before = jnp.cumsum(cnt, axis=1) - cnt
     w = jnp.clip(k - before, 0, cnt)
     enough = jnp.sum(w, axis=1) >= k
-    # the used positions (at most k: each takes at least one entry) first, in list order:
-    # top_k of -position over the used ones (a stable argsort of the (n, m) lists, cheaper)
+    # the used positions (at most k: each takes at least one entry) first, then the unused
+    # ones, each in list order (a stable argsort of used-first, without sorting): position p
+    # goes to column used-rank(p), or n_used + unused-rank(p); columns >= k are dropped
+    used = w > 0
+    n_used = jnp.sum(used, axis=1, keepdims=True)
+    col = jnp.where(used, jnp.cumsum(used, axis=1), n_used + jnp.cumsum(~used, axis=1)) - 1
     m = cand.shape[1]
-    _, pos = jax.lax.top_k(jnp.where(w > 0, -jnp.arange(m), -m - jnp.arange(m)), k)
+    pos = jnp.sum((col[:, :, None] == jnp.arange(k)) * jnp.arange(m)[:, None], axis=1)
     take = lambda a: jnp.take_along_axis(a, pos, axis=1)
     return mem.slot_of[take(cand)], take(csim), take(w), enough
