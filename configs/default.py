@@ -77,8 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Cosine multiplier inside the rank loss (DESIGN default 1; 20 chosen on validation).
     c.train.score_scale = 20.0
     c.train.full_weight = 1.0  # weight of size d_{t-1} in the rank loss (Search-Adaptor: 0)
-    # Quantization-aware training: none | binary (every loss term sees the sign codes, with
-    # a straight-through gradient); validation (early stopping) scores val_precision codes.
+    # Quantization-aware training: none | binary | int8 | int4 | int2 (every loss term sees
+    # those codes, with a straight-through gradient: objective.quantized); validation (early
+    # stopping) scores val_precision codes.
     c.train.quantize = "none"
     c.train.val_precision = "float32"
     c.train.keep_weight = 0.0  # weight of the earlier (larger) sizes in later stages; 0 = paper

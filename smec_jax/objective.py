@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smec_jax import ads, losses, memory, model, parallel, smrl
+from smec_jax import ads, codes, losses, memory, model, parallel, smrl
 from smec_jax.retrieval import l2_normalize
 
 
@@ -66,16 +66,50 @@ def rank_term(yq, yd, batch, masks: Sequence, weights: Sequence[float], scale: f
     return total
 
 
-QUANTIZERS = ("none", "binary")
+QUANTIZERS = ("none", "binary", "int8", "int4", "int2")
+
+
+def quantized(y_nd: jax.Array, quantize: str) -> jax.Array:
+    """The codes ``y_nd`` would be served as, decoded, with no gradient of their own.
+
+    ``binary``: the signs. ``int8``: per-dim ranges over the rows of ``y_nd``, coded and
+    decoded as :mod:`smec_jax.codes` does (faiss's 8-bit scalar quantizer). ``int4`` /
+    ``int2``: 16 / 4 equal-mass bins per dim, cut at the quantiles of the rows and decoded
+    as the bin's mean (empty bins: the nearest edge), as :func:`smec_jax.codes.calibrate`
+    fits them. The calibration is fitted on the rows at hand (the batch, the memory): the
+    training-time stand-in for the corpus calibration the served codes use. It is taken on
+    the unnormalised outputs of all kept dims, whereas the served codes of a size are those
+    of its normalised prefix; the rows of empty memory slots take part early in training.
+    """
+    y = jax.lax.stop_gradient(y_nd)
+    if quantize == "binary":
+        return jnp.sign(y)
+    if quantize == "int8":
+        vmin = y.min(axis=0)
+        vdiff = jnp.maximum(y.max(axis=0) - vmin, codes.MIN_RANGE)
+        code = jnp.minimum(jnp.floor(jnp.clip((y - vmin) / vdiff, 0.0, 1.0) * 255.0), 255.0)
+        return vmin + (code + 0.5) / 255.0 * vdiff
+    n_levels = codes.LEVELS[quantize]
+    edges = jnp.quantile(y, jnp.arange(1, n_levels) / n_levels, axis=0)  # (L - 1, d)
+    level = sum((y > e).astype(jnp.int32) for e in edges)  # edges exceeded, (n, d)
+    out = jnp.zeros_like(y)
+    for lv in range(n_levels):
+        sel = level == lv
+        count = sel.sum(axis=0)
+        mean = jnp.where(sel, y, 0.0).sum(axis=0) / jnp.maximum(count, 1)
+        cent = jnp.where(count > 0, mean, edges[min(lv, n_levels - 2)])
+        out = jnp.where(sel, cent, out)
+    return out
 
 
 def outputs(params, x_bd, cols, quantize: str = "none"):
-    """The compressor's outputs ``cols`` for ``x_bd``; with ``quantize="binary"`` their signs,
-    with a straight-through gradient (the identity), so every term sees the binary codes it
-    will be served as while the float weights train (quantization-aware training)."""
+    """The compressor's outputs ``cols`` for ``x_bd``; with ``quantize`` other than "none",
+    their decoded codes (:func:`quantized`) with a straight-through gradient (the identity),
+    so every term sees the codes it will be served as while the float weights train
+    (quantization-aware training)."""
     y = model.apply_cols(params, x_bd, cols)
-    if quantize == "binary":
-        y = y + jax.lax.stop_gradient(jnp.sign(y) - y)
+    if quantize != "none":
+        y = y + jax.lax.stop_gradient(quantized(y, quantize) - y)
     return y
 
 

@@ -5,6 +5,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from smec_jax import losses, memory, model, objective
 
@@ -173,6 +174,47 @@ def test_binary_quantization_aware_outputs_are_signs_with_a_straight_through_gra
     for key in ("w", "b"):
         np.testing.assert_allclose(g[key], want[key], rtol=1e-6)
     np.testing.assert_array_equal(objective.outputs(params, x, kept), y)  # "none": untouched
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4", "int2"])
+def test_scalar_quantization_aware_outputs_are_the_served_codes_with_a_straight_through_gradient(
+    precision,
+):
+    """objective.outputs(quantize=int8/int4/int2): the values are the decoded codes that
+    smec_jax.codes makes when calibrated on the same rows (encode, then decode), a dim with
+    no range included, and the gradient is the float map's (straight-through)."""
+    from smec_jax import codes, objective
+
+    rng = np.random.default_rng(11)
+    n = 1000  # (n - 1) * i / L is never whole: no quantile edge sits on a value
+    x = jnp.asarray(rng.normal(size=(n, 6)), jnp.float32)
+    params = {
+        "w": jnp.asarray(rng.normal(size=(6, 6)), jnp.float32).at[:, 3].set(0.0),
+        "b": jnp.asarray(rng.normal(size=6), jnp.float32),
+    }
+    kept = np.array([0, 2, 3, 5])
+    y = np.asarray(model.apply_cols(params, x, kept))
+    cal = codes.calibrate(y, precision)
+    want = codes.decode(codes.encode(y, cal), cal)
+    got = np.asarray(objective.outputs(params, x, kept, precision))
+    # equal up to float rounding: sums in another order (bin means), and XLA's division may
+    # put a value a rounding error across an int8 code boundary (then it is one code off)
+    diff = np.abs(got - want)
+    off = diff > 1e-4 * (1 + np.abs(want))
+    assert off.mean() <= 1e-3
+    if precision == "int8":
+        one_code = np.broadcast_to(cal.vdiff / 255, y.shape)
+        np.testing.assert_allclose(diff[off], one_code[off], rtol=1e-3)
+    else:
+        assert not off.any()
+    assert np.ptp(got[:, 2]) <= 1e-6  # the constant dim (w[:, 3] = 0) decodes to one value
+    target = jnp.asarray(rng.normal(size=(n, 4)), jnp.float32)
+    loss = lambda s: jnp.sum((s - target) ** 2)
+    g = jax.grad(lambda p: loss(objective.outputs(p, x, kept, precision)))(params)
+    _, vjp = jax.vjp(lambda p: model.apply_cols(p, x, kept), params)
+    (ref,) = vjp(jax.grad(loss)(jnp.asarray(got)))
+    for key in ("w", "b"):
+        np.testing.assert_allclose(g[key], ref[key], rtol=1e-4, atol=1e-3)
 
 
 def test_sxbm_term_from_neighbour_lists_equals_the_searched_term():

@@ -21,6 +21,8 @@ REPORT_ORDER = [
     "csr",
     "smec",
     "smec_binary",
+    "smec_int8",
+    "smec_int2",
     "smec_distill",
     "smec_pseudo",
     "score_pca",

@@ -34,6 +34,13 @@ register_trainer_method(
     {"train.quantize": "binary", "train.val_precision": "binary"},
     "SMEC trained on its binary codes (straight-through sign), validated on them",
 )
+for _bits in ("int8", "int2"):
+    register_trainer_method(
+        f"smec_{_bits}",
+        "smec",
+        {"train.quantize": _bits, "train.val_precision": _bits},
+        f"SMEC trained on its {_bits} codes (straight-through), validated on them",
+    )
 # Distillation of the full-size ranking on unlabelled queries (objective.distill_term):
 # added to SMEC, to label-free SMEC, and alone (label-free, no memory).
 DISTILL = {"train.distill_weight": 1.0}
