@@ -15,6 +15,7 @@ Benchmarks (``python -m launch.benchmark --bench NAME``; medians of several runs
 
 from __future__ import annotations
 
+import gc
 import platform
 import statistics
 import time
@@ -63,14 +64,31 @@ def time_steps(step, st, batches, repeats: int, steps: int = 10) -> dict:
 
 
 def peak_memory_bytes() -> tuple[str, int]:
-    """Peak device memory on accelerators, peak process RSS on CPU."""
+    """Peak device memory on accelerators; on CPU the process's peak RSS, since the last
+    :func:`reset_peak_memory` where Linux allows it (``VmHWM``), else since it started."""
     dev = jax.local_devices()[0]
     stats = dev.memory_stats() if dev.platform != "cpu" else None
     if stats and "peak_bytes_in_use" in stats:
         return "device_peak_bytes", int(stats["peak_bytes_in_use"])
-    import resource
+    try:
+        with open("/proc/self/status") as f:
+            hwm = next(line for line in f if line.startswith("VmHWM:"))
+        return "process_peak_rss_bytes", int(hwm.split()[1]) * 1024
+    except (OSError, StopIteration):
+        import resource
 
-    return "process_peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return "process_peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_memory() -> None:
+    """Starts a new CPU peak-RSS window (Linux: ``5 > /proc/self/clear_refs`` resets VmHWM
+    to the current RSS), so each part of a benchmark reports its own peak; a no-op where
+    that is not allowed (accelerators report their device's peak)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 # ============================================================================ the reference step
@@ -290,6 +308,8 @@ def bench_train_4096(
         cfg.train.update(
             steps_per_stage=train_steps, eval_every=max(1, train_steps // 2), log_every=train_steps
         )
+        gc.collect()
+        reset_peak_memory()  # each mode's own peak, not the process's so far
         t = time.perf_counter()
         train.train(cfg, ds, verbose=False)
         wall = time.perf_counter() - t

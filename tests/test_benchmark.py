@@ -32,3 +32,24 @@ def test_list_mode_counts_the_search_out_but_compiles_the_fallback():
     listed = profiling.step_matmul_flops("list", **shape)
     assert profiling.step_matmul_flops("memory", **shape) - listed == 2 * (32 + 256) * 1000 * 256
     assert listed < xla
+
+
+def test_peak_memory_window_sees_an_allocation_and_resets_after_it():
+    """On Linux the CPU peak RSS is a window: 300 MB touched raise it by about that much, and
+    after reset_peak_memory (once they are freed) the peak is back below that, so each part
+    of a benchmark reports its own peak rather than the process's largest so far."""
+    import sys
+
+    import numpy as np
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the peak RSS window needs Linux's /proc/self/clear_refs")
+    profiling.reset_peak_memory()
+    _, before = profiling.peak_memory_bytes()
+    a = np.ones(300_000_000 // 8)
+    _, during = profiling.peak_memory_bytes()
+    del a
+    profiling.reset_peak_memory()
+    _, after = profiling.peak_memory_bytes()
+    assert during - before > 250_000_000
+    assert after < during - 250_000_000
