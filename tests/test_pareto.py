@@ -34,7 +34,7 @@ def test_paired_bootstrap_brackets_the_difference_and_sees_a_real_gain():
 
 
 def test_pareto_command_on_the_tiny_config(tmp_path):
-    doc = pareto.run(tiny_config(), tmp_path, ["truncate", "pca", "smec"], [0, 1])
+    doc = pareto.run(tiny_config(), tmp_path, ["truncate", "pca", "smec", "smec_int2"], [0, 1])
     for f in ("pareto.md", "pareto.json", "pareto.png", "per_query.npz"):
         assert (tmp_path / f).stat().st_size > 100, f
     pts = {p["name"]: p for p in doc["points"]}
@@ -59,3 +59,17 @@ def test_pareto_command_on_the_tiny_config(tmp_path):
             cheaper = [f for f in front if f["bytes"] <= p["bytes"]]
             if cheaper and p["name"] not in names:
                 assert p[key] <= max(f[key] for f in cheaper) + 1e-12
+    # quantization-aware vs post-hoc: every int2 code and funnel of smec_int2 against the
+    # same code of smec, the difference recomputed from the per-query scores
+    qat = doc["quantization_aware"]
+    assert {r["config"] for r in qat} == {
+        p["config"] for p in doc["points"] if p["method"] == "smec_int2" and "int2" in p["config"]
+    }
+    assert any(r["config"].startswith("funnel") for r in qat)
+    for r in qat:
+        want = pq[f"smec_int2: {r['config']}"].mean() - pq[f"smec: {r['config']}"].mean()
+        assert np.isclose(r["vs_posthoc"]["diff"], want)
+        assert r["vs_posthoc"]["lo"] <= r["vs_posthoc"]["diff"] <= r["vs_posthoc"]["hi"]
+    assert (
+        "## Quantization-aware training vs post-hoc codes" in (tmp_path / "pareto.md").read_text()
+    )
