@@ -238,7 +238,7 @@ def _quantization_aware(points_out, per_query, test, method_names) -> list[dict]
     pts = {p["name"]: p for p in points_out}
     out = []
     for m in method_names:
-        q = _trained_on(m) if m != "smec" else "none"
+        q = _trained_on(m)
         if q == "none":
             continue
         for p in points_out:
