@@ -1,8 +1,9 @@
 """The reproduction report's analyses, written beside the report of ``launch.reproduce``.
 
   python -m launch.analyze [--config configs/default.py] --workdir docs/results/scifact-minilm \
-      [--analyses grad,ads,memory,cross] [--memory_sizes 1000,2500,5000,10000,15000] \
-      [--targets nfcorpus,dbpedia-entity-5k,msmarco-dl19-5k] [--seeds 0,1,2]
+      [--analyses grad,ads,memory,cross,pooled] [--memory_sizes 1000,2500,5000,10000,15000] \
+      [--targets nfcorpus,dbpedia-entity-5k,msmarco-dl19-5k] [--seeds 0,1,2] \
+      [--pool_sources scifact:train,nfcorpus:train,... --pooled_methods smec,smec_pseudo]
 
 * grad:   gradient probe, MRL vs SMRL -> grad_variance.png.
 * ads:    WARE importance and the achievement rate of ADS vs prefix truncation -> ads_ware.png.
@@ -11,6 +12,10 @@
           applied unchanged to other corpora, next to label-free methods and PCA fitted on
           each target (each seed); missing target embeddings are made under
           ``--embed_cache``, missing pseudo-queries under ``--config.data.pseudo_cache``.
+* pooled: leave one corpus out: for each of ``--pool_targets`` (default every source),
+          ``--pooled_methods`` trained on the judged pairs of every other corpus of
+          ``--pool_sources`` (``name:split``) plus the target's documents, unjudged, then
+          scored on the target next to PCA and ``--pool_target_methods`` fitted on it.
 
 Writes ``analysis.md`` and ``analysis.json`` into ``--workdir`` (see smec_jax/analyses).
 """
@@ -20,11 +25,15 @@ from __future__ import annotations
 from absl import flags
 
 from smec_jax import analyses, cli
-from smec_jax.analyses import cross_corpus
+from smec_jax.analyses import cross_corpus, pooled
 
 FLAGS = flags.FLAGS
 cli.define_config_and_workdir("runs/reproduce")
-flags.DEFINE_list("analyses", list(analyses.ANALYSES), "Analyses to run.")
+flags.DEFINE_list(
+    "analyses",
+    ["grad", "ads", "memory", "cross"],
+    f"Analyses to run, of {list(analyses.ANALYSES)}.",
+)
 flags.DEFINE_list("memory_sizes", ["1000", "2500", "5000", "10000", "15000"], "S-XBM sizes.")
 flags.DEFINE_list(
     "targets", ["nfcorpus", "dbpedia-entity-5k", "msmarco-dl19-5k"], "Cross-corpus targets."
@@ -41,6 +50,16 @@ flags.DEFINE_list(
 )
 flags.DEFINE_string("embed_cache", "runs/embeddings", "Where missing target embeddings go.")
 flags.DEFINE_list("seeds", ["0"], "Seeds of the cross-corpus fits (intervals over them too).")
+flags.DEFINE_string(
+    "pool_sources", pooled.SOURCES, "Pooled corpora as name:labelled_split (name alone: docs only)."
+)
+flags.DEFINE_list(
+    "pool_targets", [], "Corpora scored by the pooled analysis; empty = every source."
+)
+flags.DEFINE_list("pooled_methods", ["smec"], "Trainer methods fitted on each pool.")
+flags.DEFINE_list(
+    "pool_target_methods", ["smec_unsup"], "Label-free methods fitted on each pooled target."
+)
 
 if __name__ == "__main__":
     cli.run_main(
@@ -54,5 +73,9 @@ if __name__ == "__main__":
             target_methods=FLAGS.target_methods,
             embed_cache=FLAGS.embed_cache,
             seeds=[int(s) for s in FLAGS.seeds],
+            pool_sources=FLAGS.pool_sources,
+            pool_targets=FLAGS.pool_targets,
+            pooled_methods=FLAGS.pooled_methods,
+            pool_target_methods=FLAGS.pool_target_methods,
         )
     )

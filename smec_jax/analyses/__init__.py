@@ -5,6 +5,8 @@
              original dims scored.
 * ``memory`` (:mod:`.memory_sweep`): S-XBM memory size vs nDCG@10 and step time.
 * ``cross``  (:mod:`.cross_corpus`): compressors trained on one corpus, scored on others.
+* ``pooled`` (:mod:`.pooled`): compressors trained on every labelled corpus but the one
+             scored (leave one corpus out), scored on it.
 
 :func:`run` writes ``analysis.json`` and ``analysis.md`` into the workdir after each
 analysis (keeping sections run earlier), so an interrupted run loses only the analysis in
@@ -21,13 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smec_jax import files, methods, sources
-from smec_jax.analyses import ads_ware, cross_corpus, gradient_probe, memory_sweep
+from smec_jax.analyses import ads_ware, cross_corpus, gradient_probe, memory_sweep, pooled
 
 ANALYSES = {
     "grad": gradient_probe,
     "ads": ads_ware,
     "memory": memory_sweep,
     "cross": cross_corpus,
+    "pooled": pooled,
 }
 
 
@@ -42,7 +45,8 @@ def run(config, workdir: str | Path, analyses: Sequence[str], **options) -> dict
 
     ``options`` go to the analyses that take them: ``memory_sizes`` (memory), ``targets``,
     ``transfer_methods``, ``target_methods``, ``embed_cache``, ``load_target``, ``seeds``
-    (cross).
+    (cross); ``pool_sources``, ``pool_targets``, ``pooled_methods``, ``pool_target_methods``,
+    ``embed_cache``, ``load_target``, ``seeds`` (pooled).
     """
     unknown = set(analyses) - set(ANALYSES)
     if unknown:
@@ -66,6 +70,15 @@ def run(config, workdir: str | Path, analyses: Sequence[str], **options) -> dict
             "targets",
             "transfer_methods",
             "target_methods",
+            "embed_cache",
+            "load_target",
+            "seeds",
+        ),
+        "pooled": (
+            "pool_sources",
+            "pool_targets",
+            "pooled_methods",
+            "pool_target_methods",
             "embed_cache",
             "load_target",
             "seeds",

@@ -43,7 +43,8 @@ def target_data(config, name: str, embed_cache: str, progress) -> data.Retrieval
     return data.load_embedded(beir_dir, encoder)
 
 
-def _seeded(config, method: str, seed: int):
+def seeded(config, method: str, seed: int):
+    """A copy of ``config`` with ``method`` and ``seed`` set."""
     cfg = config.copy_and_resolve_references()
     cfg.method, cfg.seed = method, seed
     return cfg
@@ -71,7 +72,7 @@ def run(
         progress(f"SciFact-trained {m} (seeds {list(runs)}; resumes the reproduce runs)")
         trained[f"{m} (SciFact-trained)"] = [
             methods.get(m)
-            .fit(_seeded(config, m, s), ds, workdir / "runs" / f"{m}-s{s}" / "train", verbose=False)
+            .fit(seeded(config, m, s), ds, workdir / "runs" / f"{m}-s{s}" / "train", verbose=False)
             .compressor
             for s in runs
         ]
@@ -88,7 +89,7 @@ def run(
             comps[f"{m} (target, no labels)"] = [
                 methods.get(m)
                 .fit(
-                    _seeded(config, m, s),
+                    seeded(config, m, s),
                     target,
                     workdir / "analysis_runs" / "cross" / name / f"{m}-s{s}",
                     verbose=False,
@@ -115,19 +116,19 @@ def run(
             {"names": np.asarray(list(per_query))}
             | {f"p{i}": v for i, v in enumerate(per_query.values())},
         )
-        out[name]["vs_pca"] = _versus(per_query, config.ladder)
+        out[name]["vs_pca"] = versus_pca(per_query, config.ladder)
         for k, v in per_query.items():
             pooled.setdefault(k, []).append(v)
     shared = [k for k, v in pooled.items() if len(v) == len(targets)]
     if len(targets) > 1:
-        out["pooled_vs_pca"] = _versus(
+        out["pooled_vs_pca"] = versus_pca(
             {k: np.concatenate(pooled[k], axis=2) for k in shared}, config.ladder
         )
     out["seeds"] = list(seeds)
     return out
 
 
-def _versus(per_query: dict, sizes) -> dict:
+def versus_pca(per_query: dict, sizes) -> dict:
     """name -> size -> {"all": interval} of the difference from the target-fitted PCA;
     per_query: name -> (seeds, sizes, queries)."""
     return reproduction.versus(per_query, np.zeros(0, bool), sizes, base=BASE)
