@@ -12,10 +12,11 @@
           applied unchanged to other corpora, next to label-free methods and PCA fitted on
           each target (each seed); missing target embeddings are made under
           ``--embed_cache``, missing pseudo-queries under ``--config.data.pseudo_cache``.
-* pooled: leave one corpus out: for each of ``--pool_targets`` (default every source),
-          ``--pooled_methods`` trained on the judged pairs of every other corpus of
-          ``--pool_sources`` (``name:split``) plus the target's documents, unjudged, then
-          scored on the target next to PCA and ``--pool_target_methods`` fitted on it.
+* pooled: leave one corpus out: for each of ``--pool_targets`` (default: every source
+          with a test split), ``--pooled_methods`` trained on the judged pairs of every
+          other corpus of ``--pool_sources`` (``name:split``; a name is a folder of the
+          data root or a folder path) plus the target's documents, unjudged, then scored
+          on the target next to PCA and ``--pool_target_methods`` fitted on it.
 
 Writes ``analysis.md`` and ``analysis.json`` into ``--workdir`` (see smec_jax/analyses).
 """
@@ -54,7 +55,9 @@ flags.DEFINE_string(
     "pool_sources", pooled.SOURCES, "Pooled corpora as name:labelled_split (name alone: docs only)."
 )
 flags.DEFINE_list(
-    "pool_targets", [], "Corpora scored by the pooled analysis; empty = every source."
+    "pool_targets",
+    [],
+    "Corpora scored by the pooled analysis; empty = every source with a test split.",
 )
 flags.DEFINE_list("pooled_methods", ["smec"], "Trainer methods fitted on each pool.")
 flags.DEFINE_list(

@@ -12,6 +12,10 @@ With ``--pseudo_queries RULE`` (sentences | first | titles) it embeds pseudo-que
 from the corpus instead (``smec_jax/pseudo_queries.py``): the unlabelled queries of
 ``--config.train.unlabelled_queries=pseudo``. The output then defaults to
 ``runs/pseudo_queries/<dataset>/<model name>/<rule>``, where training looks for them.
+
+With ``--from_sts ../shared/data/stsbenchmark/sts-train.csv`` it first writes the STS
+Benchmark pairs as the BEIR folder ``--beir_dir`` (pairs scoring 4 or more: query and
+relevant document; ``smec_jax/pooling.py``), a labelled source for pooled training.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ flags.DEFINE_string("device", "cpu", "torch device.")
 flags.DEFINE_enum(
     "pseudo_queries", None, ["sentences", "first", "titles"], "Embed pseudo-queries instead."
 )
+flags.DEFINE_string("from_sts", None, "STS Benchmark file to write as --beir_dir first.")
 
 if __name__ == "__main__":
     cli.run_main(
@@ -43,5 +48,6 @@ if __name__ == "__main__":
             dtype=FLAGS.dtype,
             device=FLAGS.device,
             pseudo_queries=FLAGS.pseudo_queries,
+            from_sts=FLAGS.from_sts,
         )
     )

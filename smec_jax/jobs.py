@@ -150,11 +150,17 @@ def embed(
     dtype: str = "float16",
     device: str = "cpu",
     pseudo_queries: str | None = None,
+    from_sts: str | None = None,
 ) -> Path:
     """Embeds a BEIR folder with a sentence-transformers model (resumable by chunks); with
-    ``pseudo_queries`` (a rule), the pseudo-queries made from its corpus instead."""
-    from smec_jax import encode
+    ``pseudo_queries`` (a rule), the pseudo-queries made from its corpus instead; with
+    ``from_sts`` (an STS Benchmark file), first writes its pairs as the BEIR folder
+    ``beir_dir`` (:func:`smec_jax.pooling.sts_to_beir`) unless it is there already."""
+    from smec_jax import encode, pooling
     from smec_jax import pseudo_queries as pq
+
+    if from_sts and not (Path(beir_dir) / "corpus.jsonl").is_file():
+        print(f"wrote {pooling.sts_to_beir(from_sts, beir_dir)} from {from_sts}")
 
     model_path = encode.resolve_model(model)
     name = Path(model).name if Path(model).exists() else model

@@ -15,11 +15,20 @@ The pooled set trains like any dataset (``smec_jax.train.train``): validation is
 from the pooled training queries, hard negatives are mined over the pooled corpus. A
 compressor trained on a pool that holds no labels of a corpus is scored on that corpus
 with :mod:`smec_jax.analyses.pooled`.
+
+Sentence-pair data joins as a labelled corpus too: :func:`sts_to_beir` writes the pairs of
+an STS Benchmark file as a BEIR folder (first sentence = query, second = its relevant
+document when the gold score reaches ``min_score``; every sentence of the file is a
+document), which ``launch.embed --from_sts`` embeds.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -104,3 +113,58 @@ def parse_sources(spec: str) -> list[tuple[str, str | None]]:
     if not out:
         raise DataError(f"pool: no datasets in {spec!r}; use e.g. 'nfcorpus:train,scifact:train'")
     return out
+
+
+def sts_to_beir(csv_path: str | Path, out_dir: str | Path, min_score: float = 4.0) -> Path:
+    """Writes an STS Benchmark file (tab-separated, unquoted; fields 4, 5, 6 = gold score,
+    sentence 1, sentence 2; extra source columns ignored) as a BEIR folder ``out_dir``.
+
+    Each pair scoring at least ``min_score`` gives a query (sentence 1) whose relevant
+    document is sentence 2 (``qrels/train.tsv``). The documents are the distinct sentences
+    of the file, except a query's own text where it is nobody's relevant document (it would
+    be an unjudged exact copy of the query). Written atomically (a temp folder, then one
+    rename).
+    """
+    csv_path, out_dir = Path(csv_path), Path(out_dir)
+    if out_dir.exists():
+        raise DataError(f"{out_dir} already exists; remove it or choose another folder")
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: file not found (an STS Benchmark sts-*.csv file)")
+    pairs = []  # (line number, score, sentence 1, sentence 2)
+    with open(csv_path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) < 7:
+                raise DataError(
+                    f"{csv_path}:{lineno}: {len(fields)} tab-separated fields, expected at "
+                    "least 7 (genre, file, year, id, score, sentence 1, sentence 2)"
+                )
+            try:
+                pairs.append((lineno, float(fields[4]), fields[5], fields[6]))
+            except ValueError:
+                raise DataError(
+                    f"{csv_path}:{lineno}: score {fields[4]!r} is not a number"
+                ) from None
+    judged = [p for p in pairs if p[1] >= min_score]
+    if not judged:
+        raise DataError(f"{csv_path}: no pair scores {min_score} or more; lower min_score")
+    query_texts = {p[2] for p in judged} - {p[3] for p in judged}
+    docs: dict[str, str] = {}  # sentence -> doc id, first appearance first
+    for _, _, *texts in pairs:
+        for text in texts:
+            if text not in query_texts:
+                docs.setdefault(text, f"d{len(docs)}")
+    queries = [{"_id": f"q{n}", "text": s1} for n, _, s1, _ in judged]
+    qrels = [f"q{n}\t{docs[s2]}\t1\n" for n, _, _, s2 in judged]
+    tmp = out_dir.with_name(out_dir.name + ".writing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "qrels").mkdir(parents=True)
+    corpus = [{"_id": i, "title": "", "text": t} for t, i in docs.items()]
+    for name, rows in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
+        with open(tmp / name, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    (tmp / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(qrels), encoding="utf-8"
+    )
+    os.replace(tmp, out_dir)
+    return out_dir

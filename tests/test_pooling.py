@@ -122,3 +122,41 @@ def test_leave_one_out_never_trains_on_the_target_judgments(tmp_path, monkeypatc
         assert doc["pooled_vs_pca"][name][str(d)]["all"] == stats.paired_bootstrap(*both)
     report = (tmp_path / "analysis.md").read_text()
     assert "Pooled corpora" in report and f"{rows[name]['8']['ndcg@10']:.4f}" in report
+
+
+def test_sts_pairs_become_a_beir_folder_that_loads(tmp_path):
+    """Pairs at or above the threshold (extra source columns ignored) are queries judging
+    their second sentence; every other distinct sentence is one document, but no query's
+    own text; the folder reads back."""
+    from smec_jax import data
+
+    lines = [
+        "g\tf\t2012\t0001\t5.000\tA plane is taking off.\tAn air plane is taking off.",
+        "g\tf\t2012\t0002\t1.500\tA man plays.\tA plane is taking off.",
+        "g\tf\t2016\t0003\t4\tDriver backs up\tDriver backs into a stroller\tsrc\tsrc",
+        "g\tf\t2012\t0004\t3.999\tCats.\tDogs.",
+    ]
+    csv = tmp_path / "sts-train.csv"
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = pooling.sts_to_beir(csv, tmp_path / "stsb")
+    corpus = {r["text"]: r["_id"] for r in data.read_jsonl(out / "corpus.jsonl")}
+    # a query's own text is no document: "A plane is taking off." and "Driver backs up"
+    assert list(corpus) == [
+        "An air plane is taking off.",
+        "A man plays.",
+        "Driver backs into a stroller",
+        "Cats.",
+        "Dogs.",
+    ]
+    queries = {r["_id"]: r["text"] for r in data.read_jsonl(out / "queries.jsonl")}
+    assert queries == {"q1": "A plane is taking off.", "q3": "Driver backs up"}
+    assert data.read_qrels(out / "qrels" / "train.tsv") == {
+        "q1": {corpus["An air plane is taking off."]: 1},
+        "q3": {corpus["Driver backs into a stroller"]: 1},
+    }
+    with pytest.raises(DataError, match="already exists"):
+        pooling.sts_to_beir(csv, out)
+    csv.write_text("g\tf\t2012\t0001\tfive\ta\tb\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"sts-train.csv:1: score 'five' is not a number"):
+        pooling.sts_to_beir(csv, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.writing").exists()

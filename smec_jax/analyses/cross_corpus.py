@@ -28,11 +28,14 @@ BASE = "pca (fitted on target)"
 
 
 def target_data(config, name: str, embed_cache: str, progress) -> data.RetrievalData:
-    """The target corpus embedded with the config's encoder (embedding it if needed)."""
+    """The corpus ``name`` (a folder of the data root, else a folder path) embedded with the
+    config's encoder (embedding it if needed)."""
     beir_dir = Path(config.data.root) / name
+    if not beir_dir.is_dir() and Path(name).is_dir():
+        beir_dir = Path(name)
     encoder = config.data.encoder
     if not (beir_dir / "embeddings" / encoder).is_dir():
-        cache = Path(embed_cache) / name / encoder
+        cache = Path(embed_cache) / beir_dir.name / encoder
         if not (cache / "meta.json").is_file():
             from smec_jax import encode
 

@@ -63,7 +63,7 @@ def run(
     load_target=cross_corpus.target_data,
     seeds=(0,),
 ) -> dict:
-    """Per target of ``pool_targets`` (default: every source corpus): mean test metrics over ``seeds``, per-query
+    """Per target of ``pool_targets`` (default: every source with a test split): mean test metrics over ``seeds``, per-query
     scores in ``pooled_per_query/<target>.npz`` and paired intervals against target PCA."""
     sources, target_methods = pool_sources, pool_target_methods
     parts = pooling.parse_sources(sources)
@@ -71,7 +71,7 @@ def run(
         name: ds if name == ds.name else load_target(config, name, embed_cache, progress)
         for name, _ in parts
     }
-    targets = list(pool_targets or corpora)
+    targets = list(pool_targets or [n for n, d in corpora.items() if "test" in d.qrels])
     unknown = [t for t in targets if t not in corpora]
     if unknown:
         raise ValueError(f"targets {unknown} are not in the pooled sources {sources!r}")
@@ -94,7 +94,7 @@ def run(
                 config, m, seeds, pool, target, runs / "pool", progress, f"on {pool.name}"
             )
         own = dict(parts).get(name)
-        if name == ds.name and own is not None:
+        if target is ds and own is not None:
             with_own = pooling.pool([(target, own)] + others)
             for m in pooled_methods:
                 comps[f"{m} (pool + target labels)"] = _fit(
