@@ -120,6 +120,7 @@ def test_leave_one_out_never_trains_on_the_target_judgments(tmp_path, monkeypatc
             for n in (name, base)
         ]
         assert doc["pooled_vs_pca"][name][str(d)]["all"] == stats.paired_bootstrap(*both)
+    assert (tmp_path / "pooled_vs_pca.png").stat().st_size > 1000
     report = (tmp_path / "analysis.md").read_text()
     assert "Pooled corpora" in report and f"{rows[name]['8']['ndcg@10']:.4f}" in report
 

@@ -13,8 +13,9 @@ corpora help the queries T's labels cannot.
 
 Per-query test nDCG@10 (seeds, sizes, queries) goes to ``workdir/pooled_per_query/<T>.npz``;
 each compressor's difference from the target-fitted PCA gets a paired bootstrap 95%
-interval over queries and seeds, per target and pooled over the targets' queries. Test
-qrels of T are read only to score finished compressors.
+interval over queries and seeds, per target and pooled over the targets' queries
+(plotted in ``pooled_vs_pca.png``). Test qrels of T are read only to score finished
+compressors.
 """
 
 from __future__ import annotations
@@ -135,7 +136,43 @@ def run(
             {k: np.concatenate(pooled[k], axis=2) for k in shared}, config.ladder
         )
     out["seeds"] = list(seeds)
+    plot(out, workdir / "pooled_vs_pca.png")
     return out
+
+
+def plot(section: dict, path: Path) -> None:
+    """One panel per target (and one over every target's queries): each compressor's
+    difference from target-fitted PCA against the size, with its 95% interval (all
+    queries)."""
+    panels = {k: v["vs_pca"] for k, v in section.items() if isinstance(v, dict) and "pool" in v}
+    if "pooled_vs_pca" in section:
+        panels["every target's queries"] = section["pooled_vs_pca"]
+    names = list(dict.fromkeys(n for vs in panels.values() for n in vs if n != "truncate"))
+    plt = reporting.pyplot()
+    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
+    for ax, (title, vs) in zip(axes[0], panels.items(), strict=True):
+        for name in names:
+            if name not in vs:
+                continue
+            sizes = sorted(int(s) for s in vs[name])
+            cells = [vs[name][str(d)]["all"] for d in sizes]
+            mid = np.array([c["diff"] for c in cells])
+            err = np.array(
+                [[c["diff"] - c["lo"] for c in cells], [c["hi"] - c["diff"] for c in cells]]
+            )
+            ax.errorbar(sizes, mid, yerr=err, marker="o", capsize=3, color=colors[name], label=name)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(d) for d in sizes])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("dims")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("nDCG@10 minus target-fitted PCA (95% interval)")
+    handles = [plt.Line2D([], [], color=colors[n], marker="o", label=n) for n in names]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(names), 3), fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    reporting.save_figure(fig, path)
 
 
 def markdown(section: dict, config) -> str:
@@ -145,7 +182,8 @@ def markdown(section: dict, config) -> str:
     sources = section.pop("sources", SOURCES)
     across = section.pop("pooled_vs_pca", None)
     parts = [
-        "## Pooled corpora: trained on every labelled corpus but the one scored",
+        "## Pooled corpora: trained on every labelled corpus but the one scored "
+        "(pooled_vs_pca.png)",
         f"Sources `{sources}`. For each target, the pool holds the judged training pairs of "
         "every other source and the target's documents without judgments; `pool + target "
         "labels` adds the target's own training judgments. Test nDCG@10 on the target, mean "
