@@ -101,16 +101,7 @@ def run(
                 for s in runs
             ]
         progress(f"{name}: scoring {sum(map(len, comps.values()))} compressors")
-        evaluator = Evaluator.from_config(target, config.eval, split="test")
-        rows, per_query = {}, {}
-        for label, fits in comps.items():
-            per_seed, scores = [], []
-            for comp in fits:
-                pq: dict = {}
-                per_seed.append(evaluator.evaluate({label: comp}, config.ladder, pq)[label])
-                scores.append(pq[label])
-            rows[label] = reporting.aggregate(per_seed)
-            per_query[label] = np.stack(scores)  # (seeds, sizes, queries)
+        evaluator, rows, per_query = score(config, target, comps)
         out[name] = rows
         reproduction.save_per_query(
             workdir / "cross_per_query" / f"{name}.npz",
@@ -129,6 +120,23 @@ def run(
         )
     out["seeds"] = list(seeds)
     return out
+
+
+def score(config, target, comps: dict) -> tuple[Evaluator, dict, dict]:
+    """(evaluator, rows, per_query) of ``comps`` (label -> one compressor per seed) on the
+    target's test split: rows = label -> mean metrics over seeds; per_query = label ->
+    (seeds, sizes, queries) nDCG@10 in ``evaluator.qids`` order."""
+    evaluator = Evaluator.from_config(target, config.eval, split="test")
+    rows, per_query = {}, {}
+    for label, fits in comps.items():
+        per_seed, scores = [], []
+        for comp in fits:
+            pq: dict = {}
+            per_seed.append(evaluator.evaluate({label: comp}, config.ladder, pq)[label])
+            scores.append(pq[label])
+        rows[label] = reporting.aggregate(per_seed)
+        per_query[label] = np.stack(scores)
+    return evaluator, rows, per_query
 
 
 def versus_pca(per_query: dict, sizes) -> dict:

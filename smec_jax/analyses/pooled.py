@@ -26,7 +26,6 @@ import numpy as np
 
 from smec_jax import methods, pooling, pseudo_queries, reporting, reproduction
 from smec_jax.analyses import cross_corpus
-from smec_jax.evaluation import Evaluator
 
 SOURCES = "scifact:train,nfcorpus:train,dbpedia-entity-5k:test,msmarco-dl19-5k:test"
 BASE = cross_corpus.BASE
@@ -109,16 +108,7 @@ def run(
                     f"on {with_own.name}",
                 )
         progress(f"{name}: scoring {sum(map(len, comps.values()))} compressors")
-        evaluator = Evaluator.from_config(target, config.eval, split="test")
-        rows, per_query = {}, {}
-        for label, fits in comps.items():
-            per_seed, scores = [], []
-            for comp in fits:
-                pq: dict = {}
-                per_seed.append(evaluator.evaluate({label: comp}, config.ladder, pq)[label])
-                scores.append(pq[label])
-            rows[label] = reporting.aggregate(per_seed)
-            per_query[label] = np.stack(scores)  # (seeds, sizes, queries)
+        evaluator, rows, per_query = cross_corpus.score(config, target, comps)
         reproduction.save_per_query(
             workdir / "pooled_per_query" / f"{name}.npz",
             evaluator.qids,
