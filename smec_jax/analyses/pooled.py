@@ -63,8 +63,9 @@ def run(
     load_target=cross_corpus.target_data,
     seeds=(0,),
 ) -> dict:
-    """Per target of ``pool_targets`` (default: every source with a test split): mean test metrics over ``seeds``, per-query
-    scores in ``pooled_per_query/<target>.npz`` and paired intervals against target PCA."""
+    """Per target of ``pool_targets`` (default: every source with a test split): mean test
+    metrics over ``seeds``, per-query scores in ``pooled_per_query/<target>.npz`` and
+    paired intervals against target PCA; the plot ``pooled_vs_pca.png``."""
     sources, target_methods = pool_sources, pool_target_methods
     parts = pooling.parse_sources(sources)
     corpora = {
