@@ -4,9 +4,9 @@ For each target corpus T, the pool (:func:`smec_jax.pooling.pool`) holds the jud
 training pairs of every other source corpus and T's documents without any judgment: what
 a user has who serves T and can borrow public labelled data embedded with the same
 encoder. The ``pooled_methods`` (any trainer method) are fitted on that pool, the
-``target_methods`` (label-free) on T alone, PCA and truncation on T, and every compressor
+``pool_target_methods`` (label-free) on T alone, PCA and truncation on T, and every compressor
 is scored on T's test queries, all of which are unseen (nothing of T was judged in
-training). Where T is the config's own dataset and has a labelled split in ``sources``,
+training). Where T is the config's own dataset and has a labelled split in ``pool_sources``,
 the pooled methods are also fitted on the pool plus T's own training judgments
 ("pool + target labels"), whose unseen test queries show whether the extra labelled
 corpora help the queries T's labels cannot.
@@ -66,8 +66,7 @@ def run(
     """Per target of ``pool_targets`` (default: every source with a test split): mean test
     metrics over ``seeds``, per-query scores in ``pooled_per_query/<target>.npz`` and
     paired intervals against target PCA; the plot ``pooled_vs_pca.png``."""
-    sources, target_methods = pool_sources, pool_target_methods
-    parts = pooling.parse_sources(sources)
+    parts = pooling.parse_sources(pool_sources)
     corpora = {
         name: ds if name == ds.name else load_target(config, name, embed_cache, progress)
         for name, _ in parts
@@ -75,8 +74,8 @@ def run(
     targets = list(pool_targets or [n for n, d in corpora.items() if "test" in d.qrels])
     unknown = [t for t in targets if t not in corpora]
     if unknown:
-        raise ValueError(f"targets {unknown} are not in the pooled sources {sources!r}")
-    out, pooled = {"sources": sources}, {}
+        raise ValueError(f"targets {unknown} are not in the pooled sources {pool_sources!r}")
+    out, pooled = {"sources": pool_sources}, {}
     for name in targets:
         target = corpora[name]
         others = [(corpora[n], s) for n, s in parts if n != name]
@@ -85,7 +84,7 @@ def run(
             "truncate": [methods.get("truncate").fit(config, target).compressor],
             BASE: [methods.get("pca").fit(config, target).compressor],
         }
-        for m in target_methods:
+        for m in pool_target_methods:
             comps[f"{m} (target, no labels)"] = _fit(
                 config, m, seeds, target, target, runs, progress, "on the target alone"
             )
