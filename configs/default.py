@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # What `python -m launch.train` fits: any registered method (smec_jax/methods): smec,
     # smec_unsup (label-free), the ablations mrl, mrl_smrl, mrl_ads, mrl_sxbm, the peers
-    # matryoshka_adaptor, matryoshka_adaptor_unsup, search_adaptor, or truncate, pca,
+    # matryoshka_adaptor(_2p), matryoshka_adaptor_unsup, search_adaptor, or truncate, pca,
     # doc_prior. A method sets trainer fields below on a copy of this config.
     c.method = "smec"
 
@@ -128,7 +128,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.memory.neighbour_mode = "auto"
     c.memory.list_size = 64
 
-    # Matryoshka-Adaptor's losses (methods matryoshka_adaptor and matryoshka_adaptor_unsup).
+    # Matryoshka-Adaptor's losses (methods matryoshka_adaptor(_2p), matryoshka_adaptor_unsup).
     c.adaptor = ml_collections.ConfigDict()
     c.adaptor.enabled = False
     c.adaptor.topk = 10

@@ -156,6 +156,19 @@ def column_update_mask(params: Params, trainable_n: np.ndarray) -> dict[str, Any
     return {name: (m if name in COLUMN_PARAMS else jnp.ones((), jnp.float32)) for name in params}
 
 
+def replace_params(fresh: Params, given: dict) -> Params:
+    """``given`` as float32 arrays, checked to have ``fresh``'s names and shapes (a second
+    training phase starting from the first's params)."""
+    if set(given) != set(fresh):
+        raise ValueError(f"init params {sorted(given)} do not match the model's {sorted(fresh)}")
+    out = {}
+    for k, v in fresh.items():
+        if np.shape(given[k]) != v.shape:
+            raise ValueError(f"init param {k!r} has shape {np.shape(given[k])}, expected {v.shape}")
+        out[k] = jnp.array(given[k], jnp.float32, copy=True)
+    return out
+
+
 def to_numpy(params: Params) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in params.items()}
 

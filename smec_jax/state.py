@@ -63,9 +63,12 @@ def create_train_state(
     sizes: tuple[int, ...],
     corpus: np.ndarray | None = None,
     n_ids: int = 1,
+    init_params: dict | None = None,
 ) -> TrainState:
     """Fresh state. ``model.init = "pca"`` (linear only) needs the corpus embeddings;
-    ``n_ids`` > 1: the memory tracks which of that many ids it holds (list mode)."""
+    ``n_ids`` > 1: the memory tracks which of that many ids it holds (list mode);
+    ``init_params`` (a compressor's params of the same kind and shapes) replaces the
+    configured initialisation (a second training phase starts from the first's result)."""
     rng = jax.random.key(cfg.seed)
     params = model.init_params(
         jax.random.fold_in(rng, 1),
@@ -75,7 +78,9 @@ def create_train_state(
         cfg.model.hidden,
         cfg.model.asymmetric,
     )
-    if cfg.model.init == "pca":
+    if init_params is not None:
+        params = model.replace_params(params, init_params)
+    elif cfg.model.init == "pca":
         params = model.pca_init(params, corpus)
     logits = ads.init_logits(sizes)
     tree = {"params": params, "ads": logits}

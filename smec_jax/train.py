@@ -208,6 +208,7 @@ def train(
     *,
     verbose: bool = True,
     on_step: Callable[[int], None] | None = None,
+    init_params: dict | None = None,
 ) -> TrainResult:
     """Trains the nested compressor the config's trainer fields describe; resumes from
     ``workdir``.
@@ -221,6 +222,8 @@ def train(
       verbose: print a progress line (losses, steps/s, ETA) every ``log_every`` steps (on
         process 0 only).
       on_step: called with the global step after each step (tests use it to interrupt).
+      init_params: start from these params (unpermuted, the model's kind and shapes) instead
+        of ``model.init``; a checkpoint in ``workdir`` still takes precedence.
     """
     # -- mesh and sizes (fail before compiling anything)
     n_dev = cfg.mesh.num_devices or jax.device_count()
@@ -258,7 +261,7 @@ def train(
     # -- state: fresh, or the latest checkpoint of this workdir
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(
-        create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus, n_ids),
+        create_train_state(cfg, data.dim, sizes[0], sizes, data.corpus, n_ids, init_params),
         state_shardings(cfg, mesh),
     )
     best = snapshot(state, replicated)

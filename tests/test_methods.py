@@ -18,6 +18,7 @@ REPORT_ORDER = [
     "doc_prior",
     "search_adaptor",
     "matryoshka_adaptor",
+    "matryoshka_adaptor_2p",
     "csr",
     "smec",
     "smec_binary",

@@ -228,6 +228,41 @@ def test_matryoshka_adaptor_runs_end_to_end(tmp_path, synthetic, method):
     assert ("train/rank" in losses_seen) == (method == "matryoshka_adaptor")
 
 
+def test_init_params_start_training_where_given(synthetic):
+    """train(init_params=P) starts from P, not from model.init: with a zero learning rate
+    the result is P exactly (random, so no initialisation could give it by chance)."""
+    cfg = methods.get("matryoshka_adaptor").resolve(tiny_config())
+    cfg.train.lr = 0.0
+    rng = np.random.default_rng(0)
+    fresh = model.init_params(jax.random.key(0), "residual_mlp", 32, 32, cfg.model.hidden)
+    given = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in fresh.items()}
+    res = train.train(cfg, synthetic, None, verbose=False, init_params=given)
+    for k, v in given.items():
+        np.testing.assert_array_equal(res.compressor.params[k], v)
+    with pytest.raises(ValueError, match="init param 'w1' has shape"):
+        train.train(cfg, synthetic, None, verbose=False, init_params=given | {"w1": given["b1"]})
+
+
+def test_two_phase_adaptor_is_the_label_free_adaptor_then_the_supervised_one(tmp_path, synthetic):
+    """matryoshka_adaptor_2p = matryoshka_adaptor_unsup, then matryoshka_adaptor from its
+    params (bit for bit), each phase in its own resumable workdir."""
+    cfg = tiny_config()
+    fitted = methods.get("matryoshka_adaptor_2p")(
+        methods.get("matryoshka_adaptor_2p").resolve(cfg), synthetic, tmp_path, verbose=False
+    )
+    assert (tmp_path / "unsup" / "checkpoints").is_dir()
+    assert (tmp_path / "sup" / "checkpoints").is_dir()
+    first = train_method("matryoshka_adaptor_unsup", synthetic, cfg)
+    second = train_method(
+        "matryoshka_adaptor", synthetic, cfg, init_params=first.compressor.params
+    )
+    for k, v in second.compressor.params.items():
+        np.testing.assert_array_equal(fitted.compressor.params[k], v)
+    # the supervised phase moved the label-free result
+    assert not np.array_equal(first.compressor.params["w"], second.compressor.params["w"])
+    assert fitted.val_ndcg == second.val_ndcg
+
+
 def test_validation_scores_the_newest_size(synthetic):
     """Early stopping looks at d_t: the stage's new size (the smallest one for MRL)."""
     for method, want in (("mrl", {8}), ("mrl_smrl", {16, 8}), ("smec", {16, 8})):
