@@ -253,9 +253,7 @@ def test_two_phase_adaptor_is_the_label_free_adaptor_then_the_supervised_one(tmp
     assert (tmp_path / "unsup" / "checkpoints").is_dir()
     assert (tmp_path / "sup" / "checkpoints").is_dir()
     first = train_method("matryoshka_adaptor_unsup", synthetic, cfg)
-    second = train_method(
-        "matryoshka_adaptor", synthetic, cfg, init_params=first.compressor.params
-    )
+    second = train_method("matryoshka_adaptor", synthetic, cfg, init_params=first.compressor.params)
     for k, v in second.compressor.params.items():
         np.testing.assert_array_equal(fitted.compressor.params[k], v)
     # the supervised phase moved the label-free result
