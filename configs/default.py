@@ -145,6 +145,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.csr.steps = 1200
     c.csr.contrastive_weight = 1.0
     c.csr.temperature = 0.1
+    # Dead-latent auxiliary loss (0 = off): latents idle for dead_steps steps reconstruct the
+    # residual with each row's top aux_k of them, weighted aux_weight (Gao et al.: 512, 1/32).
+    c.csr.aux_k = 0
+    c.csr.aux_weight = 1 / 32
+    c.csr.dead_steps = 50
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.num_devices = 0  # 0 = all visible devices

@@ -27,6 +27,26 @@ from smec_jax.data import RetrievalData
 from smec_jax.evaluation import Evaluator
 from smec_jax.progress import eta
 
+# Config fields added after runs were first cached, each with the value that reproduces the
+# behaviour from before it existed: a cached run whose config lacks such a field still
+# matches while the current config keeps that value (so adding an option that is off by
+# default does not throw away every cached run).
+ADDED_FIELDS = {"csr.aux_k": 0, "csr.aux_weight": 1 / 32, "csr.dead_steps": 50}
+
+
+def config_matches(cached: dict, current: dict) -> bool:
+    """Whether a cached run's config is ``current``, up to :data:`ADDED_FIELDS` that the
+    cached one lacks and ``current`` holds at their old-behaviour values."""
+    current = json.loads(json.dumps(current))  # a copy
+    for dotted, value in ADDED_FIELDS.items():
+        *path, leaf = dotted.split(".")
+        node, old = current, cached
+        for part in path:
+            node, old = node.get(part, {}), (old or {}).get(part)
+        if isinstance(old, dict) and leaf not in old and node.get(leaf) == value:
+            node.pop(leaf)
+    return cached == current
+
 
 def ablation_rows() -> list[str]:
     """The ablation table's rows: the ablations, then full SMEC."""
@@ -56,7 +76,7 @@ def run_one(
     cached, pq_path = workdir / "results.json", workdir / "per_query.npz"
     if cached.is_file() and pq_path.is_file():
         doc = json.loads(cached.read_text())
-        if doc.get("config") != fingerprint:
+        if not config_matches(doc.get("config"), fingerprint):
             raise ValueError(
                 f"{cached} was written with another config (or by an older version); "
                 "use a fresh --workdir or delete that run folder"

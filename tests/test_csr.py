@@ -66,3 +66,47 @@ def test_loss_equals_a_loop():
         nce.append(-(s[t] - np.log(sum(np.exp(s[j]) for j in allowed))))
     want = rec + rec4 / 8 + 0.7 * np.mean(nce)
     np.testing.assert_allclose(float(got), want, rtol=1e-4)
+
+
+def test_dead_latents_reconstruct_the_residual_as_a_loop():
+    """L_aux: each row's top aux_k activations among the dead latents, decoded without the
+    pre-bias, against the residual; 0 when nothing is dead."""
+    import jax
+
+    rng = np.random.default_rng(2)
+    d, hidden, n, aux_k = 5, 12, 4, 3
+    params = csr.init_params(jax.random.key(1), rng.normal(size=(20, d)), hidden)
+    w_dec = np.asarray(params["w_dec"])
+    h = np.maximum(rng.normal(size=(n, hidden)), 0).astype(np.float32)
+    residual = rng.normal(size=(n, d)).astype(np.float32)
+    dead = np.zeros(hidden, bool)
+    dead[[0, 3, 4, 7, 8, 11]] = True
+    got = float(csr.aux_loss(params, jnp.asarray(h), jnp.asarray(residual), dead, aux_k))
+    errs = []
+    for i in range(n):
+        z = np.zeros(hidden, np.float32)
+        cand = [j for j in np.argsort(-h[i]) if dead[j]][:aux_k]
+        z[cand] = h[i, cand]
+        errs.append(np.sum((residual[i] - z @ w_dec) ** 2))
+    np.testing.assert_allclose(got, np.mean(errs), rtol=1e-5)
+    none = float(csr.aux_loss(params, jnp.asarray(h), jnp.asarray(residual), ~dead & dead, 3))
+    assert none == 0.0
+
+
+def test_the_auxiliary_loss_trains_only_when_latents_die(synthetic):
+    """With aux_k > 0 and latents declared dead after one idle step the fit differs from
+    the plain one; with a dead_steps longer than the run nothing is ever dead, and the fit
+    is the plain one bit for bit."""
+    from tests.helpers import tiny_config
+
+    def fit(**csr_fields):
+        cfg = tiny_config()
+        cfg.csr.update(csr_fields)
+        return csr.fit_csr(cfg, synthetic, None, verbose=False).compressor.params
+
+    plain = fit()
+    never = fit(aux_k=8, aux_weight=1.0, dead_steps=10_000)
+    soon = fit(aux_k=8, aux_weight=1.0, dead_steps=1)
+    for k in plain:
+        np.testing.assert_array_equal(never[k], plain[k])
+    assert not np.array_equal(soon["w_dec"], plain["w_dec"])

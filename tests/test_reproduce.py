@@ -44,6 +44,25 @@ def test_a_cached_run_from_another_config_is_refused(tmp_path):
         reproduction.run(cfg, str(tmp_path), ["truncate", "mrl"], [0])
 
 
+def test_a_field_added_since_a_run_was_cached_matches_only_at_its_old_value():
+    """A cached config lacking a field of ADDED_FIELDS matches while the field keeps the
+    value that reproduces the old behaviour, and no longer once it is changed; any other
+    difference, or a missing field not listed, is a mismatch."""
+    current = json.loads(tiny_config().to_json(sort_keys=True))
+    assert current["csr"]["aux_k"] == 0  # off by default
+    cached = json.loads(json.dumps(current))
+    for leaf in ("aux_k", "aux_weight", "dead_steps"):
+        del cached["csr"][leaf]
+    assert reproduction.config_matches(cached, current)
+    assert reproduction.config_matches(current, current)
+    on = json.loads(json.dumps(current))
+    on["csr"]["aux_k"] = 512
+    assert not reproduction.config_matches(cached, on)
+    del cached["csr"]["k"]
+    assert not reproduction.config_matches(cached, current)
+    assert not reproduction.config_matches(None, current)
+
+
 def test_rows_come_from_the_registry(tmp_path):
     """The launcher's default rows are every registered method in report order, the ablation
     table is the ablation group plus SMEC, and an unknown name fails before anything runs."""

@@ -11,8 +11,12 @@ A k-sparse code costs k x (2-byte index + 2-byte float16 value) bytes: :func:`by
 (the Pareto report places CSR at that cost, not at k dims).
 
 Built here from the paper's description (hidden width ``csr.hidden_mult`` x D, pre-bias
-initialised to the corpus mean, decoder rows unit-norm, encoder = decoder transpose); the
-dead-latent auxiliary loss is left out. The trained parameters are kept in
+initialised to the corpus mean, decoder rows unit-norm, encoder = decoder transpose), with
+the TopK autoencoder's dead-latent auxiliary loss (Gao et al. 2024) when ``csr.aux_k`` > 0:
+a latent that has not been among any row's top k for ``csr.dead_steps`` steps is dead, and
+the top ``aux_k`` dead activations of each row must reconstruct the main reconstruction's
+residual, L_aux = |e - z_dead W_dec|^2 with e = stop_gradient(x - x_hat), weighted
+``csr.aux_weight``. The trained parameters are kept in
 ``workdir/csr.npz``: a rerun with that file loads it (a killed run trains again from the
 start).
 """
@@ -78,12 +82,25 @@ def init_params(rng, corpus: np.ndarray, hidden: int) -> dict:
     }
 
 
-def make_loss(k: int, gamma: float, temperature: float):
-    def loss_fn(params, batch):
+def aux_loss(params, h, residual, dead, aux_k: int):
+    """The dead latents' reconstruction of ``residual``: each row's top ``aux_k``
+    activations among the ``dead`` latents (bool (hidden,)), decoded without the pre-bias;
+    0 when no latent is dead."""
+    z = _topk(jnp.where(dead[None, :], h, 0.0), aux_k)
+    err = jnp.mean(jnp.sum((residual - z @ params["w_dec"]) ** 2, axis=1))
+    return jnp.where(jnp.any(dead), err, 0.0)
+
+
+def make_loss(k: int, gamma: float, temperature: float, aux_k: int = 0, aux_weight: float = 0.0):
+    """``loss_fn(params, batch, dead) -> (loss, aux)``; ``aux["fired"]`` (hidden,) marks the
+    latents among some row's top k (for the dead-latent count)."""
+
+    def loss_fn(params, batch, dead=None):
         x = jnp.concatenate([batch["q"], batch["d"]])
         h = _pre(params, x)
         z, z4 = _topk(h, k), _topk(h, 4 * k)
-        rec = jnp.mean(jnp.sum((x - (z @ params["w_dec"] + params["b_pre"])) ** 2, axis=1))
+        x_hat = z @ params["w_dec"] + params["b_pre"]
+        rec = jnp.mean(jnp.sum((x - x_hat) ** 2, axis=1))
         rec4 = jnp.mean(jnp.sum((x - (z4 @ params["w_dec"] + params["b_pre"])) ** 2, axis=1))
         nq = batch["q"].shape[0]
         zq, zd = l2_normalize(z[:nq]), l2_normalize(z[nq:])
@@ -95,7 +112,12 @@ def make_loss(k: int, gamma: float, temperature: float):
         nce = -jnp.take_along_axis(jax.nn.log_softmax(logits), target[:, None], axis=1)[:, 0]
         ok = batch["pos_ok"][:, 0]
         cl = jnp.sum(jnp.where(ok, nce, 0.0)) / jnp.maximum(jnp.sum(ok), 1)
-        return rec + rec4 / 8 + gamma * cl, {"rec": rec, "contrastive": cl}
+        loss = rec + rec4 / 8 + gamma * cl
+        stats = {"rec": rec, "contrastive": cl, "fired": jnp.any(z > 0, axis=0)}
+        if aux_k and dead is not None:
+            stats["aux"] = aux_loss(params, h, jax.lax.stop_gradient(x - x_hat), dead, aux_k)
+            loss = loss + aux_weight * stats["aux"]
+        return loss, stats
 
     return loss_fn
 
@@ -115,27 +137,37 @@ def fit_csr(cfg, data, workdir=None, *, verbose: bool = True) -> Fitted:
         params = init_params(jax.random.key(cfg.seed), data.corpus, hidden)
         opt = optax.adam(c.lr)
         state = opt.init(params)
-        loss_fn = make_loss(int(c.k), float(c.contrastive_weight), float(c.temperature))
+        loss_fn = make_loss(
+            int(c.k),
+            float(c.contrastive_weight),
+            float(c.temperature),
+            int(c.aux_k),
+            float(c.aux_weight),
+        )
+        dead_steps = int(c.dead_steps)
 
         @jax.jit
-        def step(params, state, batch):
-            (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+        def step(params, state, idle, batch):
+            dead = idle >= dead_steps
+            (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, dead)
             upd, state = opt.update(g, state, params)
             params = optax.apply_updates(params, upd)
             w = params["w_dec"]  # unit-norm decoder rows, as TopK autoencoders keep them
             params = dict(params, w_dec=w / jnp.linalg.norm(w, axis=1, keepdims=True))
-            return params, state, loss, aux
+            idle = jnp.where(aux.pop("fired"), 0, idle + 1)  # steps since each latent fired
+            return params, state, idle, loss, aux | {"dead": jnp.sum(dead)}
 
         n_steps = int(c.steps)
+        idle = jnp.zeros((params["b_enc"].shape[0],), jnp.int32)
         t0 = time.perf_counter()
         for i in range(n_steps):
-            params, state, loss, aux = step(params, state, batches[i])
+            params, state, idle, loss, aux = step(params, state, idle, batches[i])
             if verbose and jax.process_index() == 0 and (i + 1) % cfg.train.log_every == 0:
                 el = time.perf_counter() - t0
                 print(
                     f"csr step {i + 1}/{n_steps} | loss {float(loss):.4f} rec "
-                    f"{float(aux['rec']):.4f} contrastive {float(aux['contrastive']):.4f} | "
-                    f"ETA {eta(el, i + 1, n_steps)}",
+                    f"{float(aux['rec']):.4f} contrastive {float(aux['contrastive']):.4f} "
+                    f"dead {int(aux['dead'])} | ETA {eta(el, i + 1, n_steps)}",
                     flush=True,
                 )
         params = jax.tree.map(np.asarray, params)
