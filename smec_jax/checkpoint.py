@@ -20,6 +20,7 @@ class Checkpointer:
     """A thin wrapper around ``ocp.CheckpointManager`` for one pytree."""
 
     def __init__(self, directory: str | Path, max_to_keep: int = 2):
+        self.directory = Path(directory)
         self._mngr = ocp.CheckpointManager(
             Path(directory).absolute(),
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -43,7 +44,16 @@ class Checkpointer:
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
             target,
         )
-        return self._mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+        try:
+            return self._mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+        except ValueError as e:
+            if "stored shape" not in str(e):
+                raise
+            raise ValueError(
+                f"{self.directory}: step {step} was saved with other array shapes than this "
+                "config's (another memory size, model or ladder?); resume with the config that "
+                "wrote it, or use a fresh --workdir"
+            ) from None
 
     def reached_preemption(self, step: int) -> bool:
         return self._mngr.reached_preemption(step)

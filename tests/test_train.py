@@ -300,6 +300,18 @@ def test_neighbour_lists_train_like_the_full_search(synthetic):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
 
 
+def test_resuming_with_other_shapes_is_refused_in_one_line(tmp_path, synthetic):
+    """A workdir whose checkpoint has another memory size: a one-line error naming the
+    folder, not orbax's traceback."""
+    cfg = tiny_config()
+    cfg.train.steps_per_stage = 4
+    train_method("smec", synthetic, cfg, workdir=tmp_path)
+    cfg.memory.size = 32
+    with pytest.raises(ValueError, match="other array shapes than this config's") as err:
+        train_method("smec", synthetic, cfg, workdir=tmp_path)
+    assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_blocks_of_steps_in_one_dispatch_train_like_one_step_per_call(tmp_path, synthetic):
     """train.steps_per_call = 3 (a lax.scan over prefetched batches per dispatch, log,
     checkpoint and validation steps between dispatches) gives the compressor, the
