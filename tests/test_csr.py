@@ -3,6 +3,7 @@ loss is reconstruction + a quarter-weighted wider reconstruction + InfoNCE over 
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from smec_jax.methods import csr
 
@@ -110,3 +111,5 @@ def test_the_auxiliary_loss_trains_only_when_latents_die(synthetic):
     for k in plain:
         np.testing.assert_array_equal(never[k], plain[k])
     assert not np.array_equal(soon["w_dec"], plain["w_dec"])
+    with pytest.raises(ValueError, match="csr.aux_k = 4096 must be between 0"):
+        fit(aux_k=4096)

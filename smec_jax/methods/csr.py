@@ -134,6 +134,10 @@ def fit_csr(cfg, data, workdir=None, *, verbose: bool = True) -> Fitted:
             params = {k: f[k] for k in f.files}
     else:
         hidden = int(c.hidden_mult) * data.dim
+        if not 0 <= int(c.aux_k) <= hidden:
+            raise ValueError(
+                f"csr.aux_k = {c.aux_k} must be between 0 (off) and the {hidden} latents"
+            )
         params = init_params(jax.random.key(cfg.seed), data.corpus, hidden)
         opt = optax.adam(c.lr)
         state = opt.init(params)
