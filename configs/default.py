@@ -92,6 +92,10 @@ def get_config() -> ml_collections.ConfigDict:
     # training queries, judgments unread; the corpus docs where there are none) | pseudo
     # (pseudo-queries from the corpus, data.pseudo_*) | train+pseudo.
     c.train.unlabelled_queries = "train"
+    # Under train+pseudo, the share of the distillation queries that the training queries
+    # (the query log) make up, by repeating them: 0.25 = one in four. 0 = as many as there
+    # are (a few hundred log queries among tens of thousands of pseudo-queries).
+    c.train.log_share = 0.0
     c.train.distill_temperature = 0.05
     c.train.distill_batch = 64
     c.train.distill_top = 16

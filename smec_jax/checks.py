@@ -128,6 +128,7 @@ SCHEMA: dict[str, Callable] = {
     "train.distill_top": _int(1),
     "train.distill_random": _int(0),
     "train.unlabelled_queries": _one_of(UNLABELLED),
+    "train.log_share": _float(0.0, hi=1.0),
     "train.quantize": _one_of(QUANTIZERS),
     "train.val_precision": _one_of(codes.PRECISIONS),
     "train.steps_per_stage": _int(1),
@@ -188,6 +189,11 @@ def validate_config(cfg) -> None:
         raise ValueError(
             f"--config.train.hard_pool ({cfg.train.hard_pool}) must be >= train.n_hard "
             f"({cfg.train.n_hard}): hard negatives are drawn from that pool"
+        )
+    if cfg.train.log_share and cfg.train.unlabelled_queries != "train+pseudo":
+        raise ValueError(
+            f"--config.train.log_share {cfg.train.log_share} only applies to "
+            f"train.unlabelled_queries=train+pseudo, not {cfg.train.unlabelled_queries!r}"
         )
     if cfg.mesh.num_devices and cfg.mesh.num_devices > jax.device_count():
         raise ValueError(

@@ -367,7 +367,11 @@ UNLABELLED = ("train", "pseudo", "train+pseudo")
 
 
 def unlabelled_queries(
-    data: RetrievalData, qids: list[str] | None = None, split: str = "train", source="train"
+    data: RetrievalData,
+    qids: list[str] | None = None,
+    split: str = "train",
+    source="train",
+    log_share: float = 0.0,
 ) -> tuple[np.ndarray, str]:
     """(query embeddings, where they came from) for distillation and the score-preserving
     maps; no judgment is read. ``source`` (:data:`UNLABELLED`):
@@ -376,7 +380,8 @@ def unlabelled_queries(
       else the corpus documents as pseudo-queries;
     * "pseudo": the pseudo-queries made from the corpus (``data.pseudo_queries``, attached
       by :func:`smec_jax.pseudo_queries.attach`);
-    * "train+pseudo": both.
+    * "train+pseudo": both; with ``log_share`` > 0 the training queries are repeated
+      (whole copies, at least one) until they make up about that share of the result.
     """
     if source not in UNLABELLED:
         raise ValueError(f"unknown unlabelled query source {source!r}; use one of {UNLABELLED}")
@@ -391,9 +396,13 @@ def unlabelled_queries(
         if qids is None and split in data.qrels:
             qids = [q for q in data.query_ids if q in data.qrels[split]]
         if qids:
-            parts.append(
-                (data.queries[data.query_rows(list(qids))], f"{len(qids)} training queries")
-            )
+            log = data.queries[data.query_rows(list(qids))]
+            copies = 1
+            if log_share and parts:  # parts holds the pseudo-queries
+                others = len(parts[0][0])
+                copies = max(1, round(log_share * others / ((1 - log_share) * len(log))))
+            times = f" x{copies}" if copies > 1 else ""
+            parts.append((np.tile(log, (copies, 1)), f"{len(qids)} training queries{times}"))
         elif source == "train":
             parts.append((data.corpus, f"{len(data.corpus_ids)} corpus docs as pseudo-queries"))
     if len(parts) == 1:
@@ -436,7 +445,7 @@ def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
     training queries ``train_q`` (never the validation ones), else the queries of
     ``train.split``, else the corpus; and/or the corpus's pseudo-queries."""
     queries, source = unlabelled_queries(
-        data, train_q, cfg.train.split, cfg.train.unlabelled_queries
+        data, train_q, cfg.train.split, cfg.train.unlabelled_queries, cfg.train.log_share
     )
     log.info("distillation queries: %s", source)
     return distill_batches(

@@ -31,7 +31,12 @@ from smec_jax.progress import eta
 # behaviour from before it existed: a cached run whose config lacks such a field still
 # matches while the current config keeps that value (so adding an option that is off by
 # default does not throw away every cached run).
-ADDED_FIELDS = {"csr.aux_k": 0, "csr.aux_weight": 1 / 32, "csr.dead_steps": 50}
+ADDED_FIELDS = {
+    "csr.aux_k": 0,
+    "csr.aux_weight": 1 / 32,
+    "csr.dead_steps": 50,
+    "train.log_share": 0.0,
+}
 
 
 def config_matches(cached: dict, current: dict) -> bool:

@@ -47,6 +47,8 @@ CONFIG_CASES = [
     ("ads.tau_start", float("inf"), "--config.ads.tau_start must be finite"),
     ("train.score_scale", 0.0, "--config.train.score_scale must be > 0.0"),
     ("train.val_fraction", 1.5, "--config.train.val_fraction must be < 1.0"),
+    ("train.log_share", 1.0, "--config.train.log_share must be < 1.0"),
+    ("train.log_share", 0.5, "log_share 0.5 only applies to train.unlabelled_queries=train+pseudo"),
     ("train.val_fraction", 0.0, "--config.train.val_fraction must be > 0.0"),
     ("ladder", (32, 32, 8), "--config.ladder (32, 32, 8) must be strictly decreasing"),
     ("ladder", (), "--config.ladder must be a non-empty tuple"),

@@ -33,6 +33,7 @@ REPORT_ORDER = [
     "smec_unsup_distill",
     "distill",
     "distill_pseudo",
+    "distill_pseudo_log",
     "mrl",
     "mrl_smrl",
     "mrl_ads",

@@ -122,6 +122,17 @@ def test_attach_reads_the_configured_folder_and_unlabelled_sources_combine(tmp_p
     assert both.shape[0] == len(synthetic.corpus_ids) + n_train and "training queries" in source
     with pytest.raises(ValueError, match="no pseudo-queries attached"):
         input_pipeline.unlabelled_queries(_dataset(), source="pseudo")
+    # a query-log share repeats the training queries, whole, to about that share of the pool
+    n_pseudo = len(synthetic.corpus_ids)  # the corpus stands in for pseudo-queries here
+    logged = synthetic.with_pseudo_queries(synthetic.corpus, "stand-ins")
+    train_ids = [q for q in synthetic.query_ids if q in synthetic.qrels["train"]]
+    for share in (0.25, 0.5, 0.75):
+        got, source = input_pipeline.unlabelled_queries(logged, None, "train", "train+pseudo", share)  # fmt: skip
+        copies = (len(got) - n_pseudo) // n_train
+        assert (len(got) - n_pseudo) % n_train == 0 and f"x{copies}" in source
+        assert abs((len(got) - n_pseudo) / len(got) - share) < n_train / len(got)
+        q = synthetic.queries[synthetic.query_rows(train_ids)]
+        np.testing.assert_array_equal(got[n_pseudo:], np.tile(q, (copies, 1)))
     # none made yet and an encoder that cannot load: one line saying how, nothing written
     cfg.data.pseudo_queries, cfg.data.pseudo_cache = "", str(tmp_path / "cache")
     unmade = _dataset(encoder="no-such-encoder")
@@ -182,9 +193,9 @@ def test_distill_pseudo_trains_an_asymmetric_nested_map_on_pseudo_queries(
     seen = {}
     real = input_pipeline.unlabelled_queries
 
-    def spy(data, qids=None, split="train", source="train"):
+    def spy(data, qids=None, split="train", source="train", log_share=0.0):
         seen["source"] = source
-        return real(data, qids, split, source)
+        return real(data, qids, split, source, log_share)
 
     monkeypatch.setattr(input_pipeline, "unlabelled_queries", spy)
     cfg = methods.get("distill_pseudo").resolve(tiny_config())
@@ -205,3 +216,31 @@ def test_distill_pseudo_trains_an_asymmetric_nested_map_on_pseudo_queries(
     want = np.argsort(-np.asarray(comp.compress_queries(q, 8) @ comp.compress(synthetic.corpus, 8).T), 1)  # fmt: skip
     _, top = ev.search(comp, 8, 5)
     assert (np.asarray(top)[:, 0] == want[:, 0]).mean() > 0.95  # ties aside, the query map ranks
+
+
+def test_distill_pseudo_log_distils_on_pseudo_queries_and_half_as_many_log_queries(
+    monkeypatch, synthetic
+):
+    """The query-log variant's distillation pool is the pseudo-queries plus whole copies of
+    the training queries (about half the pool), and never holds a test query."""
+    seen = {}
+    real = input_pipeline.unlabelled_queries
+
+    def spy(data, qids=None, split="train", source="train", log_share=0.0):
+        seen["pool"], seen["source"] = real(data, qids, split, source, log_share)
+        return seen["pool"], seen["source"]
+
+    monkeypatch.setattr(input_pipeline, "unlabelled_queries", spy)
+    cfg = methods.get("distill_pseudo_log").resolve(tiny_config())
+    cfg.train.steps_per_stage = 2
+    methods.get("distill_pseudo_log").fit(cfg, synthetic, None, verbose=False)
+    pool, n_pseudo = seen["pool"], len(synthetic.pseudo_queries)
+    np.testing.assert_array_equal(pool[:n_pseudo], synthetic.pseudo_queries)
+    train_ids = [q for q in synthetic.query_ids if q in synthetic.qrels["train"]]
+    log = synthetic.queries[synthetic.query_rows(train_ids)]
+    copies = (len(pool) - n_pseudo) // len(log)
+    np.testing.assert_array_equal(pool[n_pseudo:], np.tile(log, (copies, 1)))
+    assert abs(copies * len(log) / len(pool) - 0.5) < len(log) / len(pool)
+    test_ids = [q for q in synthetic.judged_queries("test") if q not in set(train_ids)]
+    test_q = synthetic.queries[synthetic.query_rows(test_ids)]
+    assert not (np.abs(pool[:, None, :] - test_q[None]).sum(-1) < 1e-6).any()

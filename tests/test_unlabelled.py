@@ -167,9 +167,9 @@ def test_distillation_queries_are_the_training_ones_never_validation(monkeypatch
     seen = {}
     real = input_pipeline.unlabelled_queries
 
-    def spy(data, qids=None, split="train", source="train"):
+    def spy(data, qids=None, split="train", source="train", log_share=0.0):
         seen["qids"] = list(qids)
-        return real(data, qids, split, source)
+        return real(data, qids, split, source, log_share)
 
     monkeypatch.setattr(input_pipeline, "unlabelled_queries", spy)
     cfg = methods.get("smec_distill").resolve(tiny_config())

@@ -12,7 +12,8 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
 * ``distill_pseudo``: label-free and query-log-free: every size at once (nested
   prefixes), an asymmetric map (queries have their own), fitted by distillation alone on
   pseudo-queries made from the corpus's titles and sentences (:mod:`smec_jax.pseudo_queries`);
-  one stage as long as SMEC's four. ``smec_pseudo`` adds the same asymmetric map and
+  one stage as long as SMEC's four. ``distill_pseudo_log`` adds a query log: the training
+  queries, their judgments unread, as half of the distillation queries. ``smec_pseudo`` adds the same asymmetric map and
   distillation to SMEC: labels where they exist, the served corpus's geometry besides.
 * Ablations (the paper's table): ``mrl`` trains every size at once as prefixes;
   ``mrl_smrl`` trains them sequentially; ``mrl_ads`` at once on dims chosen by ADS (one
@@ -79,6 +80,22 @@ register_trainer_method(
         "train.joint_budget": "ladder",
     },
     "every size at once, asymmetric, listwise distillation on pseudo-queries from the corpus",
+)
+# The same, plus a query log: the training queries (judgments unread) repeated to half of
+# the distillation queries; the share chosen on held-out halves of SciFact's training
+# queries, README "Without labels".
+register_trainer_method(
+    "distill_pseudo_log",
+    "label_free",
+    {
+        **MRL,
+        **PSEUDO,
+        "train.supervised": False,
+        "train.joint_budget": "ladder",
+        "train.unlabelled_queries": "train+pseudo",
+        "train.log_share": 0.5,
+    },
+    "distill_pseudo plus a query log (the training queries, judgments unread)",
 )
 register_trainer_method(
     "smec_pseudo",
