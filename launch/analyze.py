@@ -3,7 +3,8 @@
   python -m launch.analyze [--config configs/default.py] --workdir docs/results/scifact-minilm \
       [--analyses grad,ads,memory,cross,pooled] [--memory_sizes 1000,2500,5000,10000,15000] \
       [--targets nfcorpus,dbpedia-entity-5k,msmarco-dl19-5k] [--seeds 0,1,2] \
-      [--pool_sources scifact:train,nfcorpus:train,... --pooled_methods smec,smec_pseudo]
+      [--pool_sources scifact:train,nfcorpus:train,... --pooled_methods smec,smec_pseudo] \
+      [--log_shares 0,0.25,0.5]
 
 * grad:   gradient probe, MRL vs SMRL -> grad_variance.png.
 * ads:    WARE importance and the achievement rate of ADS vs prefix truncation -> ads_ware.png.
@@ -17,6 +18,9 @@
           other corpus of ``--pool_sources`` (``name:split``; a name is a folder of the
           data root or a folder path) plus the target's documents, unjudged, then scored
           on the target next to PCA and ``--pool_target_methods`` fitted on it.
+* query_log: ``distill_pseudo_log`` at each of ``--log_shares``, fitted with half of the
+          training queries as its query log, scored on the other half (training
+          judgments), apart on the log's topics and on new ones -> query_log.png.
 
 Writes ``analysis.md`` and ``analysis.json`` into ``--workdir`` (see smec_jax/analyses).
 """
@@ -63,6 +67,7 @@ flags.DEFINE_list("pooled_methods", ["smec"], "Trainer methods fitted on each po
 flags.DEFINE_list(
     "pool_target_methods", ["smec_unsup"], "Label-free methods fitted on each pooled target."
 )
+flags.DEFINE_list("log_shares", ["0", "0.25", "0.5"], "Query-log shares (0 = distill_pseudo).")
 
 if __name__ == "__main__":
     cli.run_main(
@@ -80,5 +85,6 @@ if __name__ == "__main__":
             pool_targets=FLAGS.pool_targets,
             pooled_methods=FLAGS.pooled_methods,
             pool_target_methods=FLAGS.pool_target_methods,
+            log_shares=[float(s) for s in FLAGS.log_shares],
         )
     )

@@ -7,6 +7,8 @@
 * ``cross``  (:mod:`.cross_corpus`): compressors trained on one corpus, scored on others.
 * ``pooled`` (:mod:`.pooled`): compressors trained on every labelled corpus but the one
              scored (leave one corpus out), scored on it.
+* ``query_log`` (:mod:`.query_log`): ``distill_pseudo_log``'s log share, chosen on halves
+             of the training queries, on the log's topics and on new ones.
 
 :func:`run` writes ``analysis.json`` and ``analysis.md`` into the workdir after each
 analysis (keeping sections run earlier), so an interrupted run loses only the analysis in
@@ -23,7 +25,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smec_jax import files, methods, sources
-from smec_jax.analyses import ads_ware, cross_corpus, gradient_probe, memory_sweep, pooled
+from smec_jax.analyses import (
+    ads_ware,
+    cross_corpus,
+    gradient_probe,
+    memory_sweep,
+    pooled,
+    query_log,
+)
 
 ANALYSES = {
     "grad": gradient_probe,
@@ -31,6 +40,7 @@ ANALYSES = {
     "memory": memory_sweep,
     "cross": cross_corpus,
     "pooled": pooled,
+    "query_log": query_log,
 }
 
 
@@ -46,7 +56,7 @@ def run(config, workdir: str | Path, analyses: Sequence[str], **options) -> dict
     ``options`` go to the analyses that take them: ``memory_sizes`` (memory), ``targets``,
     ``transfer_methods``, ``target_methods``, ``embed_cache``, ``load_target``, ``seeds``
     (cross); ``pool_sources``, ``pool_targets``, ``pooled_methods``, ``pool_target_methods``,
-    ``embed_cache``, ``load_target``, ``seeds`` (pooled).
+    ``embed_cache``, ``load_target``, ``seeds`` (pooled); ``log_shares``, ``seeds`` (query_log).
     """
     unknown = set(analyses) - set(ANALYSES)
     if unknown:
@@ -83,6 +93,7 @@ def run(config, workdir: str | Path, analyses: Sequence[str], **options) -> dict
             "load_target",
             "seeds",
         ),
+        "query_log": ("log_shares", "seeds"),
     }
     for name in analyses:
         kwargs = {k: options[k] for k in takes.get(name, ()) if k in options}
