@@ -18,12 +18,11 @@ new-topic mask); the figure to ``query_log.png``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
-from smec_jax import files, methods, pseudo_queries, reporting, stats, train
+from smec_jax import methods, pseudo_queries, reporting, stats, train
 from smec_jax.evaluation import Evaluator
 from smec_jax.reproduction import save_per_query
 
@@ -137,7 +136,6 @@ def run(config, ds, workdir: Path, progress, log_shares=(0.0, 0.25, 0.5), seeds=
     arrays = {f"share_{s}": per_share[s] for s in shares}  # (sizes, queries) each
     save_per_query(workdir / "query_log_per_query.npz", scored, sizes, arrays, unseen=~group)
     plot(doc, workdir / "query_log.png")
-    files.write_json(workdir / "query_log.json", json.loads(json.dumps(doc)))
     return doc
 
 
