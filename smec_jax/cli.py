@@ -49,6 +49,11 @@ def run_main(fn: Callable[[], object]) -> None:
     def main(argv):
         if len(argv) > 1:
             _fail(f"unexpected argument {argv[1]!r}; flags look like --name=value")
+        if "config" in flags.FLAGS:
+            names = [flags.FLAGS.config.get("method", "")]
+            names += list(flags.FLAGS["methods"].value) if "methods" in flags.FLAGS else []
+            for line in overridden_flags(sys.argv, flags.FLAGS.config, names):
+                print(line, file=sys.stderr)
         guarded(fn)
 
     app.run(main, flags_parser=parse_flags)
@@ -87,6 +92,30 @@ def parse_flags(argv: list[str]) -> list[str]:
     except (TypeError, ValueError) as e:
         _fail(f"bad flag value: {e}")
     return argv
+
+
+def overridden_flags(argv: list[str], config, method_names) -> list[str]:
+    """One warning line per ``--config.x=v`` of ``argv`` that a method of ``method_names``
+    sets to another value itself: the method's value is the one that runs."""
+    from smec_jax import methods
+
+    given = {}
+    for a in argv[1:]:
+        if a.startswith("--config.") and "=" in a:
+            dotted = a[len("--config.") :].split("=", 1)[0]
+            node = config
+            for part in dotted.split("."):
+                node = node[part]
+            given[dotted] = node
+    lines = []
+    for name in dict.fromkeys(n for n in method_names if n in methods.names()):
+        for dotted, value in methods.get(name).overrides.items():
+            if dotted in given and given[dotted] != value:
+                lines.append(
+                    f"warning: --config.{dotted}={given[dotted]!r} does not apply to method "
+                    f"{name}, which sets it to {value!r}"
+                )
+    return lines
 
 
 def _unknown_field(arg: str) -> str:

@@ -199,3 +199,27 @@ def test_exclude_self_reaches_the_scores_of_every_command(tmp_path, command):
             scores[flag] = doc["cross"]["self"]["truncate"]["32"]["ndcg@10"]
     # with its own document at rank 1, a query's relevant neighbour is at best rank 2
     assert scores[False] < 0.7 < 0.95 < scores[True], scores
+
+
+def test_a_flag_that_the_method_sets_itself_is_named_in_a_warning(tmp_path):
+    """A --config field the chosen method overrides does not run; the launcher says so in
+    one warning line per field, before anything else happens (here: a bad lr refused)."""
+    cfg = tiny_config()
+    cfg.train.log_share, cfg.train.lr = 0.25, 0.1
+    argv = ["prog", "--config.train.log_share=0.25", "--config.train.lr=0.1"]
+    got = cli.overridden_flags(argv, cfg, ["smec", "distill_pseudo_log", "distill_pseudo_log"])
+    assert got == [
+        "warning: --config.train.log_share=0.25 does not apply to method distill_pseudo_log, "
+        "which sets it to 0.5"
+    ]
+    cfg.train.log_share = 0.5  # the method's own value: nothing to warn about
+    assert cli.overridden_flags(argv, cfg, ["distill_pseudo_log", "nosuchmethod"]) == []
+    workdir = tmp_path / "w"
+    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/tiny.py", "--workdir"]
+    extra = ["--config.method=distill_pseudo_log", "--config.train.distill_top=3", "--config.train.lr=-1"]  # fmt: skip
+    out = subprocess.run([*cmd, str(workdir), *extra], capture_output=True, text=True, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 2, out.stderr[-2000:]
+    assert lines[0].startswith("warning: --config.train.distill_top=3 does not apply to method distill_pseudo_log, which sets it to 32")  # fmt: skip
+    assert lines[1].startswith("error: --config.train.lr must be >= 0.0")
+    assert not workdir.exists()
