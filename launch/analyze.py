@@ -20,7 +20,8 @@
           on the target next to PCA and ``--pool_target_methods`` fitted on it.
 * query_log: ``distill_pseudo_log`` at each of ``--log_shares``, fitted with half of the
           training queries as its query log, scored on the other half (training
-          judgments), apart on the log's topics and on new ones -> query_log.png.
+          judgments), apart on the log's topics and on new ones -> query_log.png (the
+          first of ``--seeds`` sets the halves and the training seed).
 
 Writes ``analysis.md`` and ``analysis.json`` into ``--workdir`` (see smec_jax/analyses).
 """

@@ -210,3 +210,8 @@ def test_query_log_analysis_scores_each_held_out_half_apart_by_topic(tmp_path, s
             atol=1e-6,
         )
     assert "## Query log" in (tmp_path / "analysis.md").read_text()
+    again = analyses.run(cfg, str(tmp_path), ["query_log"], log_shares=(0.5,))["query_log"]
+    assert again == doc  # every fit cached
+    cfg.train.lr *= 2
+    with pytest.raises(ValueError, match="written with another config; use a fresh --workdir"):
+        analyses.run(cfg, str(tmp_path), ["query_log"], log_shares=(0.5,))

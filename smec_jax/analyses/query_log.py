@@ -10,7 +10,8 @@ query log, and the other half is scored on its training judgments. The scored qu
 in two groups: those sharing a relevant document with a log query ("log topics": like the
 seen test queries) and those sharing none ("new topics": like the unseen test queries).
 Each share's difference from share 0 gets a paired bootstrap 95% interval over the queries
-of each group. Test qrels are never read. Per-query scores go to
+of each group. The first of ``seeds`` sets the halves and the training seed. Test qrels
+are never read. Per-query scores go to
 ``workdir/query_log_per_query.npz`` (``share_<s>``: (sizes, queries); ``unseen``: the
 new-topic mask); the figure to ``query_log.png``.
 """
@@ -18,13 +19,14 @@ new-topic mask); the figure to ``query_log.png``.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 
-from smec_jax import methods, pseudo_queries, reporting, stats, train
+from smec_jax import files, methods, pseudo_queries, reporting, stats, train
 from smec_jax.evaluation import Evaluator
-from smec_jax.reproduction import save_per_query
+from smec_jax.reproduction import config_matches, save_per_query
 
 GROUPS = ("log topics", "new topics")
 
@@ -52,24 +54,31 @@ def with_log(ds, log: list[str]):
     return dataclasses.replace(ds, qrels={**ds.qrels, "train": train})
 
 
-def method_config(config, share: float):
+def method_config(config, share: float, seed: int = 0):
     """``distill_pseudo_log`` at ``share``; at 0, ``distill_pseudo`` (pseudo-queries only)."""
     cfg = methods.get("distill_pseudo_log").resolve(config)
-    cfg.train.log_share = float(share)
+    cfg.seed, cfg.train.log_share = seed, float(share)
     if not share:
         cfg.method, cfg.train.unlabelled_queries = "distill_pseudo", "pseudo"
     return cfg
 
 
-def fit_and_score(config, ds, share: float, log, scored, run_dir: Path) -> np.ndarray:
+def fit_and_score(config, ds, share: float, seed: int, log, scored, run_dir: Path) -> np.ndarray:
     """(sizes, scored queries) training nDCG@10 of the method at ``share``, fitted with
-    ``log`` as its query log; cached in ``run_dir``."""
-    path = run_dir / "per_query.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            if list(f["qids"]) == list(scored):
+    ``log`` as its query log; cached in ``run_dir`` (refused if another config wrote it)."""
+    cfg = method_config(config, share, seed)
+    fingerprint = json.loads(cfg.to_json(sort_keys=True))
+    path, config_path = run_dir / "per_query.npz", run_dir / "config.json"
+    if config_path.is_file():
+        if not config_matches(json.loads(config_path.read_text()), fingerprint):
+            raise ValueError(
+                f"{run_dir} was written with another config; use a fresh --workdir or "
+                "delete that folder"
+            )
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as f:
                 return f["ndcg@10"]
-    cfg = method_config(config, share)
+    files.write_json(config_path, fingerprint)
     comp = train.train(cfg, with_log(ds, log), run_dir / "train", verbose=False).compressor
     ev = Evaluator(ds, "train")
     scores = np.stack([ev.per_query(comp, d, scored)["ndcg@10"] for d in config.ladder])
@@ -115,7 +124,7 @@ def run(config, ds, workdir: Path, progress, log_shares=(0.0, 0.25, 0.5), seeds=
         for k, (log, held) in enumerate(((folds[0], folds[1]), (folds[1], folds[0]))):
             progress(f"query log: share {s}, half {k + 1}/2 ({len(log)} log queries)")
             run_dir = workdir / "analysis_runs" / "query_log" / f"share{s}-half{k}-s{seed}"
-            parts.append(fit_and_score(config, ds, s, log, held, run_dir))
+            parts.append(fit_and_score(config, ds, s, seed, log, held, run_dir))
         per_share[s] = np.concatenate(parts, axis=1)
     sizes = [int(d) for d in config.ladder]
     masks = {GROUPS[0]: group, GROUPS[1]: ~group}
