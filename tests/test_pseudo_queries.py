@@ -126,12 +126,12 @@ def test_attach_reads_the_configured_folder_and_unlabelled_sources_combine(tmp_p
     n_pseudo = len(synthetic.corpus_ids)  # the corpus stands in for pseudo-queries here
     logged = synthetic.with_pseudo_queries(synthetic.corpus, "stand-ins")
     train_ids = [q for q in synthetic.query_ids if q in synthetic.qrels["train"]]
+    q = synthetic.queries[synthetic.query_rows(train_ids)]
     for share in (0.25, 0.5, 0.75):
         got, source = input_pipeline.unlabelled_queries(logged, None, "train", "train+pseudo", share)  # fmt: skip
         copies = (len(got) - n_pseudo) // n_train
         assert (len(got) - n_pseudo) % n_train == 0 and f"x{copies}" in source
         assert abs((len(got) - n_pseudo) / len(got) - share) < n_train / len(got)
-        q = synthetic.queries[synthetic.query_rows(train_ids)]
         np.testing.assert_array_equal(got[n_pseudo:], np.tile(q, (copies, 1)))
     # none made yet and an encoder that cannot load: one line saying how, nothing written
     cfg.data.pseudo_queries, cfg.data.pseudo_cache = "", str(tmp_path / "cache")

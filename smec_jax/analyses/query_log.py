@@ -40,11 +40,12 @@ def halves(ds, seed: int) -> tuple[list[str], list[str]]:
 
 
 def on_log_topics(ds, scored: list[str], log: list[str]) -> np.ndarray:
-    """True where a scored query shares a relevant training document with a log query."""
+    """True where a scored query shares a relevant training document with a log query: not
+    "unseen" (``RetrievalData.unseen_queries``) with the log as the training split."""
     qrels = ds.qrels["train"]
-    rel = {q: {d for d, r in qrels.get(q, {}).items() if r > 0} for q in [*scored, *log]}
-    log_docs = set().union(*(rel[q] for q in log))
-    return np.array([bool(rel[q] & log_docs) for q in scored])
+    halves = {"held": {q: qrels[q] for q in scored}, "log": {q: qrels[q] for q in log}}
+    new = set(dataclasses.replace(ds, qrels=halves).unseen_queries("held", "log"))
+    return np.array([q not in new for q in scored])
 
 
 def with_log(ds, log: list[str]):
@@ -63,9 +64,11 @@ def method_config(config, share: float, seed: int = 0):
     return cfg
 
 
-def fit_and_score(config, ds, share: float, seed: int, log, scored, run_dir: Path) -> np.ndarray:
-    """(sizes, scored queries) training nDCG@10 of the method at ``share``, fitted with
-    ``log`` as its query log; cached in ``run_dir`` (refused if another config wrote it)."""
+def fit_and_score(
+    config, ds, ev: Evaluator, share: float, seed: int, log, scored, run_dir: Path
+) -> np.ndarray:
+    """(sizes, scored queries) training nDCG@10 (``ev``) of the method at ``share``, fitted
+    with ``log`` as its query log; cached in ``run_dir`` (refused if another config wrote it)."""
     cfg = method_config(config, share, seed)
     fingerprint = json.loads(cfg.to_json(sort_keys=True))
     path, config_path = run_dir / "per_query.npz", run_dir / "config.json"
@@ -80,7 +83,6 @@ def fit_and_score(config, ds, share: float, seed: int, log, scored, run_dir: Pat
                 return f["ndcg@10"]
     files.write_json(config_path, fingerprint)
     comp = train.train(cfg, with_log(ds, log), run_dir / "train", verbose=False).compressor
-    ev = Evaluator(ds, "train")
     scores = np.stack([ev.per_query(comp, d, scored)["ndcg@10"] for d in config.ladder])
     save_per_query(path, scored, config.ladder, {"ndcg@10": scores})
     return scores
@@ -118,13 +120,13 @@ def run(config, ds, workdir: Path, progress, log_shares=(0.0, 0.25, 0.5), seeds=
     group = np.concatenate(
         [on_log_topics(ds, folds[1], folds[0]), on_log_topics(ds, folds[0], folds[1])]
     )
-    per_share = {}
+    ev, per_share = Evaluator(ds, "train"), {}
     for s in shares:
         parts = []
         for k, (log, held) in enumerate(((folds[0], folds[1]), (folds[1], folds[0]))):
             progress(f"query log: share {s}, half {k + 1}/2 ({len(log)} log queries)")
             run_dir = workdir / "analysis_runs" / "query_log" / f"share{s}-half{k}-s{seed}"
-            parts.append(fit_and_score(config, ds, s, seed, log, held, run_dir))
+            parts.append(fit_and_score(config, ds, ev, s, seed, log, held, run_dir))
         per_share[s] = np.concatenate(parts, axis=1)
     sizes = [int(d) for d in config.ladder]
     masks = {GROUPS[0]: group, GROUPS[1]: ~group}
