@@ -151,12 +151,16 @@ class Evaluator:
         shortlist: int,
         rescore: tuple[int, str],
         qids: Sequence[str] | None = None,
+        rescore_comp: Compressor | None = None,
     ) -> dict[str, np.ndarray]:
         """Per-query metrics of a funnel over a nested compressor: the top ``shortlist`` by
         the ``first`` = (size, precision, scoring) codes, rescored exactly by the float query
-        against the ``rescore`` = (size, precision) documents; ties in trec_eval's order."""
+        against the ``rescore`` = (size, precision) documents; ties in trec_eval's order.
+        The rescoring vectors are ``rescore_comp``'s (e.g. truncation at full size: the
+        original embeddings) where given, else ``comp``'s own."""
         qids = self.qids if qids is None else list(qids)
         _, cand = self.search(comp, first[0], shortlist, qids, first[1], first[2])
+        comp = comp if rescore_comp is None else rescore_comp
         dim, precision = rescore
         q = np.asarray(
             _queries(comp, jnp.asarray(self.data.queries[self.data.query_rows(qids)]), dim)

@@ -1,10 +1,13 @@
 """The Pareto report: its frontier, its per-budget choices (made on validation), its
 bootstrap intervals and its per-query scores check against literal computations."""
 
+import json
+
 import numpy as np
 import pytest
 
-from smec_jax import pareto, stats
+from smec_jax import methods, pareto, sources, stats
+from smec_jax.evaluation import Evaluator
 from tests.helpers import tiny_config
 
 
@@ -72,4 +75,75 @@ def test_pareto_command_on_the_tiny_config(tmp_path):
         assert r["vs_posthoc"]["lo"] <= r["vs_posthoc"]["diff"] <= r["vs_posthoc"]["hi"]
     assert (
         "## Quantization-aware training vs post-hoc codes" in (tmp_path / "pareto.md").read_text()
+    )
+    # rescoring with the original embeddings: offered to every nested compressor but
+    # truncation (whose own funnels are exactly that), at the same bytes
+    orig = "funnel 16-d int2 top 100 -> original 32-d float16"
+    assert f"smec: {orig}" in pts and f"pca: {orig}" in pts and f"truncate: {orig}" not in pts
+    own = pts["smec: funnel 16-d int2 top 100 -> 32-d float16"]
+    assert pts[f"smec: {orig}"]["bytes"] == own["bytes"] == 4
+    assert pts[f"smec: {orig}"]["rescore_bytes_per_query"] == own["rescore_bytes_per_query"]
+    # the best SMEC variant per budget, chosen on validation among every variant's points,
+    # against each baseline's own choice; recomputed here from the points and the scores
+    assert doc["full_size"] == "truncate: 32-d float32"
+    for what, allow_funnel in (("funnels allowed", True), ("codes only", False)):
+        rows = doc["smec_vs_baselines"][what]
+        assert [r["budget"] for r in rows] == list(pareto.GOAL_BUDGETS)
+        for r in rows:
+            fits = [
+                p
+                for p in doc["points"]
+                if p["method"] in ("smec", "smec_int2")
+                and p["bytes"] <= r["budget"]
+                and (allow_funnel or not p["config"].startswith("funnel"))
+            ]
+            assert pts[r["name"]]["val"] == max(p["val"] for p in fits)
+            assert np.isclose(
+                r["share_of_full_test"], r["test"] / pts["truncate: 32-d float32"]["test"]
+            )
+            key = "budgets" if allow_funnel else "budgets_codes_only"
+            assert set(r["vs"]) == {"truncate", "pca"}
+            for m, v in r["vs"].items():
+                base = doc[key][str(r["budget"])][m]["name"]
+                assert v["name"] == base
+                want = pq[r["name"]].mean() - pq[base].mean()
+                assert np.isclose(v["all"]["diff"], want)
+                assert v["all"]["lo"] <= v["all"]["diff"] <= v["all"]["hi"]
+            worst = min(v["all"]["diff"] for v in r["vs"].values())
+            assert r["ahead_of_every_baseline_all"] == (worst > 0)
+            assert r["closest_all"] in r["vs"]
+    assert "## The best SMEC variant against every baseline" in (tmp_path / "pareto.md").read_text()
+    # a report rewritten from its saved files is the same report, and an older report (one
+    # without the newer sections) regains them
+    old = json.loads((tmp_path / "pareto.json").read_text())
+    for k in ("smec_vs_baselines", "full_size", "quantization_aware"):
+        old.pop(k)
+    (tmp_path / "pareto.json").write_text(json.dumps(old))
+    (tmp_path / "pareto.md").write_text("stale")
+    again = pareto.rerender(tmp_path)
+    assert json.loads(pareto.json_dump(again)) == json.loads(pareto.json_dump(doc))
+    assert (tmp_path / "pareto.md").read_text() == pareto.markdown(doc)
+
+
+def test_a_report_cannot_be_rewritten_without_its_saved_scores(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pareto.json is missing: run launch.pareto"):
+        pareto.rerender(tmp_path)
+
+
+def test_a_funnel_rescored_with_the_original_over_the_whole_corpus_is_the_original_search():
+    """The shortlist holds every document, so rescoring it with the original embeddings
+    (as float16) must give the original embeddings' float16 search, query by query."""
+    cfg = tiny_config()
+    ds = sources.load(cfg.data)
+    ev = Evaluator.from_config(ds, cfg.eval)
+    pca = methods.get("pca").fit(cfg, ds).compressor
+    trunc = methods.get("truncate").fit(cfg, ds).compressor
+    n = len(ds.corpus_ids)
+    got = ev.per_query_funnel(pca, (8, "binary", "symmetric"), n, (32, "float16"), None, trunc)
+    want = ev.per_query(trunc, 32, None, "float16")
+    np.testing.assert_allclose(got["ndcg@10"], want["ndcg@10"], atol=1e-9)
+    # and without it, the compressor's own full-size float16 search
+    own = ev.per_query_funnel(pca, (8, "binary", "symmetric"), n, (32, "float16"))
+    np.testing.assert_allclose(
+        own["ndcg@10"], ev.per_query(pca, 32, None, "float16")["ndcg@10"], atol=1e-9
     )

@@ -23,7 +23,20 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
 
 from __future__ import annotations
 
-from smec_jax.methods.trainer import MRL, register_trainer_method
+from smec_jax.methods import trainer
+from smec_jax.methods.trainer import MRL
+
+# SMEC and the methods built on its trainer, in registration order: the "SMEC variants"
+# that the Pareto report sets against every other method on its axis (the baselines). The
+# ablations below are not among them.
+VARIANTS: list[str] = []
+
+
+def register_trainer_method(name: str, group: str, overrides, doc: str):
+    if group != "ablation":
+        VARIANTS.append(name)
+    return trainer.register_trainer_method(name, group, overrides, doc)
+
 
 register_trainer_method("smec", "smec", {}, "SMRL + ADS + S-XBM + rank loss")
 register_trainer_method(
