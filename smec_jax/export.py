@@ -62,6 +62,16 @@ class NestedCompressor:
         return p
 
 
+def original(dim: int) -> NestedCompressor:
+    """The identity nested map of ``dim``-d embeddings, one size: its output is the original
+    embedding, L2-normalised. Exported, it lets ``launch.compress`` write the original
+    vectors as codes, e.g. for a funnel that rescores a compressor's shortlist with them."""
+    if dim < 1:
+        raise ValueError(f"an original-embedding map needs dim >= 1, not {dim}")
+    eye = {"w": np.eye(dim, dtype=np.float32), "b": np.zeros(dim, np.float32)}
+    return NestedCompressor(eye, np.arange(dim), (dim,))
+
+
 def save(comp: NestedCompressor, path: str | Path, encoder: str = "") -> Path:
     """Writes the permuted compressor as .npz (atomically); ``encoder`` names the model whose
     embeddings it takes (recorded for the serving tools' checks)."""

@@ -94,6 +94,18 @@ def evaluate(config, workdir: str) -> dict:
     return doc
 
 
+def export_original(config, out: str | None) -> Path:
+    """Writes the identity map of the config's embeddings (:func:`export.original`) as a
+    compressor .npz, so that the original vectors can be coded like any compressor's."""
+    methods.validate(config)
+    if not out:
+        raise ValueError("--original needs --out (the .npz to write)")
+    ds = sources.load(config.data)
+    path = export_lib.save(export_lib.original(ds.corpus.shape[1]), out, ds.encoder)
+    print(f"wrote {path} (the original {ds.corpus.shape[1]}-d {ds.encoder} embeddings)")
+    return path
+
+
 def export(
     config, workdir: str, out: str | None = None, fmt: str = "npz", encoder: str | None = None
 ) -> Path:

@@ -530,3 +530,53 @@ def test_a_funnel_whose_shortlist_is_the_whole_corpus_equals_exact_rescoring(ser
     np.testing.assert_allclose(scores, want_s, atol=1e-5)
     agree = np.mean(rows == want_r)
     assert agree > 0.99, agree  # float rounding may swap near-equal neighbours, nothing more
+
+
+def test_a_shortlist_rescored_with_the_original_embeddings_is_the_original_search(served):
+    """The exported identity map codes the original vectors (unit-normalised, row for row);
+    a funnel whose binary shortlist is the whole corpus, rescored with those codes, ranks
+    as the exact search over the original embeddings."""
+    pytest.importorskip("faiss")
+    from smec_jax import faiss_index, funnel
+
+    tmp, npz, emb = served["tmp"], served["npz"], served["emb"]
+    orig = export.save(export.original(32), tmp / "original.npz", encoder="enc")
+    kw = dict(verbose=False)
+    co = compress.compress_embeddings(orig, emb, tmp / "co", size=32, precision="float32", **kw)
+    qo = compress.compress_embeddings(orig, emb, tmp / "qo", part="queries", like=co, **kw)
+    dv, d_ids, _ = compress.load_codes(co)
+    qv, q_ids, _ = compress.load_codes(qo)
+    np.testing.assert_allclose(np.asarray(dv), unit(served["docs"]), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(qv), unit(served["queries"]), atol=1e-6)
+    cb = compress.compress_embeddings(npz, emb, tmp / "cb", size=8, precision="binary", **kw)
+    qb = compress.compress_embeddings(npz, emb, tmp / "qb", part="queries", like=cb, **kw)
+    qb_arr, qb_ids, qb_man = compress.load_codes(qb)
+    assert qb_ids == q_ids
+    order = retrieval.trec_tie_order(d_ids)
+    id_rank = np.empty(300, np.int64)
+    id_rank[order] = np.arange(300)
+    rows, scores, _ = funnel.funnel_search(
+        faiss_index.build(cb, "binary"),
+        np.asarray(qb_arr),
+        qb_man,
+        300,
+        [funnel.Rescore(str(co), str(qo), 10)],
+        q_ids,
+        d_ids,
+        id_rank,
+    )
+    want_s, want_r = retrieval.search(
+        np.asarray(qv), np.asarray(dv), 10, metric="ip", tie_order=order
+    )
+    np.testing.assert_allclose(scores, want_s, atol=1e-5)
+    assert np.mean(rows == want_r) > 0.99
+
+
+def test_the_original_map_exports_from_a_config(tmp_path):
+    path = jobs.export_original(tiny_config(), str(tmp_path / "o.npz"))
+    ex = export.load_numpy(path)
+    assert ex["w"].shape == (32, 32) and list(ex["sizes"]) == [32]
+    x = np.random.default_rng(0).normal(size=(5, 32)).astype(np.float32)
+    np.testing.assert_allclose(export.apply_exported(ex, x, 32), unit(x), atol=1e-6)
+    with pytest.raises(ValueError, match="--original needs --out"):
+        jobs.export_original(tiny_config(), None)
