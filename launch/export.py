@@ -29,7 +29,9 @@ flags.DEFINE_bool("original", False, "Write the identity map of the config's emb
 
 if __name__ == "__main__":
     cli.run_main(
-        lambda: jobs.export_original(FLAGS.config, FLAGS.out)
-        if FLAGS.original
-        else jobs.export(FLAGS.config, FLAGS.workdir, FLAGS.out, FLAGS.format, FLAGS.encoder)
+        lambda: (
+            jobs.export_original(FLAGS.config, FLAGS.out)
+            if FLAGS.original
+            else jobs.export(FLAGS.config, FLAGS.workdir, FLAGS.out, FLAGS.format, FLAGS.encoder)
+        )
     )
