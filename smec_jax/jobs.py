@@ -94,6 +94,16 @@ def evaluate(config, workdir: str) -> dict:
     return doc
 
 
+def _stage_label(stage, index_manifest) -> str:
+    """``384-d float16 top 100``; codes of another compressor than the index's (e.g. the
+    original embeddings) are named by their folder."""
+    from smec_jax import compress as compress_lib
+
+    m = compress_lib.read_manifest(stage.doc_codes)
+    other = m.compressor_sha256 != index_manifest.compressor_sha256
+    return f"{m.size}-d {m.precision}{f' of {Path(stage.doc_codes).name}' if other else ''} top {stage.keep}"
+
+
 def export_original(config, out: str | None) -> Path:
     """Writes the identity map of the config's embeddings (:func:`export.original`) as a
     compressor .npz, so that the original vectors can be coded like any compressor's."""
@@ -315,10 +325,7 @@ def evaluate_index(
     if rescore:
         last = compress_lib.read_manifest(rescore[-1].doc_codes)
         row["rescore_bytes_per_query"] = read
-        stages = " -> ".join(
-            f"{compress_lib.read_manifest(s.doc_codes).size}-d {compress_lib.read_manifest(s.doc_codes).precision} top {s.keep}"
-            for s in rescore
-        )
+        stages = " -> ".join(_stage_label(s, man) for s in rescore)
         name = f"funnel: faiss {index.kind} {man.size}-d {man.precision} top {shortlist or k} -> {stages}"
         size = last.size
     doc = reporting.results_document(

@@ -570,6 +570,12 @@ def test_a_shortlist_rescored_with_the_original_embeddings_is_the_original_searc
     )
     np.testing.assert_allclose(scores, want_s, atol=1e-5)
     assert np.mean(rows == want_r) > 0.99
+    # the funnel's report names a stage whose codes come from another compressor
+    index_man = compress.read_manifest(cb)
+    assert jobs._stage_label(funnel.Rescore(str(co), str(qo), 10), index_man) == (
+        "32-d float32 of co top 10"
+    )
+    assert jobs._stage_label(funnel.Rescore(str(cb), str(qb), 10), index_man) == "8-d binary top 10"
 
 
 def test_the_original_map_exports_from_a_config(tmp_path):
