@@ -88,7 +88,11 @@ def test_pareto_command_on_the_tiny_config(tmp_path):
     assert doc["full_size"] == "truncate: 32-d float32"
     for what, allow_funnel in (("funnels allowed", True), ("codes only", False)):
         rows = doc["smec_vs_baselines"][what]
-        assert [r["budget"] for r in rows] == list(pareto.GOAL_BUDGETS)
+        key = "budgets" if allow_funnel else "budgets_codes_only"
+        assert [(r["budget"], r["pick"], r["method"]) for r in rows if r["pick"] == "method"] == [
+            (b, "method", m) for b in pareto.GOAL_BUDGETS for m in ("smec", "smec_int2")
+        ]
+        assert [r["budget"] for r in rows if r["pick"] == "validation"] == list(pareto.GOAL_BUDGETS)
         for r in rows:
             fits = [
                 p
@@ -97,11 +101,13 @@ def test_pareto_command_on_the_tiny_config(tmp_path):
                 and p["bytes"] <= r["budget"]
                 and (allow_funnel or not p["config"].startswith("funnel"))
             ]
-            assert pts[r["name"]]["val"] == max(p["val"] for p in fits)
+            if r["pick"] == "validation":  # the best validation score of every variant's points
+                assert pts[r["name"]]["val"] == max(p["val"] for p in fits)
+            else:  # the variant's own choice
+                assert r["name"] == doc[key][str(r["budget"])][r["method"]]["name"]
             assert np.isclose(
                 r["share_of_full_test"], r["test"] / pts["truncate: 32-d float32"]["test"]
             )
-            key = "budgets" if allow_funnel else "budgets_codes_only"
             assert set(r["vs"]) == {"truncate", "pca"}
             for m, v in r["vs"].items():
                 base = doc[key][str(r["budget"])][m]["name"]
