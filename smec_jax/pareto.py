@@ -9,8 +9,15 @@ on the validation queries carved from the training split (as training does), nev
 test; its test nDCG@10 is reported with a paired bootstrap interval of its difference from
 PCA's choice. The frontier (no cheaper point scores higher) is marked on the test points.
 
-Writes ``pareto.json`` (every point, mean and std over seeds), ``pareto.md``, ``pareto.png``
-and ``per_query.npz`` (every point's per-query test nDCG@10, to recompute any interval).
+Nested compressors other than truncation also get funnels rescored with the original
+embeddings (as float16: the same bytes read). "SMEC variants" (SMEC and the methods built
+on its trainer, :data:`smec_methods.VARIANTS`) are set against every other method, the
+baselines, per budget of :data:`GOAL_BUDGETS`.
+
+Writes ``pareto.json`` (every point, mean and std over seeds), ``pareto.md``, ``pareto.png``,
+``variants.png`` (the variants against the baselines per budget) and ``per_query.npz``
+(every point's per-query test nDCG@10, to recompute any interval; :func:`rerender` rebuilds
+the rest from it and ``pareto.json``).
 """
 
 from __future__ import annotations
@@ -213,7 +220,7 @@ def run(config, workdir: str | Path, method_names=DEFAULT_METHODS, seeds=(0, 1, 
     }
     wd.mkdir(parents=True, exist_ok=True)
     with files.atomic_path(wd / "per_query.npz", suffix=".npz") as tmp:
-        np.savez(
+        np.savez_compressed(
             tmp,
             qids=np.asarray(test.qids),
             unseen=test.unseen_mask,
@@ -228,6 +235,8 @@ def run(config, workdir: str | Path, method_names=DEFAULT_METHODS, seeds=(0, 1, 
 def _write(doc: dict, wd: Path) -> None:
     files.write_json(wd / "pareto.json", doc)
     plot(doc, wd / "pareto.png")
+    if any(doc.get("smec_vs_baselines", {}).values()):
+        plot_variants(doc, wd / "variants.png")
     files.atomic_write(wd / "pareto.md", markdown(doc))
     print(markdown(doc))
 
@@ -640,6 +649,55 @@ def plot(doc: dict, path) -> None:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle(f"encoder: {doc['encoder']}; o codes, ^ funnels (shortlist rescored)")
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
+    reporting.save_figure(fig, path)
+
+
+def plot_variants(doc: dict, path) -> None:
+    """Per budget, each baseline's and each SMEC variant's validation choice (test nDCG@10,
+    unseen queries where there are any), funnels allowed and codes only, with the full
+    size as a line: the section "The best SMEC variant against every baseline" as a plot."""
+    plt = reporting.pyplot()
+    key = "test_unseen" if doc.get("unseen_queries") else "test"
+    panels = [w for w, rows in doc["smec_vs_baselines"].items() if rows]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels) + 2.5, 4.8), squeeze=False)
+    full = {p["name"]: p for p in doc["points"]}.get(doc.get("full_size"))
+    for ax, what in zip(axes[0], panels, strict=True):
+        chosen = doc["budgets" if what == "funnels allowed" else "budgets_codes_only"]
+        budgets = [b for b in GOAL_BUDGETS if str(b) in chosen]
+        names = list(dict.fromkeys(m for b in budgets for m in chosen[str(b)]))
+        colours = plt.get_cmap("tab20").colors
+        below = []
+        for i, m in enumerate(names):
+            ys = [chosen[str(b)].get(m, {}).get(key, np.nan) for b in budgets]
+            ours = is_smec_variant(m)
+            if full is not None and np.nanmax(ys) < 0.75 * full[key]:
+                below.append(m)
+            ax.plot(
+                budgets,
+                ys,
+                marker="o" if ours else "s",
+                linestyle="-" if ours else ":",
+                color=colours[(2 * i) % 20 + (i // 10) % 2],
+                linewidth=2 if ours else 1,
+                label=m + ("" if ours else " (baseline)"),
+            )
+        if full is not None:
+            ax.axhline(full[key], color="k", linewidth=1, linestyle="--", label="full size")
+            ax.set_ylim(bottom=0.75 * full[key])  # the region where the goals are
+        if below:
+            what = f"{what}; below the axis: {', '.join(below)}"
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [f"{b} B" for b in budgets])
+        ax.set_xlabel("bytes per document (budget)")
+        ax.set_ylabel(f"nDCG@10, {'unseen' if key == 'test_unseen' else 'all'} queries")
+        ax.set_title(f"{what}: each method's validation choice")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.suptitle(
+        f"{doc['dataset']} ({doc['encoder']}): SMEC variants (solid) vs baselines (dotted)"
+    )
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
     reporting.save_figure(fig, path)
 

@@ -38,7 +38,7 @@ def test_paired_bootstrap_brackets_the_difference_and_sees_a_real_gain():
 
 def test_pareto_command_on_the_tiny_config(tmp_path):
     doc = pareto.run(tiny_config(), tmp_path, ["truncate", "pca", "smec", "smec_int2"], [0, 1])
-    for f in ("pareto.md", "pareto.json", "pareto.png", "per_query.npz"):
+    for f in ("pareto.md", "pareto.json", "pareto.png", "variants.png", "per_query.npz"):
         assert (tmp_path / f).stat().st_size > 100, f
     pts = {p["name"]: p for p in doc["points"]}
     # every size x precision x scoring, plus funnels for the nested compressors
