@@ -4,7 +4,8 @@
 
 Kinds: flat (float codes, IndexFlatIP), sq8 (int8 codes, IndexScalarQuantizer 8-bit with the
 codes' own calibration), binary (binary codes, IndexBinaryFlat), hnsw (float codes,
-IndexHNSWFlat; --m, --ef_construction, --ef_search). Score it with
+IndexHNSWFlat; --m, --ef_construction, --ef_search), scan (int4 / int2 codes, packed in
+memory and scored exactly chunk by chunk; no faiss: it has no 2-bit codes). Score it with
 ``python -m launch.evaluate --index DIR --query_codes DIR --workdir OUT``.
 """
 
@@ -16,7 +17,7 @@ from smec_jax import cli, jobs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("codes", None, "Codes folder of the documents.", required=True)
-flags.DEFINE_enum("kind", "flat", ["flat", "sq8", "binary", "hnsw"], "Index kind.")
+flags.DEFINE_enum("kind", "flat", ["flat", "sq8", "binary", "hnsw", "scan"], "Index kind.")
 flags.DEFINE_string("out", None, "Index folder to create.", required=True)
 flags.DEFINE_integer("m", 32, "HNSW: neighbours per node.")
 flags.DEFINE_integer("ef_construction", 80, "HNSW: candidate list while building.")

@@ -8,10 +8,14 @@ Index kinds (``kind``), each for the codes it can hold without re-encoding them:
   so the index holds the same bytes); searched with float queries (asymmetric);
 * ``binary``: ``IndexBinaryFlat`` on packed binary codes (Hamming distance);
 * ``hnsw``: ``IndexHNSWFlat`` (inner product) on float codes; ``M``, ``ef_construction``
-  and ``ef_search`` from the index config.
+  and ``ef_search`` from the index config;
+* ``scan`` (ours, no faiss: faiss has no 2-bit codes, and its 4-bit codes are uniform, not
+  our quantile bins): the packed int4 / int2 codes themselves, scored exactly by decoding
+  them chunk by chunk (:class:`PackedScan`); memory holds the packed codes.
 
-An index folder holds ``index.faiss`` and ``index.json`` (the kind, its parameters and the
-codes' manifest): searching it with query codes made with other settings is refused.
+An index folder holds ``index.faiss`` (``codes.npy`` for ``scan``) and ``index.json`` (the
+kind, its parameters and the codes' manifest): searching it with query codes made with
+other settings is refused.
 Scores are inner products (float and int8) or ``d - 2 * hamming`` (binary), so higher is
 better everywhere.
 """
@@ -32,7 +36,45 @@ KINDS = {
     "sq8": ("int8",),
     "binary": ("binary",),
     "hnsw": ("float32", "float16"),
+    "scan": ("int4", "int2"),
 }
+
+
+class PackedScan:
+    """Exact inner-product search over packed int4 / int2 codes: each chunk of ``chunk``
+    documents is decoded (:func:`codes.decode`) and scored by one matmul, and the best ``k``
+    are kept; only the packed codes stay in memory. The faiss-like face the index needs:
+    ``ntotal`` and ``search(queries, k) -> (scores, rows)``."""
+
+    def __init__(self, packed: np.ndarray, cal: codes.Calibration, chunk: int = 65536):
+        self.packed, self.cal, self.chunk = np.ascontiguousarray(packed, np.uint8), cal, chunk
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.packed)
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) (nq, k), best first, ties by row; -1 rows (score -inf) past the
+        corpus. Queries go in blocks of 256, documents in chunks of ``chunk``."""
+        q = np.asarray(q, np.float32)
+        out_s = np.full((len(q), k), -np.inf, np.float32)
+        out_r = np.full((len(q), k), -1, np.int64)
+        for qs in range(0, len(q), 256):
+            qb = q[qs : qs + 256]
+            best_s = np.zeros((len(qb), 0), np.float32)
+            best_r = np.zeros((len(qb), 0), np.int64)
+            for start in range(0, self.ntotal, self.chunk):
+                docs = codes.decode(self.packed[start : start + self.chunk], self.cal)
+                rows = np.broadcast_to(np.arange(start, start + len(docs)), (len(qb), len(docs)))
+                s = np.concatenate([best_s, qb @ docs.T], axis=1)
+                r = np.concatenate([best_r, rows], axis=1)
+                # stable: equal scores keep their order, which is by row (kept rows are
+                # sorted by score then row, and all precede this chunk's rows)
+                order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+                best_s, best_r = np.take_along_axis(s, order, 1), np.take_along_axis(r, order, 1)
+            out_s[qs : qs + 256, : best_s.shape[1]] = best_s
+            out_r[qs : qs + 256, : best_r.shape[1]] = best_r
+        return out_s, out_r
 
 
 def _faiss():
@@ -72,8 +114,7 @@ class Index:
 def build(
     codes_dir: str | Path, kind: str, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
 ) -> Index:
-    """The faiss index of ``kind`` over the codes in ``codes_dir``."""
-    faiss = _faiss()
+    """The faiss index (or :class:`PackedScan`) of ``kind`` over the codes in ``codes_dir``."""
     arr, _, man = compress.load_codes(codes_dir)
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -85,6 +126,9 @@ def build(
     cal = codes.Calibration.from_json(man.calibration)
     d = man.size
     params: dict = {}
+    if kind == "scan":
+        return Index(index=PackedScan(np.asarray(arr), cal), kind=kind, manifest=man, params={})
+    faiss = _faiss()
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
         index.add(np.ascontiguousarray(arr, np.float32))
@@ -109,16 +153,20 @@ def build(
 
 
 def save(index: Index, out: str | Path) -> Path:
-    """Writes ``out/index.faiss`` and ``out/index.json`` (into a temp folder, then renamed)."""
-    faiss = _faiss()
+    """Writes ``out/index.faiss`` (``codes.npy``) and ``out/index.json`` (into a temp
+    folder, then renamed)."""
     out = Path(out)
     if out.exists():
         raise ValueError(f"{out} already exists; remove it or choose another --out")
     files.check_workdir(out, "--out")
     tmp = out.with_name(out.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
-    write = faiss.write_index_binary if index.kind == "binary" else faiss.write_index
-    write(index.index, str(tmp / "index.faiss"))
+    if index.kind == "scan":
+        np.save(tmp / "codes.npy", index.index.packed)
+    else:
+        faiss = _faiss()
+        write = faiss.write_index_binary if index.kind == "binary" else faiss.write_index
+        write(index.index, str(tmp / "index.faiss"))
     meta = {
         "kind": index.kind,
         "params": index.params,
@@ -130,11 +178,15 @@ def save(index: Index, out: str | Path) -> Path:
 
 
 def load(folder: str | Path) -> Index:
-    faiss = _faiss()
     folder = Path(folder)
     if not (folder / "index.json").is_file():
         raise DataError(f"{folder}: no index.json; build the index with `python -m launch.index`")
     meta = json.loads((folder / "index.json").read_text())
+    man = compress.Manifest(**meta["manifest"])
+    if meta["kind"] == "scan":
+        cal = codes.Calibration.from_json(man.calibration)
+        return Index(PackedScan(np.load(folder / "codes.npy"), cal), "scan", man, meta["params"])
+    faiss = _faiss()
     read = faiss.read_index_binary if meta["kind"] == "binary" else faiss.read_index
     index = read(str(folder / "index.faiss"))
     if meta["kind"] == "hnsw":
@@ -148,7 +200,12 @@ def load(folder: str | Path) -> Index:
 
 
 def disk_bytes(folder: str | Path) -> int:
-    return (Path(folder) / "index.faiss").stat().st_size
+    folder = Path(folder)
+    return (
+        (folder / ("index.faiss" if (folder / "index.faiss").exists() else "codes.npy"))
+        .stat()
+        .st_size
+    )
 
 
 def ranked_by_trec_order(scores, rows, doc_ids, query_ids, k, exclude_self=False):

@@ -320,13 +320,14 @@ def evaluate_index(
         "index_bytes": faiss_index.disk_bytes(index_dir),
         "queries_per_s": qps,
     }
-    name = f"faiss {index.kind} ({man.precision})"
+    kind = "scan" if index.kind == "scan" else f"faiss {index.kind}"  # scan: no faiss
+    name = f"{kind} ({man.precision})"
     size = man.size
     if rescore:
         last = compress_lib.read_manifest(rescore[-1].doc_codes)
         row["rescore_bytes_per_query"] = read
         stages = " -> ".join(_stage_label(s, man) for s in rescore)
-        name = f"funnel: faiss {index.kind} {man.size}-d {man.precision} top {shortlist or k} -> {stages}"
+        name = f"funnel: {kind} {man.size}-d {man.precision} top {shortlist or k} -> {stages}"
         size = last.size
     doc = reporting.results_document(
         ds, evaluator.split, {name: {str(size): row}}, evaluator.n_unseen

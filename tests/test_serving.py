@@ -586,3 +586,70 @@ def test_the_original_map_exports_from_a_config(tmp_path):
     np.testing.assert_allclose(export.apply_exported(ex, x, 32), unit(x), atol=1e-6)
     with pytest.raises(ValueError, match="--original needs --out"):
         jobs.export_original(tiny_config(), None)
+
+
+@pytest.mark.parametrize("precision", ["int2", "int4"])
+def test_a_scan_index_over_packed_codes_equals_a_brute_force_loop(served, precision, tmp_path):
+    """The scan index (no faiss) over packed int2 / int4 codes: symmetric (coded queries)
+    and asymmetric (float queries) top-k equal a loop over decoded vectors, ties by row,
+    across chunk boundaries, after a save/load round trip, with -1 rows past the corpus."""
+    from smec_jax import faiss_index
+
+    tmp, npz, emb = served["tmp"], served["npz"], served["emb"]
+    kw = dict(verbose=False)
+    c = compress.compress_embeddings(npz, emb, tmp / "c", size=16, precision=precision, **kw)
+    qc = compress.compress_embeddings(npz, emb, tmp / "qc", part="queries", like=c, **kw)
+    qf = compress.compress_embeddings(
+        npz, emb, tmp / "qf", part="queries", like=c, precision="float32", **kw
+    )
+    arr, _, man = compress.load_codes(c)
+    cal = codes.Calibration.from_json(man.calibration)
+    docs = codes.decode(np.asarray(arr), cal)
+    index = faiss_index.build(c, "scan")
+    index.index.chunk = 64  # five chunks: the merge across chunks is exercised
+    index = faiss_index.load(faiss_index.save(index, tmp_path / "idx"))
+    index.index.chunk = 64
+    for q_dir in (qc, qf):
+        q_arr, _, q_man = compress.load_codes(q_dir)
+        qv = codes.decode(np.asarray(q_arr), codes.Calibration.from_json(q_man.calibration))
+        scores, rows = index.search(np.asarray(q_arr), q_man, 10)
+        for i in range(len(qv)):
+            s = [float(np.dot(qv[i], docs[j])) for j in range(len(docs))]
+            want = sorted(range(len(docs)), key=lambda j: (-s[j], j))[:10]
+            np.testing.assert_allclose(scores[i], [s[j] for j in want], atol=1e-5)
+            assert list(rows[i]) == want
+    scores, rows = index.search(np.asarray(q_arr), q_man, 310)
+    assert (rows[:, 300:] == -1).all() and np.isneginf(scores[:, 300:]).all()
+    assert sorted(rows[0, :300]) == list(range(300))
+    with pytest.raises(ValueError, match="a scan index holds int4/int2 codes"):
+        faiss_index.build(qf, "scan")
+
+
+def test_a_served_int4_funnel_with_original_rescoring_scores_as_the_pareto_point(served):
+    """launch.index --kind scan + launch.evaluate --rescore (the original embeddings) give
+    the nDCG@10 the Pareto report computes for the same funnel in memory."""
+    from smec_jax import funnel, sources
+    from smec_jax.evaluation import Evaluator
+    from smec_jax.methods.closed_form import Truncate
+
+    tmp, cfg, npz, emb = served["tmp"], _cfg(served), served["npz"], served["emb"]
+    kw = dict(verbose=False)
+    c = compress.compress_embeddings(npz, emb, tmp / "c", size=16, precision="int4", **kw)
+    q = compress.compress_embeddings(npz, emb, tmp / "q", part="queries", like=c, **kw)
+    orig = export.save(export.original(32), tmp / "original.npz", encoder="enc")
+    co = compress.compress_embeddings(orig, emb, tmp / "co", size=32, precision="float16", **kw)
+    qo = compress.compress_embeddings(
+        orig, emb, tmp / "qo", part="queries", like=co, precision="float32", **kw
+    )
+    index = jobs.build_index(str(c), "scan", str(tmp / "idx"))
+    stages = [funnel.Rescore(str(co), str(qo), 100)]
+    doc = jobs.evaluate_index(cfg, str(index), str(q), str(tmp / "e"), rescore=stages, shortlist=50)
+    (row,) = next(iter(doc["results"].values())).values()
+    ds = sources.load(cfg.data)
+    ex = export.load_numpy(npz)
+    comp = NestedCompressor({"w": ex["w"], "b": ex["b"]}, np.arange(32), (32, 16, 8))
+    ev = Evaluator(ds)
+    want = ev.per_query_funnel(
+        comp, (16, "int4", "symmetric"), 50, (32, "float16"), None, Truncate()
+    )
+    assert abs(row["ndcg@10"] - want["ndcg@10"].mean()) < 1e-6
