@@ -65,9 +65,9 @@ class PackedScan:
             best_r = np.zeros((len(qb), 0), np.int64)
             for start in range(0, self.ntotal, self.chunk):
                 docs = codes.decode(self.packed[start : start + self.chunk], self.cal)
-                rows = np.broadcast_to(np.arange(start, start + len(docs)), (len(qb), len(docs)))
-                s = np.concatenate([best_s, qb @ docs.T], axis=1)
-                r = np.concatenate([best_r, rows], axis=1)
+                cs, cr = _top_k_by_row(qb @ docs.T, k)
+                s = np.concatenate([best_s, cs], axis=1)
+                r = np.concatenate([best_r, cr + start], axis=1)
                 # stable: equal scores keep their order, which is by row (kept rows are
                 # sorted by score then row, and all precede this chunk's rows)
                 order = np.argsort(-s, axis=1, kind="stable")[:, :k]
@@ -75,6 +75,20 @@ class PackedScan:
             out_s[qs : qs + 256, : best_s.shape[1]] = best_s
             out_r[qs : qs + 256, : best_r.shape[1]] = best_r
         return out_s, out_r
+
+
+def _top_k_by_row(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` largest scores of ``s`` (nq, c) and their columns, ascending by
+    column (not sorted by score); among scores equal to the k-th largest, the lowest
+    columns. A partition, not a sort: linear in c."""
+    if s.shape[1] <= k:
+        return s, np.broadcast_to(np.arange(s.shape[1]), s.shape)
+    kth = np.partition(s, s.shape[1] - k, axis=1)[:, s.shape[1] - k][:, None]
+    above, tied = s > kth, s == kth
+    need = k - above.sum(axis=1, keepdims=True)
+    take = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    cols = np.nonzero(take)[1].reshape(len(s), k)
+    return np.take_along_axis(s, cols, 1), cols
 
 
 def _faiss():

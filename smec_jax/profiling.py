@@ -427,10 +427,11 @@ def bench_retrieval_codes(
     config, repeats: int, *, corpus_size: int = 1_000_000, num_queries=(256, 2048), **_
 ) -> dict:
     """Exact top-100 over corpus_size docs stored as 64-d int8 codes (uint8 on the device,
-    float queries: asymmetric) and as 256-d binary codes (packed bits, XOR + popcount),
-    next to ``retrieval``'s 768-d float16 corpus. Peak memory is the process's so far:
-    run this benchmark alone (int8 is measured first)."""
-    from smec_jax import retrieval
+    float queries: asymmetric), as 256-d binary codes (packed bits, XOR + popcount) and as
+    64-d int2 codes (16 bytes, the ``scan`` index: numpy on the host), next to
+    ``retrieval``'s 768-d float16 corpus. Peak memory is the process's so far: run this
+    benchmark alone (int8 is measured first)."""
+    from smec_jax import codes, faiss_index, retrieval
 
     del config
     n = corpus_size
@@ -440,6 +441,8 @@ def bench_retrieval_codes(
     vmin, vdiff = np.full(64, -0.5, np.float32), np.full(64, 1.0, np.float32)
     c8 = jnp.asarray(rng.integers(0, 256, size=(n, 64), dtype=np.uint8))
     packed = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    int2 = codes.calibrate(rng.standard_normal((4096, 64)).astype(np.float32), "int2")
+    scan = faiss_index.PackedScan(rng.integers(0, 256, size=(n, 16), dtype=np.uint8), int2)
     for name, nbytes, search in (
         (
             "64d_int8",
@@ -462,6 +465,7 @@ def bench_retrieval_codes(
                 mesh=mesh,
             ),
         ),
+        ("64d_int2_scan", scan.packed.nbytes, lambda q: scan.search(q[:, :64], 100)),
     ):
         print(f"retrieval over {n:,} {name} codes ({nbytes / 2**20:.0f} MiB)")
         out[name] = {"corpus_bytes": nbytes}

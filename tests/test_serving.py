@@ -653,3 +653,15 @@ def test_a_served_int4_funnel_with_original_rescoring_scores_as_the_pareto_point
         comp, (16, "int4", "symmetric"), 50, (32, "float16"), None, Truncate()
     )
     assert abs(row["ndcg@10"] - want["ndcg@10"].mean()) < 1e-6
+
+
+def test_the_scan_top_k_keeps_the_lowest_columns_among_ties():
+    """Heavily tied integer scores: each row's k best, ties by column, equal a sort."""
+    from smec_jax import faiss_index
+
+    s = np.random.default_rng(0).integers(0, 4, size=(30, 50)).astype(np.float32)
+    for k in (1, 7, 50, 60):
+        got_s, got_c = faiss_index._top_k_by_row(s, k)
+        for i in range(len(s)):
+            want = sorted(sorted(range(50), key=lambda j: (-s[i, j], j))[:k])
+            assert list(got_c[i]) == want and list(got_s[i]) == list(s[i, want])
