@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from smec_jax import codes, files, input_pipeline, methods, reporting, sources, stats
+from smec_jax.data import DataError
 from smec_jax.evaluation import SCORINGS, Evaluator
 from smec_jax.export import NestedCompressor
 from smec_jax.methods import smec as smec_methods
@@ -249,7 +250,7 @@ def rerender(workdir: str | Path) -> dict:
     wd = Path(workdir)
     for f in ("pareto.json", "per_query.npz"):
         if not (wd / f).is_file():
-            raise FileNotFoundError(f"{wd / f} is missing: run launch.pareto there first")
+            raise DataError(f"{wd / f} is missing: run launch.pareto there first")
     doc = json.loads((wd / "pareto.json").read_text())
     per_query = load_per_query(wd)
     with np.load(wd / "per_query.npz", allow_pickle=False) as f:

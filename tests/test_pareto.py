@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from smec_jax import methods, pareto, sources, stats
+from smec_jax.data import DataError
 from smec_jax.evaluation import Evaluator
 from tests.helpers import tiny_config
 
@@ -132,7 +133,7 @@ def test_pareto_command_on_the_tiny_config(tmp_path):
 
 
 def test_a_report_cannot_be_rewritten_without_its_saved_scores(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pareto.json is missing: run launch.pareto"):
+    with pytest.raises(DataError, match="pareto.json is missing: run launch.pareto"):
         pareto.rerender(tmp_path)
 
 
