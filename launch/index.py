@@ -4,8 +4,9 @@
 
 Kinds: flat (float codes, IndexFlatIP), sq8 (int8 codes, IndexScalarQuantizer 8-bit with the
 codes' own calibration), binary (binary codes, IndexBinaryFlat), hnsw (float codes,
-IndexHNSWFlat; --m, --ef_construction, --ef_search), scan (int4 / int2 codes, packed in
-memory and scored exactly chunk by chunk; no faiss: it has no 2-bit codes). Score it with
+IndexHNSWFlat; --m, --ef_construction, --ef_search), scan (int4 / int2 / binary / ITQ
+binary codes, packed in memory and scored exactly chunk by chunk, with coded or float
+queries; no faiss). Score it with
 ``python -m launch.evaluate --index DIR --query_codes DIR --workdir OUT``.
 """
 

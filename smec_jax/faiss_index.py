@@ -9,9 +9,11 @@ Index kinds (``kind``), each for the codes it can hold without re-encoding them:
 * ``binary``: ``IndexBinaryFlat`` on packed binary codes (Hamming distance);
 * ``hnsw``: ``IndexHNSWFlat`` (inner product) on float codes; ``M``, ``ef_construction``
   and ``ef_search`` from the index config;
-* ``scan`` (ours, no faiss: faiss has no 2-bit codes, and its 4-bit codes are uniform, not
-  our quantile bins): the packed int4 / int2 codes themselves, scored exactly by decoding
-  them chunk by chunk (:class:`PackedScan`); memory holds the packed codes.
+* ``scan`` (ours, no faiss: faiss has no 2-bit codes, its 4-bit codes are uniform, not our
+  quantile bins, and its binary indexes score no float query): the packed int4 / int2 /
+  binary / ITQ binary codes themselves, scored exactly by decoding them chunk by chunk
+  (:class:`PackedScan`), with coded queries (symmetric) or float ones (asymmetric; rotated
+  into the ITQ codes' space first); memory holds the packed codes.
 
 An index folder holds ``index.faiss`` (``codes.npy`` for ``scan``) and ``index.json`` (the
 kind, its parameters and the codes' manifest): searching it with query codes made with
@@ -31,17 +33,18 @@ import numpy as np
 from smec_jax import codes, compress, files
 from smec_jax.data import DataError
 
+FLOATS = ("float32", "float16")
 KINDS = {
     "flat": ("float32", "float16"),
     "sq8": ("int8",),
     "binary": ("binary",),
     "hnsw": ("float32", "float16"),
-    "scan": ("int4", "int2"),
+    "scan": ("int4", "int2", "binary", "binary_itq"),
 }
 
 
 class PackedScan:
-    """Exact inner-product search over packed int4 / int2 codes: each chunk of ``chunk``
+    """Exact inner-product search over packed int4 / int2 / binary codes: each chunk of ``chunk``
     documents is decoded (:func:`codes.decode`) and scored by one matmul, and the best ``k``
     are kept; only the packed codes stay in memory. The faiss-like face the index needs:
     ``ntotal`` and ``search(queries, k) -> (scores, rows)``."""
@@ -122,6 +125,9 @@ class Index:
             dist, rows = self.index.search(np.ascontiguousarray(query_codes, np.uint8), k)
             return (self.manifest.size - 2 * dist).astype(np.float32), rows
         q = np.ascontiguousarray(codes.decode(np.asarray(query_codes), qcal), np.float32)
+        if self.manifest.precision == "binary_itq" and query_manifest.precision in FLOATS:
+            cal = codes.Calibration.from_json(self.manifest.calibration)
+            q = (q - cal.center) @ cal.rotation  # the ITQ codes' rotated space (asymmetric)
         return self.index.search(q, k)
 
 

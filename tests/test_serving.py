@@ -588,11 +588,12 @@ def test_the_original_map_exports_from_a_config(tmp_path):
         jobs.export_original(tiny_config(), None)
 
 
-@pytest.mark.parametrize("precision", ["int2", "int4"])
+@pytest.mark.parametrize("precision", ["int2", "int4", "binary", "binary_itq"])
 def test_a_scan_index_over_packed_codes_equals_a_brute_force_loop(served, precision, tmp_path):
-    """The scan index (no faiss) over packed int2 / int4 codes: symmetric (coded queries)
-    and asymmetric (float queries) top-k equal a loop over decoded vectors, ties by row,
-    across chunk boundaries, after a save/load round trip, with -1 rows past the corpus."""
+    """The scan index (no faiss) over packed int2 / int4 / binary / ITQ binary codes:
+    symmetric (coded queries) and asymmetric (float queries, rotated for ITQ) top-k equal a
+    loop over decoded vectors, ties by row, across chunk boundaries, after a save/load
+    round trip, with -1 rows past the corpus."""
     from smec_jax import faiss_index
 
     tmp, npz, emb = served["tmp"], served["npz"], served["emb"]
@@ -612,6 +613,8 @@ def test_a_scan_index_over_packed_codes_equals_a_brute_force_loop(served, precis
     for q_dir in (qc, qf):
         q_arr, _, q_man = compress.load_codes(q_dir)
         qv = codes.decode(np.asarray(q_arr), codes.Calibration.from_json(q_man.calibration))
+        if precision == "binary_itq" and q_dir == qf:
+            qv = (qv - cal.center) @ cal.rotation
         scores, rows = index.search(np.asarray(q_arr), q_man, 10)
         for i in range(len(qv)):
             s = [float(np.dot(qv[i], docs[j])) for j in range(len(docs))]
@@ -621,7 +624,7 @@ def test_a_scan_index_over_packed_codes_equals_a_brute_force_loop(served, precis
     scores, rows = index.search(np.asarray(q_arr), q_man, 310)
     assert (rows[:, 300:] == -1).all() and np.isneginf(scores[:, 300:]).all()
     assert sorted(rows[0, :300]) == list(range(300))
-    with pytest.raises(ValueError, match="a scan index holds int4/int2 codes"):
+    with pytest.raises(ValueError, match="a scan index holds int4/int2/binary/binary_itq codes"):
         faiss_index.build(qf, "scan")
 
 
