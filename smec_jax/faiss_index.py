@@ -35,10 +35,10 @@ from smec_jax.data import DataError
 
 FLOATS = ("float32", "float16")
 KINDS = {
-    "flat": ("float32", "float16"),
+    "flat": FLOATS,
     "sq8": ("int8",),
     "binary": ("binary",),
-    "hnsw": ("float32", "float16"),
+    "hnsw": FLOATS,
     "scan": ("int4", "int2", "binary", "binary_itq"),
 }
 
@@ -58,25 +58,23 @@ class PackedScan:
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) (nq, k), best first, ties by row; -1 rows (score -inf) past the
-        corpus. Queries go in blocks of 256, documents in chunks of ``chunk``."""
+        corpus. Each chunk of ``chunk`` documents is decoded once and scored against the
+        queries in blocks of 256."""
         q = np.asarray(q, np.float32)
+        best_s = np.zeros((len(q), 0), np.float32)
+        best_r = np.zeros((len(q), 0), np.int64)
+        for start in range(0, self.ntotal, self.chunk):
+            docs = codes.decode(self.packed[start : start + self.chunk], self.cal)
+            blocks = [_top_k_by_row(q[i : i + 256] @ docs.T, k) for i in range(0, len(q), 256)]
+            s = np.concatenate([best_s, np.concatenate([b[0] for b in blocks])], axis=1)
+            r = np.concatenate([best_r, np.concatenate([b[1] for b in blocks]) + start], axis=1)
+            # stable: equal scores keep their order, which is by row (kept rows are sorted
+            # by score then row, and all precede this chunk's rows)
+            order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+            best_s, best_r = np.take_along_axis(s, order, 1), np.take_along_axis(r, order, 1)
         out_s = np.full((len(q), k), -np.inf, np.float32)
         out_r = np.full((len(q), k), -1, np.int64)
-        for qs in range(0, len(q), 256):
-            qb = q[qs : qs + 256]
-            best_s = np.zeros((len(qb), 0), np.float32)
-            best_r = np.zeros((len(qb), 0), np.int64)
-            for start in range(0, self.ntotal, self.chunk):
-                docs = codes.decode(self.packed[start : start + self.chunk], self.cal)
-                cs, cr = _top_k_by_row(qb @ docs.T, k)
-                s = np.concatenate([best_s, cs], axis=1)
-                r = np.concatenate([best_r, cr + start], axis=1)
-                # stable: equal scores keep their order, which is by row (kept rows are
-                # sorted by score then row, and all precede this chunk's rows)
-                order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-                best_s, best_r = np.take_along_axis(s, order, 1), np.take_along_axis(r, order, 1)
-            out_s[qs : qs + 256, : best_s.shape[1]] = best_s
-            out_r[qs : qs + 256, : best_r.shape[1]] = best_r
+        out_s[:, : best_s.shape[1]], out_r[:, : best_r.shape[1]] = best_s, best_r
         return out_s, out_r
 
 

@@ -252,9 +252,7 @@ def rerender(workdir: str | Path) -> dict:
         if not (wd / f).is_file():
             raise DataError(f"{wd / f} is missing: run launch.pareto there first")
     doc = json.loads((wd / "pareto.json").read_text())
-    per_query = load_per_query(wd)
-    with np.load(wd / "per_query.npz", allow_pickle=False) as f:
-        unseen = np.asarray(f["unseen"], bool)
+    per_query, unseen = _load_saved(wd)
     missing = [p["name"] for p in doc["points"] if p["name"] not in per_query]
     if missing:
         raise ValueError(f"{wd / 'per_query.npz'} has no scores for {missing[0]!r}")
@@ -705,9 +703,14 @@ def plot_variants(doc: dict, path) -> None:
 
 def load_per_query(workdir) -> dict[str, np.ndarray]:
     """name -> (seeds, queries) per-query test nDCG@10 from ``per_query.npz``."""
+    return _load_saved(workdir)[0]
+
+
+def _load_saved(workdir) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`load_per_query` and the unseen-query mask, in one read of ``per_query.npz``."""
     with np.load(Path(workdir) / "per_query.npz", allow_pickle=False) as f:
         names = list(f["names"])
-        return {n: f[f"p{i}"] for i, n in enumerate(names)}
+        return {n: f[f"p{i}"] for i, n in enumerate(names)}, np.asarray(f["unseen"], bool)
 
 
 def json_dump(doc) -> str:
