@@ -73,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.hard_pool = 30
     c.train.unsup_batch = 1024  # docs per batch for smec_unsup
     c.train.lr = 1e-3
+    c.train.lr_decay = "constant"  # constant | cosine | linear: over each stage's steps
     c.train.ads_lr = 0.05
     # Cosine multiplier inside the rank loss (DESIGN default 1; 20 chosen on validation).
     c.train.score_scale = 20.0

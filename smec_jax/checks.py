@@ -18,6 +18,7 @@ from smec_jax.data import RetrievalData
 from smec_jax.evaluation import TIES
 from smec_jax.input_pipeline import STRATEGIES, UNLABELLED
 from smec_jax.objective import QUANTIZERS
+from smec_jax.state import LR_DECAYS
 
 SCHEDULES = ("sequential", "joint")
 JOINT_BUDGETS = ("stage", "ladder")
@@ -118,6 +119,7 @@ SCHEMA: dict[str, Callable] = {
     "train.hard_pool": _int(0),
     "train.unsup_batch": _int(1),
     "train.lr": _float(0.0),
+    "train.lr_decay": _one_of(LR_DECAYS),
     "train.ads_lr": _float(0.0),
     "train.score_scale": _float(0.0, strict=True),
     "train.full_weight": _float(0.0),

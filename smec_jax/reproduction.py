@@ -36,6 +36,7 @@ ADDED_FIELDS = {
     "csr.aux_weight": 1 / 32,
     "csr.dead_steps": 50,
     "train.log_share": 0.0,
+    "train.lr_decay": "constant",
 }
 
 

@@ -43,6 +43,22 @@ class TrainState:
     first_bad_step: jax.Array
 
 
+LR_DECAYS = ("constant", "cosine", "linear")
+
+
+def lr_factor(decay: str, stage_step, steps: int):
+    """The learning rate's share at step ``stage_step`` of a stage of ``steps``: 1 throughout
+    ("constant"), or from 1 at the first step towards 0 at the stage's end, along a half
+    cosine or a line. Adam's update is proportional to its learning rate, so scaling the
+    update by this factor is Adam on the decayed rate."""
+    if decay == "constant":
+        return jnp.float32(1.0)
+    frac = jnp.asarray(stage_step, jnp.float32) / steps
+    if decay == "cosine":
+        return 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+    return 1.0 - frac
+
+
 def make_optimizer(cfg) -> optax.GradientTransformation:
     """Adam on the compressor, Adam with its own learning rate on the ADS logits."""
     return optax.multi_transform(

@@ -44,6 +44,7 @@ from smec_jax.state import (
     TrainState,
     create_train_state,
     init_stage_logits,
+    lr_factor,
     make_optimizer,
     next_stage,
     snapshot,
@@ -76,6 +77,8 @@ def make_step_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Call
             "params": model.column_update_mask(tree["params"], trainable_n),
             "ads": {k: jnp.float32(k == name) for k in tree["ads"]},
         }
+        decay = lr_factor(cfg.train.lr_decay, state.stage_step, cfg.train.steps_per_stage)
+        umask["params"] = jax.tree.map(lambda mk: mk * decay, umask["params"])
         updates = jax.tree.map(lambda u, mk: u * mk, updates, umask)
         new = optax.apply_updates(tree, updates)
         mem = memory.enqueue(state.memory, x, ids, keep) if cfg.memory.enabled else state.memory

@@ -350,3 +350,42 @@ def test_blocks_of_steps_in_one_dispatch_train_like_one_step_per_call(tmp_path, 
     resumed = train.train(blocked, synthetic, tmp_path / "c", verbose=False)
     for x, y in zip(leaves(a.compressor.params), leaves(resumed.compressor.params), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_lr_decay_halfway_is_adam_at_half_the_rate(synthetic, decay):
+    """Halfway through a stage both decays take half the rate: a step there at twice the
+    base rate equals a constant-rate step, and differs from one at twice the rate."""
+    sizes = smrl.sizes_for(tiny_config().ladder, synthetic.dim)
+    mesh = parallel.data_mesh(1)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    tq = input_pipeline.resolve(synthetic, "train", synthetic.judged_queries("train"), 8)
+    batch = input_pipeline.supervised_batches(
+        synthetic, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0
+    )[0]
+    batch = parallel.put_batch(
+        batch, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    )
+
+    def one_step(lr, lr_decay):
+        cfg = tiny_config()
+        cfg.ads.enabled, cfg.memory.enabled = False, False
+        cfg.train.update(lr=lr, lr_decay=lr_decay)
+        st = state.create_train_state(cfg, synthetic.dim, 32, sizes, synthetic.corpus)
+        st = jax.device_put(st.replace(stage_step=st.stage_step + cfg.train.steps_per_stage // 2))
+        step = train.make_train_step(smrl.make_stage(1, sizes, None), cfg, 32, mesh)
+        return leaves(step(jax.device_put(st, replicated), batch)[0].params)
+
+    decayed, constant = one_step(2e-3, decay), one_step(1e-3, "constant")
+    for x, y in zip(decayed, constant, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9)
+    assert any(
+        not np.allclose(x, y) for x, y in zip(one_step(2e-3, "constant"), constant, strict=True)
+    )
+
+
+def test_lr_factor_runs_from_one_to_zero():
+    for decay in ("linear", "cosine"):
+        f = [float(state.lr_factor(decay, s, 100)) for s in (0, 50, 100)]
+        np.testing.assert_allclose(f, [1.0, 0.5, 0.0], atol=1e-6)
+    assert float(state.lr_factor("constant", 99, 100)) == 1.0
