@@ -77,8 +77,9 @@ def make_step_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Call
             "params": model.column_update_mask(tree["params"], trainable_n),
             "ads": {k: jnp.float32(k == name) for k in tree["ads"]},
         }
-        decay = lr_factor(cfg.train.lr_decay, state.stage_step, cfg.train.steps_per_stage)
-        umask["params"] = jax.tree.map(lambda mk: mk * decay, umask["params"])
+        if cfg.train.lr_decay != "constant":  # Adam on the decayed rate (state.lr_factor)
+            decay = lr_factor(cfg.train.lr_decay, state.stage_step, cfg.train.steps_per_stage)
+            umask["params"] = jax.tree.map(lambda mk: mk * decay, umask["params"])
         updates = jax.tree.map(lambda u, mk: u * mk, updates, umask)
         new = optax.apply_updates(tree, updates)
         mem = memory.enqueue(state.memory, x, ids, keep) if cfg.memory.enabled else state.memory
