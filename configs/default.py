@@ -98,6 +98,9 @@ def get_config() -> ml_collections.ConfigDict:
     # are (a few hundred log queries among tens of thousands of pseudo-queries).
     c.train.log_share = 0.0
     c.train.distill_temperature = 0.05
+    # Inverse cloze: the share of each pseudo-query's teacher distribution moved onto the
+    # document it was made from (0 = the full-size ranking alone). Needs pseudo-queries.
+    c.train.distill_source_weight = 0.0
     c.train.distill_batch = 64
     c.train.distill_top = 16
     c.train.distill_random = 256

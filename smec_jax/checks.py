@@ -126,6 +126,7 @@ SCHEMA: dict[str, Callable] = {
     "train.keep_weight": _float(0.0),
     "train.distill_weight": _float(0.0),
     "train.distill_temperature": _float(0.0, strict=True),
+    "train.distill_source_weight": _float(0.0, hi=1.0),
     "train.distill_batch": _int(1),
     "train.distill_top": _int(1),
     "train.distill_random": _int(0),
@@ -250,6 +251,12 @@ def validate_trainer_config(cfg, data: RetrievalData, n_devices: int) -> tuple[i
             raise ValueError(
                 f"--config.train.{field} {cfg.train[field]} is not divisible by the "
                 f"{n_devices} devices; change it or --config.mesh.num_devices"
+            )
+    if cfg.train.distill_weight and cfg.train.distill_source_weight:
+        if "pseudo" not in cfg.train.unlabelled_queries:
+            raise ValueError(
+                "--config.train.distill_source_weight needs pseudo-queries (their source "
+                "documents); set --config.train.unlabelled_queries=pseudo or train+pseudo"
             )
     if cfg.train.distill_weight and cfg.train.distill_top > len(data.corpus_ids):
         raise ValueError(

@@ -200,7 +200,8 @@ class RetrievalData:
       source_dir: the BEIR folder it was read from ("" for generated data).
       pseudo_queries: (n, D) float32 unit pseudo-queries made from the corpus
         (:mod:`smec_jax.pseudo_queries`), or None until attached; ``pseudo_source`` says
-        what they are.
+        what they are; ``pseudo_doc_rows`` (n,) the corpus row each was made from, or None
+        where that is not known.
     """
 
     name: str
@@ -213,10 +214,25 @@ class RetrievalData:
     source_dir: str = ""
     pseudo_queries: np.ndarray | None = None
     pseudo_source: str = ""
+    pseudo_doc_rows: np.ndarray | None = None
 
-    def with_pseudo_queries(self, x: np.ndarray, source: str) -> RetrievalData:
-        """A copy carrying the pseudo-queries ``x`` (described by ``source``)."""
-        return dataclasses.replace(self, pseudo_queries=x, pseudo_source=source)
+    def with_pseudo_queries(
+        self, x: np.ndarray, source: str, doc_rows: np.ndarray | None = None
+    ) -> RetrievalData:
+        """A copy carrying the pseudo-queries ``x`` (described by ``source``), made from the
+        corpus rows ``doc_rows`` where known."""
+        if doc_rows is not None:
+            doc_rows = np.asarray(doc_rows, np.int64)
+            if doc_rows.shape != (len(x),) or not np.all(
+                (doc_rows >= 0) & (doc_rows < len(self.corpus_ids))
+            ):
+                raise ValueError(
+                    f"{self.name}: pseudo-query doc rows must be {len(x)} corpus rows "
+                    f"in [0, {len(self.corpus_ids)})"
+                )
+        return dataclasses.replace(
+            self, pseudo_queries=x, pseudo_source=source, pseudo_doc_rows=doc_rows
+        )
 
     @property
     def dim(self) -> int:

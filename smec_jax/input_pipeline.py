@@ -411,11 +411,23 @@ def unlabelled_queries(
 
 
 def distill_batches(
-    data: RetrievalData, queries: np.ndarray, *, batch: int, top: int, n_random: int, seed: int
+    data: RetrievalData,
+    queries: np.ndarray,
+    *,
+    batch: int,
+    top: int,
+    n_random: int,
+    seed: int,
+    source_rows: np.ndarray | None = None,
 ) -> grain.MapDataset:
     """Random-access distillation batches: ``ds[step]`` holds ``u_q`` (batch, D) unlabelled
     queries, ``u_d`` (batch * top + n_random, D) candidates (each query's full-size top
-    ``top`` docs, mined once, then random docs) and ``u_valid``: False on a repeated doc."""
+    ``top`` docs, mined once, then random docs) and ``u_valid``: False on a repeated doc.
+
+    With ``source_rows`` (per query, the corpus row it was made from, -1 for none), each
+    query's source document is appended to the candidates (its top-1 stands in where it has
+    none, a repeat), and ``u_src`` (batch,) int32 is the candidate index of the source's
+    first occurrence, -1 for none."""
     if len(queries) < batch:
         raise ValueError(
             f"distillation batch of {batch} queries but only {len(queries)} unlabelled "
@@ -426,10 +438,17 @@ def distill_batches(
 
     def collate(rows: np.ndarray, rng: np.random.Generator) -> dict:
         docs = np.concatenate([top_rows[rows].reshape(-1), rng.integers(0, n_docs, n_random)])
-        _, first = np.unique(docs, return_index=True)
+        if source_rows is not None:
+            src = source_rows[rows]
+            docs = np.concatenate([docs, np.where(src >= 0, src, top_rows[rows, 0])])
+        _, first, inverse = np.unique(docs, return_index=True, return_inverse=True)
         valid = np.zeros(docs.shape, bool)
         valid[first] = True
-        return {"u_q": queries[rows], "u_d": data.corpus[docs], "u_valid": valid}
+        out = {"u_q": queries[rows], "u_d": data.corpus[docs], "u_valid": valid}
+        if source_rows is not None:
+            at = first[inverse[len(docs) - len(rows) :]]
+            out["u_src"] = np.where(src >= 0, at, -1).astype(np.int32)
+        return out
 
     return (
         grain.MapDataset.range(len(queries))
@@ -448,6 +467,15 @@ def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
         data, train_q, cfg.train.split, cfg.train.unlabelled_queries, cfg.train.log_share
     )
     log.info("distillation queries: %s", source)
+    source_rows = None
+    if cfg.train.distill_source_weight:  # pseudo-queries come first (unlabelled_queries)
+        if data.pseudo_doc_rows is None:
+            raise ValueError(
+                f"{data.name}: --config.train.distill_source_weight needs the document each "
+                "pseudo-query was made from, and these pseudo-queries do not say"
+            )
+        source_rows = np.full(len(queries), -1, np.int64)
+        source_rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
     return distill_batches(
         data,
         queries,
@@ -455,6 +483,7 @@ def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
         top=cfg.train.distill_top,
         n_random=cfg.train.distill_random,
         seed=cfg.seed,
+        source_rows=source_rows,
     )
 
 

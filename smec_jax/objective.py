@@ -113,16 +113,34 @@ def outputs(params, x_bd, cols, quantize: str = "none"):
     return y
 
 
-def distill_term(params, batch, kept, masks, temperature: float, quantize: str = "none"):
+def distill_term(
+    params,
+    batch,
+    kept,
+    masks,
+    temperature: float,
+    quantize: str = "none",
+    source_weight: float = 0.0,
+):
     """Listwise distillation of the full-size ranking, summed over sizes: the mean over the
     unlabelled queries ``u_q`` of KL(p || p_m), where p and p_m are softmaxes at
     ``temperature`` of the full-size and the size-m compressed cosines to the candidates
-    ``u_d`` (repeated candidates, ``~u_valid``, left out). No judgment is read."""
+    ``u_d`` (repeated candidates, ``~u_valid``, left out). No judgment is read.
+
+    With ``source_weight`` w > 0 (inverse cloze), a query's teacher is (1 - w) p + w on the
+    document it was made from (candidate ``u_src``; queries with -1 keep p)."""
     valid = batch["u_valid"][None, :]
     neg = jnp.float32(-1e9)
     teacher = jnp.where(valid, cos_matrix(batch["u_q"], batch["u_d"]) / temperature, neg)
     log_p = jax.nn.log_softmax(teacher, axis=-1)
     p = jnp.exp(log_p)
+    if source_weight:
+        src = batch["u_src"][:, None]
+        at_src = (jnp.arange(p.shape[1])[None, :] == src) & (src >= 0)
+        w = jnp.where(src >= 0, jnp.float32(source_weight), 0.0)
+        # log((1 - w) p + w [at source]), exact away from the source too: log(1 - w) + log p
+        log_p = jnp.where(at_src, jnp.log((1 - w) * p + w), jnp.log1p(-w) + log_p)
+        p = jnp.exp(log_p)
     yq = outputs(model.query_side(params), batch["u_q"], kept, quantize)
     yd = outputs(params, batch["u_d"], kept, quantize)
     total = 0.0
@@ -328,7 +346,13 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Call
         loss = rank + (cfg.memory.alpha if supervised else 1.0) * unsup
         if cfg.train.distill_weight:
             metrics["distill"] = distill_term(
-                view, batch, cols, masks, cfg.train.distill_temperature, quant
+                view,
+                batch,
+                cols,
+                masks,
+                cfg.train.distill_temperature,
+                quant,
+                cfg.train.distill_source_weight,
             )
             loss = loss + cfg.train.distill_weight * metrics["distill"]
         if cfg.adaptor.enabled:

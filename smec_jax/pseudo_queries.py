@@ -184,7 +184,16 @@ def attach(data: RetrievalData, data_cfg) -> RetrievalData:
         print(f"embedding the pseudo-queries ({rule}) of {beir_dir} with {model} into {folder}")
         make(beir_dir, folder, fn, model_name=data.encoder, rule=rule)
     x = load(folder, data, beir_dir)
-    return data.with_pseudo_queries(x, f"{len(x)} pseudo-queries ({rule}) of {data.name}")
+    return data.with_pseudo_queries(
+        x, f"{len(x)} pseudo-queries ({rule}) of {data.name}", doc_rows(folder, data)
+    )
+
+
+def doc_rows(folder, data: RetrievalData) -> np.ndarray:
+    """The corpus row of ``data`` each pseudo-query of ``folder`` was made from (its id is
+    ``<doc id>#<part>``); :func:`load` has checked that every such document exists."""
+    row = {d: i for i, d in enumerate(data.corpus_ids)}
+    return np.array([row[i.rsplit("#", 1)[0]] for i in read_ids(Path(folder) / "query_ids.txt")])
 
 
 def attach_for(cfg, data: RetrievalData) -> RetrievalData:

@@ -73,4 +73,5 @@ def make_synthetic(
         qrels=qrels,
         pseudo_queries=pseudo,
         pseudo_source=f"{n_docs} synthetic pseudo-queries (one per document)",
+        pseudo_doc_rows=np.arange(n_docs),
     )

@@ -115,6 +115,7 @@ def test_attach_reads_the_configured_folder_and_unlabelled_sources_combine(tmp_p
     cfg.data.pseudo_queries = str(folder)
     ds = pseudo_queries.attach(_dataset(), cfg.data)
     assert ds.pseudo_queries.shape == (4, 16) and ds.pseudo_source.startswith("4 pseudo-queries")
+    assert ds.pseudo_doc_rows.tolist() == [0, 0, 1, 2]  # a#title a#s0 b#s0 c#title
     got, source = input_pipeline.unlabelled_queries(ds, source="pseudo")
     assert got is ds.pseudo_queries and source == ds.pseudo_source
     both, source = input_pipeline.unlabelled_queries(synthetic, source="train+pseudo")
@@ -244,3 +245,60 @@ def test_distill_pseudo_log_distils_on_pseudo_queries_and_half_as_many_log_queri
     test_ids = [q for q in synthetic.judged_queries("test") if q not in set(train_ids)]
     test_q = synthetic.queries[synthetic.query_rows(test_ids)]
     assert not (np.abs(pool[:, None, :] - test_q[None]).sum(-1) < 1e-6).any()
+
+
+def test_inverse_cloze_batches_hold_each_pseudo_querys_source_document(synthetic):
+    """With ``train.distill_source_weight``, every pseudo-query's source document is among
+    its batch's candidates, ``u_src`` points at its first (valid) occurrence, log queries
+    (no source) get -1, and the candidate count stays static; without it, batches are as
+    before (no ``u_src``, the same candidates)."""
+    cfg = methods.get("distill_pseudo_log").resolve(tiny_config())
+    train_q = list(synthetic.qrels["train"])
+    plain = input_pipeline.distill_input(cfg, synthetic, train_q)
+    cfg.train.distill_source_weight = 0.2
+    ds = input_pipeline.distill_input(cfg, synthetic, train_q)
+    queries, _ = input_pipeline.unlabelled_queries(
+        synthetic, train_q, source="train+pseudo", log_share=cfg.train.log_share
+    )
+    n_pseudo = len(synthetic.pseudo_queries)
+    batch_size = cfg.train.distill_batch
+    seen_log = seen_pseudo = 0
+    for step in range(6):
+        b, p = ds[step], plain[step]
+        assert "u_src" not in p
+        np.testing.assert_array_equal(b["u_q"], p["u_q"])
+        assert b["u_d"].shape[0] == p["u_d"].shape[0] + batch_size
+        np.testing.assert_array_equal(b["u_d"][: p["u_d"].shape[0]], p["u_d"])
+        for q, at in zip(b["u_q"], b["u_src"], strict=True):
+            row = int(np.flatnonzero((queries == q).all(1))[0])
+            if row >= n_pseudo:  # a log query: no source
+                assert at == -1
+                seen_log += 1
+                continue
+            seen_pseudo += 1
+            src = synthetic.pseudo_doc_rows[row]
+            assert b["u_valid"][at] and not any(
+                (b["u_d"][j] == b["u_d"][at]).all() for j in range(at)
+            )
+            np.testing.assert_array_equal(b["u_d"][at], synthetic.corpus[src])
+        assert b["u_src"].dtype == np.int32 and len(b["u_src"]) == batch_size
+    assert seen_log and seen_pseudo
+
+
+def test_inverse_cloze_needs_pseudo_queries_with_their_sources(tmp_path, synthetic):
+    from smec_jax import checks
+
+    cfg = methods.get("distill").resolve(tiny_config())
+    cfg.train.distill_source_weight = 0.2
+    with pytest.raises(ValueError, match="distill_source_weight needs pseudo-queries"):
+        checks.validate_trainer_config(cfg, synthetic, 1)
+    cfg.train.distill_source_weight = 1.0  # no teacher left beside the source: refused
+    with pytest.raises(ValueError, match="distill_source_weight must be < 1.0"):
+        checks.validate_config(cfg)
+    cfg = methods.get("distill_pseudo").resolve(tiny_config())
+    cfg.train.distill_source_weight = 0.2
+    unsourced = synthetic.with_pseudo_queries(synthetic.pseudo_queries, "no sources")
+    with pytest.raises(ValueError, match="the document each pseudo-query was made from"):
+        input_pipeline.distill_input(cfg, unsourced, None)
+    with pytest.raises(ValueError, match=r"doc rows must be 3 corpus rows"):
+        synthetic.with_pseudo_queries(synthetic.pseudo_queries[:3], "bad", [0, 1, 10**6])

@@ -126,8 +126,9 @@ def test_score_methods_read_no_judgment_and_fall_back_to_the_corpus():
     assert source == "300 corpus docs as pseudo-queries"
 
 
-def _distill_loop(batch, y_fn, masks, temperature):
-    """KL(p || p_m) per query by explicit loops, summed over masks."""
+def _distill_loop(batch, y_fn, masks, temperature, source_weight=0.0):
+    """KL(p || p_m) per query by explicit loops, summed over masks; with ``source_weight``
+    w, p is (1 - w) p + w on the query's source candidate ``u_src`` (where it has one)."""
     q, d = np.asarray(batch["u_q"], np.float64), np.asarray(batch["u_d"], np.float64)
     valid = np.asarray(batch["u_valid"])
     yq, yd = (np.asarray(y_fn(x), np.float64) for x in (batch["u_q"], batch["u_d"]))
@@ -139,6 +140,10 @@ def _distill_loop(batch, y_fn, masks, temperature):
             t = np.array([q[i] @ d[j] / np.linalg.norm(q[i]) / np.linalg.norm(d[j]) for j in range(len(d)) if valid[j]])  # fmt: skip
             s = np.array([(yq[i] * m) @ (yd[j] * m) / np.linalg.norm(yq[i] * m) / np.linalg.norm(yd[j] * m) for j in range(len(d)) if valid[j]])  # fmt: skip
             p = np.exp(t / temperature) / np.exp(t / temperature).sum()
+            src = int(batch["u_src"][i]) if source_weight else -1
+            if src >= 0:
+                at = [j for j in range(len(d)) if valid[j]].index(src)
+                p = (1 - source_weight) * p + source_weight * (np.arange(len(p)) == at)
             ps = np.exp(s / temperature) / np.exp(s / temperature).sum()
             kls.append(np.sum(p * np.log(p / ps)))
         total += np.mean(kls)
@@ -161,6 +166,15 @@ def test_distill_term_equals_a_loop_over_queries_candidates_and_sizes():
     got = objective.distill_term(params, batch, kept, masks, 0.1)
     expect = _distill_loop(batch, lambda x: model.apply_cols(params, x, kept), masks, 0.1)
     np.testing.assert_allclose(float(got), expect, rtol=2e-4)
+    # inverse cloze: part of each teacher moved onto the query's source candidate (query 2
+    # has none and keeps its teacher); a different loss from the plain one
+    batch["u_src"] = jnp.asarray([3, 8, -1, 0], jnp.int32)
+    got_src = objective.distill_term(params, batch, kept, masks, 0.1, source_weight=0.3)
+    expect_src = _distill_loop(
+        batch, lambda x: model.apply_cols(params, x, kept), masks, 0.1, source_weight=0.3
+    )
+    np.testing.assert_allclose(float(got_src), expect_src, rtol=2e-4)
+    assert abs(expect_src - expect) > 0.05
 
 
 def test_distillation_queries_are_the_training_ones_never_validation(monkeypatch, synthetic):
