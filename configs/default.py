@@ -101,6 +101,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Inverse cloze: the share of each pseudo-query's teacher distribution moved onto the
     # document it was made from (0 = the full-size ranking alone). Needs pseudo-queries.
     c.train.distill_source_weight = 0.0
+    # Adam's learning rate for free per-document codes (smec_jax.doc_codes: the methods
+    # that fit the served corpus's codes directly, after the map).
+    c.train.code_lr = 3e-4
     c.train.distill_batch = 64
     c.train.distill_top = 16
     c.train.distill_random = 256

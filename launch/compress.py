@@ -26,6 +26,9 @@ flags.DEFINE_enum("precision", None, list(codes.PRECISIONS), "Code precision.")
 flags.DEFINE_string("like", None, "A codes folder whose compressor, size and calibration to use.")
 flags.DEFINE_string("ids", None, "Ids file for a bare .npy (default: row numbers).")
 flags.DEFINE_integer("chunk", 65536, "Rows per chunk (memory and resume granularity).")
+flags.DEFINE_string(
+    "corpus_codes", None, "corpus_codes.npz of free document codes (distill_pseudo_codes)."
+)
 cli.define_distributed_flags()
 
 if __name__ == "__main__":
@@ -40,6 +43,7 @@ if __name__ == "__main__":
             like=FLAGS.like,
             ids_file=FLAGS.ids,
             chunk=FLAGS.chunk,
+            corpus_codes=FLAGS.corpus_codes,
             coordinator_address=FLAGS.coordinator_address,
             num_processes=FLAGS.num_processes,
             process_id=FLAGS.process_id,

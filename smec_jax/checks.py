@@ -127,6 +127,7 @@ SCHEMA: dict[str, Callable] = {
     "train.distill_weight": _float(0.0),
     "train.distill_temperature": _float(0.0, strict=True),
     "train.distill_source_weight": _float(0.0, hi=1.0),
+    "train.code_lr": _float(0.0, strict=True),
     "train.distill_batch": _int(1),
     "train.distill_top": _int(1),
     "train.distill_random": _int(0),

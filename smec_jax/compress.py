@@ -131,6 +131,33 @@ def _normalized(x: np.ndarray, path: Path, start: int) -> np.ndarray:
     return x / norms
 
 
+def _unit(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, np.float32)
+    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+
+
+def _corpus_codes(path, ids: list[str], part: str, width: int) -> np.ndarray:
+    """The (n, N) codes of a ``corpus_codes.npz``, checked against the corpus ids."""
+    if part != "corpus":
+        raise ValueError("--corpus_codes holds document codes; use it with --part corpus")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            got_ids, table = [str(i) for i in f["ids"]], np.asarray(f["codes"], np.float32)
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: not a corpus_codes.npz ({e})") from None
+    if len(got_ids) != len(ids):
+        raise DataError(f"{path}: codes for {len(got_ids)} documents, the input has {len(ids)}")
+    for row, (a, b) in enumerate(zip(got_ids, ids, strict=True)):
+        if a != b:
+            raise DataError(
+                f"{path}: row {row} is document {a!r} but the input's row {row} is {b!r}; "
+                "these codes were fitted for another corpus"
+            )
+    if table.shape[1] != width:
+        raise DataError(f"{path}: {table.shape[1]}-d codes, the compressor outputs {width}")
+    return table
+
+
 def compress_embeddings(
     compressor: str | Path,
     source: str | Path,
@@ -144,6 +171,7 @@ def compress_embeddings(
     chunk: int = 65536,
     verbose: bool = True,
     stop_after_chunks: int | None = None,
+    corpus_codes: str | Path | None = None,
 ) -> Path:
     """Writes the codes folder ``out``; returns it. See the module docstring.
 
@@ -153,6 +181,9 @@ def compress_embeddings(
       size, precision: the code; with ``like`` (an existing codes folder, e.g. the corpus's)
         both and the calibration are taken from it, and must agree if given.
       ids_file: row ids for a bare ``.npy`` (default: row numbers).
+      corpus_codes: a ``corpus_codes.npz`` of free per-document codes
+        (:mod:`smec_jax.doc_codes`) fitted with this compressor: the corpus's codes are
+        then its rows (same ids, same order), not the map's outputs.
       stop_after_chunks: stop (as if killed) after this many chunks; for tests.
     """
     import jax
@@ -203,6 +234,9 @@ def compress_embeddings(
     ids = read_ids(ids_path) if ids_path else [str(i) for i in range(n)]
     if len(ids) != n:
         raise DataError(f"{ids_path}: {len(ids)} ids but {npy} has {n} rows")
+    table = None
+    if corpus_codes is not None:
+        table = _corpus_codes(corpus_codes, ids, part, max(sizes))
 
     pid, n_proc = jax.process_index(), jax.process_count()
     work = out.with_name(out.name + ".partial")
@@ -214,16 +248,22 @@ def compress_embeddings(
         "source": str(npy),
         "chunk": chunk,
     }
+    if corpus_codes is not None:
+        settings["corpus_codes_sha256"] = file_sha256(corpus_codes)
     spans = list(codes.chunks(n, chunk))
     mine = [i for i in range(len(spans)) if i % n_proc == pid]
 
     as_queries = part == "queries"  # the query map of an asymmetric compressor
 
     def compressed(start, end):
+        if table is not None:
+            return _unit(table[start:end, :size])
         x = _normalized(x_all[start:end], npy, start)
         return export.apply_exported(exported, x, size, as_queries)
 
     def compressed_rows(rows):
+        if table is not None:
+            return _unit(table[rows, :size])
         x = _normalized(x_all[rows], npy, int(rows[0]))
         return export.apply_exported(exported, x, size, as_queries)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from smec_jax import checks, files, methods, parallel, reporting, sources
+from smec_jax import checks, doc_codes, files, methods, parallel, reporting, sources
 from smec_jax import export as export_lib
 from smec_jax.evaluation import Evaluator
 
@@ -67,8 +67,13 @@ def train_and_evaluate(
     if jax.process_index() == 0:  # every process scored; one writes
         files.atomic_write(Path(workdir) / "config.json", resolved.to_json(indent=1) + "\n")
         reporting.report(doc, workdir)
-        if isinstance(fitted.compressor, export_lib.NestedCompressor):
-            path = export_lib.save(fitted.compressor, Path(workdir) / "compressor.npz", ds.encoder)
+        comp = fitted.compressor
+        if isinstance(comp, doc_codes.CorpusCodes):  # the corpus's codes, then its map
+            doc_codes.save(comp, Path(workdir) / "corpus_codes.npz", ds.corpus_ids)
+            print(f"wrote {workdir}/corpus_codes.npz")
+            comp = comp.base
+        if isinstance(comp, export_lib.NestedCompressor):
+            path = export_lib.save(comp, Path(workdir) / "compressor.npz", ds.encoder)
             print(f"wrote {path}")
     return doc
 
@@ -142,11 +147,13 @@ def export(
     if not workdir or not (Path(workdir) / "checkpoints").is_dir():
         raise ValueError(f"no checkpoints in {workdir}; train first with launch.train")
     ds = sources.load(config.data)
-    fitted = methods.get(config.method).fit(config, ds, workdir, verbose=False)
-    if not isinstance(fitted.compressor, export_lib.NestedCompressor):
+    comp = methods.get(config.method).fit(config, ds, workdir, verbose=False).compressor
+    if isinstance(comp, doc_codes.CorpusCodes):  # the map; the codes: corpus_codes.npz
+        comp = comp.base
+    if not isinstance(comp, export_lib.NestedCompressor):
         raise ValueError(f"method {config.method!r} has no nested compressor to export")
-    path = export_lib.save(fitted.compressor, out or Path(workdir) / "compressor.npz", ds.encoder)
-    print(f"wrote {path} (sizes {fitted.compressor.sizes})")
+    path = export_lib.save(comp, out or Path(workdir) / "compressor.npz", ds.encoder)
+    print(f"wrote {path} (sizes {comp.sizes})")
     return path
 
 
@@ -212,6 +219,7 @@ def compress(
     like: str | None = None,
     ids_file: str | None = None,
     chunk: int = 65536,
+    corpus_codes: str | None = None,
     coordinator_address: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
@@ -231,6 +239,7 @@ def compress(
         like=like,
         ids_file=ids_file,
         chunk=chunk,
+        corpus_codes=corpus_codes,
     )
     if jax.process_index() == 0:
         man = compress_lib.read_manifest(path)

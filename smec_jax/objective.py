@@ -30,6 +30,8 @@ import numpy as np
 from smec_jax import ads, codes, losses, memory, model, parallel, smrl
 from smec_jax.retrieval import l2_normalize
 
+_NEG = -1e9  # the logit of a left-out candidate
+
 
 def stage_masks(stage: smrl.Stage, cfg, z: jax.Array | None, rng, tau) -> tuple:
     """(None, mask_1, ...): all kept dims, then the mask of each smaller size in the loss.
@@ -130,25 +132,33 @@ def distill_term(
     With ``source_weight`` w > 0 (inverse cloze), a query's teacher is (1 - w) p + w on the
     document it was made from (candidate ``u_src``; queries with -1 keep p)."""
     valid = batch["u_valid"][None, :]
-    neg = jnp.float32(-1e9)
-    teacher = jnp.where(valid, cos_matrix(batch["u_q"], batch["u_d"]) / temperature, neg)
-    log_p = jax.nn.log_softmax(teacher, axis=-1)
-    p = jnp.exp(log_p)
+    log_p = teacher_log_probs(cos_matrix(batch["u_q"], batch["u_d"]), valid, temperature)
     if source_weight:
+        p = jnp.exp(log_p)
         src = batch["u_src"][:, None]
         at_src = (jnp.arange(p.shape[1])[None, :] == src) & (src >= 0)
         w = jnp.where(src >= 0, jnp.float32(source_weight), 0.0)
         # log((1 - w) p + w [at source]), exact away from the source too: log(1 - w) + log p
         log_p = jnp.where(at_src, jnp.log((1 - w) * p + w), jnp.log1p(-w) + log_p)
-        p = jnp.exp(log_p)
     yq = outputs(model.query_side(params), batch["u_q"], kept, quantize)
     yd = outputs(params, batch["u_d"], kept, quantize)
     total = 0.0
     for mask in masks:
-        student = jnp.where(valid, cos_matrix(yq, yd, mask) / temperature, neg)
-        log_q = jax.nn.log_softmax(student, axis=-1)
-        total = total + jnp.mean(jnp.sum(jnp.where(valid, p * (log_p - log_q), 0.0), axis=-1))
+        total = total + listwise_kl(log_p, cos_matrix(yq, yd, mask), valid, temperature)
     return total
+
+
+def teacher_log_probs(cos_nm: jax.Array, valid, temperature: float) -> jax.Array:
+    """Log-softmax over the ``valid`` candidates of the full-size cosines at ``temperature``
+    (invalid candidates get probability 0)."""
+    return jax.nn.log_softmax(jnp.where(valid, cos_nm / temperature, _NEG), axis=-1)
+
+
+def listwise_kl(log_p: jax.Array, student_cos: jax.Array, valid, temperature: float):
+    """The mean over queries of KL(p || q) over the ``valid`` candidates, where q is the
+    softmax of the student's cosines at ``temperature``."""
+    log_q = jax.nn.log_softmax(jnp.where(valid, student_cos / temperature, _NEG), axis=-1)
+    return jnp.mean(jnp.sum(jnp.where(valid, jnp.exp(log_p) * (log_p - log_q), 0.0), axis=-1))
 
 
 def keep_term(params, batch, earlier: Sequence[tuple[int, np.ndarray]], scale: float):

@@ -35,6 +35,7 @@ ADDED_FIELDS = {
     "csr.aux_k": 0,
     "csr.aux_weight": 1 / 32,
     "csr.dead_steps": 50,
+    "train.code_lr": 3e-4,
     "train.distill_source_weight": 0.0,
     "train.log_share": 0.0,
     "train.lr_decay": "constant",

@@ -34,6 +34,7 @@ REPORT_ORDER = [
     "distill",
     "distill_pseudo",
     "distill_pseudo_log",
+    "distill_pseudo_codes",
     "mrl",
     "mrl_smrl",
     "mrl_ads",

@@ -23,7 +23,9 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
 
 from __future__ import annotations
 
+from smec_jax import doc_codes, input_pipeline, pseudo_queries, smrl
 from smec_jax.methods import trainer
+from smec_jax.methods.registry import Fitted, Method, apply_overrides, register
 from smec_jax.methods.trainer import MRL
 
 # SMEC and the methods built on its trainer, in registration order: the "SMEC variants"
@@ -109,6 +111,52 @@ register_trainer_method(
         "train.log_share": 0.5,
     },
     "distill_pseudo plus a query log (the training queries, judgments unread)",
+)
+
+
+def _with_codes(overrides):
+    """``fit`` of the trainer method ``overrides``, then free codes for the served corpus
+    (:mod:`smec_jax.doc_codes`), fitted by the same distillation for as many steps as the
+    map took, with the query map fixed."""
+    map_fit = trainer.trainer_fit(overrides)
+
+    def fit(cfg, data, workdir=None, *, verbose: bool = True) -> Fitted:
+        fitted = map_fit(cfg, data, workdir, verbose=verbose)
+        cfg = apply_overrides(cfg, overrides)
+        data = pseudo_queries.attach_for(cfg, data)
+        queries, _ = input_pipeline.unlabelled_queries(
+            data, None, cfg.train.split, cfg.train.unlabelled_queries, cfg.train.log_share
+        )
+        t = cfg.train
+        codes = doc_codes.fit(
+            fitted.compressor,
+            data,
+            queries,
+            steps=t.steps_per_stage * (len(smrl.sizes_for(cfg.ladder, data.dim)) - 1),
+            lr=t.code_lr,
+            batch=t.distill_batch,
+            top=t.distill_top,
+            n_random=t.distill_random,
+            temperature=t.distill_temperature,
+            seed=cfg.seed,
+            verbose=verbose,
+        )
+        return Fitted(codes, fitted.val_ndcg)
+
+    return fit
+
+
+DISTILL_PSEUDO = {**MRL, **PSEUDO, "train.supervised": False, "train.joint_budget": "ladder"}
+VARIANTS.append("distill_pseudo_codes")
+register(
+    Method(
+        "distill_pseudo_codes",
+        "label_free",
+        True,
+        _with_codes(DISTILL_PSEUDO),
+        DISTILL_PSEUDO,
+        "distill_pseudo, then free codes for the served corpus by the same distillation",
+    )
 )
 register_trainer_method(
     "smec_pseudo",
