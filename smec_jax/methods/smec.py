@@ -15,6 +15,8 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
   one stage as long as SMEC's four. ``distill_pseudo_log`` adds a query log: the training
   queries, their judgments unread, as half of the distillation queries. ``smec_pseudo`` adds the same asymmetric map and
   distillation to SMEC: labels where they exist, the served corpus's geometry besides.
+  ``distill_pseudo_codes``: ``distill_pseudo``, then free codes for the served corpus
+  (:mod:`smec_jax.doc_codes`) fitted by the same distillation, the query map fixed.
 * Ablations (the paper's table): ``mrl`` trains every size at once as prefixes;
   ``mrl_smrl`` trains them sequentially; ``mrl_ads`` at once on dims chosen by ADS (one
   logit vector over all N dims; each size takes its top d of the same noisy logits, so
@@ -85,15 +87,11 @@ PSEUDO = {
     "train.distill_random": 512,
     "model.asymmetric": True,
 }
+DISTILL_PSEUDO = {**MRL, **PSEUDO, "train.supervised": False, "train.joint_budget": "ladder"}
 register_trainer_method(
     "distill_pseudo",
     "label_free",
-    {
-        **MRL,
-        **PSEUDO,
-        "train.supervised": False,
-        "train.joint_budget": "ladder",
-    },
+    DISTILL_PSEUDO,
     "every size at once, asymmetric, listwise distillation on pseudo-queries from the corpus",
 )
 # The same, plus a query log: the training queries (judgments unread) repeated to half of
@@ -146,7 +144,6 @@ def _with_codes(overrides):
     return fit
 
 
-DISTILL_PSEUDO = {**MRL, **PSEUDO, "train.supervised": False, "train.joint_budget": "ladder"}
 VARIANTS.append("distill_pseudo_codes")
 register(
     Method(
