@@ -116,6 +116,7 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic):
     assert set(doc["memory"]) == {"64", "128"} and doc["memory"]["64"]["step_ms"] > 0
     rows = doc["cross"]["other"]
     names = {
+        "full size (no compression)",
         "truncate",
         "pca (fitted on target)",
         "smec (SciFact-trained)",
@@ -142,6 +143,11 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic):
         ]
         assert doc["cross"]["pooled_vs_pca"][smec][str(d)]["all"] == stats.paired_bootstrap(*pooled)
     assert set(doc["cross"]["pooled_vs_pca"]) == names - {base}
+    # the ceiling row: in every column, the uncompressed embeddings' own per-query scores
+    full = Evaluator(targets["other"], split="test").per_query(Truncate(), 32)["ndcg@10"]
+    ceiling = saved["other"]["full size (no compression)"]
+    assert ceiling.shape == (1, len(cfg.ladder), len(full))
+    np.testing.assert_allclose(ceiling[0], np.broadcast_to(full, ceiling[0].shape), atol=1e-6)
     # keeping the prefix of the original dims is truncation: same scores as the baseline
     trunc = Evaluator(synthetic).evaluate({"t": Truncate()}, (16, 8))["t"]
     assert doc["ads"]["ndcg"]["prefix"] == trunc
