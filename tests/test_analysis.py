@@ -2,6 +2,8 @@
 gradient probe's statistics against a literal computation, and each analysis end to end on
 the tiny synthetic config."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -89,7 +91,7 @@ def test_ads_selection_and_table_on_the_tiny_config(synthetic):
     assert table["pairs"] == 20 * 20
 
 
-def test_analyze_command_writes_every_section(tmp_path, synthetic):
+def test_analyze_command_writes_every_section(tmp_path, synthetic, capsys):
     """launch.analyze end to end on the tiny config: all four analyses, their plots, and a
     report whose tables hold the measured values; the cross-corpus target is a second
     synthetic dataset standing in for another corpus, fitted and scored over two seeds."""
@@ -113,6 +115,10 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic):
     )
     for png in ("grad_variance.png", "ads_ware.png", "memory_sweep.png"):
         assert (tmp_path / png).stat().st_size > 1000
+    # every cross-corpus fit is announced once, numbered, with an ETA: 2 transfer methods x 2
+    # seeds, then per target score_svd (closed form: once) and 2 seeded methods x 2 seeds
+    counted = re.findall(r"\[fit (\d+)/(\d+)\] .* \| ETA ", capsys.readouterr().out)
+    assert counted == [(str(i), "14") for i in range(1, 15)]
     assert set(doc["memory"]) == {"64", "128"} and doc["memory"]["64"]["step_ms"] > 0
     rows = doc["cross"]["other"]
     names = {

@@ -19,6 +19,7 @@ resolve a compressor's gain over PCA at that size.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ import numpy as np
 
 from smec_jax import data, methods, reporting, reproduction
 from smec_jax.evaluation import Evaluator
+from smec_jax.progress import eta
 
 LABEL_FREE = tuple(methods.names(group="label_free"))
 BASE = "pca (fitted on target)"
@@ -89,15 +91,24 @@ def run(
     (seeds, sizes, queries) in ``cross_per_query/<target>.npz``, and paired bootstrap
     intervals (over queries and seeds) of each one's difference from the target-fitted PCA,
     per target and pooled over every target's queries."""
+
+    def runs_of(m):
+        return seeds if methods.get(m).seeded else seeds[:1]
+
+    total = sum(len(runs_of(m)) for m in transfer_methods) + len(targets) * sum(
+        len(runs_of(m)) for m in target_methods
+    )
+    fits = FitCounter(total, progress)
     trained = {}  # name -> one compressor per seed
     for m in transfer_methods:
-        runs = seeds if methods.get(m).seeded else seeds[:1]
-        progress(f"SciFact-trained {m} (seeds {list(runs)}; resumes the reproduce runs)")
         trained[f"{m} (SciFact-trained)"] = [
-            methods.get(m)
-            .fit(seeded(config, m, s), ds, workdir / "runs" / f"{m}-s{s}" / "train", verbose=False)
-            .compressor
-            for s in runs
+            fits.fit(
+                f"SciFact-trained {m} seed {s} (resumes the reproduce run)",
+                seeded(config, m, s),
+                ds,
+                workdir / "runs" / f"{m}-s{s}" / "train",
+            )
+            for s in runs_of(m)
         ]
     out, pooled = {}, {}
     for name in targets:
@@ -108,18 +119,14 @@ def run(
             BASE: [methods.get("pca").fit(config, target).compressor],
         } | trained
         for m in target_methods:
-            runs = seeds if methods.get(m).seeded else seeds[:1]
-            progress(f"{name}: {m} fitted on the target corpus alone (seeds {list(runs)})")
             comps[f"{m} (target, no labels)"] = [
-                methods.get(m)
-                .fit(
+                fits.fit(
+                    f"{name}: {m} seed {s}, fitted on the target corpus alone",
                     seeded(config, m, s),
                     target,
                     workdir / "analysis_runs" / "cross" / name / f"{m}-s{s}",
-                    verbose=False,
                 )
-                .compressor
-                for s in runs
+                for s in runs_of(m)
             ]
         progress(f"{name}: scoring {sum(map(len, comps.values()))} compressors")
         evaluator, rows, per_query = score(config, target, comps)
@@ -141,6 +148,25 @@ def run(
         )
     out["seeds"] = list(seeds)
     return out
+
+
+class FitCounter:
+    """Runs the analysis's fits one by one, announcing each with its number and the ETA of
+    the rest at the rate so far (resumed runs are quick, so the ETA falls as it goes)."""
+
+    def __init__(self, total: int, progress):
+        self.total, self.done, self.progress = total, 0, progress
+        self.start = time.perf_counter()
+
+    def fit(self, what: str, cfg, data, run_dir: Path):
+        """The compressor of ``cfg.method`` fitted on ``data`` in ``run_dir``."""
+        elapsed = time.perf_counter() - self.start
+        self.progress(
+            f"[fit {self.done + 1}/{self.total}] {what} | ETA {eta(elapsed, self.done, self.total)}"
+        )
+        compressor = methods.get(cfg.method).fit(cfg, data, run_dir, verbose=False).compressor
+        self.done += 1
+        return compressor
 
 
 def score(config, target, comps: dict) -> tuple[Evaluator, dict, dict]:
