@@ -5,6 +5,7 @@ on a corpus never trained on that corpus's judgments."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -64,7 +65,9 @@ def test_pool_refuses_mixed_encoders_repeated_names_missing_splits_and_no_labels
     assert pooling.parse_sources(" a:train, b ,") == [("a", "train"), ("b", None)]
 
 
-def test_leave_one_out_never_trains_on_the_target_judgments(tmp_path, monkeypatch, synthetic):
+def test_leave_one_out_never_trains_on_the_target_judgments(
+    tmp_path, monkeypatch, synthetic, capsys
+):
     """Every pool a target's compressors train on holds no query of that target (recorded
     at train.train), and the report's means and intervals are the saved per-query scores."""
     others = {"other": _named("other", 5, n_train=0, n_test=30)}
@@ -93,8 +96,13 @@ def test_leave_one_out_never_trains_on_the_target_judgments(tmp_path, monkeypatc
         "pool(other+synthetic:train)": {"synthetic"},
         "pool(synthetic:train+other:test)": {"synthetic", "other"},
     }
+    # every fit announced once with its number: per target smec_unsup and smec x 2 seeds,
+    # and smec with the target's own labels on synthetic (the one with training judgments)
+    counted = re.findall(r"\[fit (\d+)/(\d+)\] .* \| ETA ", capsys.readouterr().out)
+    assert counted == [(str(i), "10") for i in range(1, 11)]
     rows = doc["synthetic"]["results"]
     assert set(rows) == {
+        "full size (no compression)",
         "truncate",
         "pca (fitted on target)",
         "smec_unsup (target, no labels)",

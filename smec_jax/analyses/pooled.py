@@ -31,13 +31,12 @@ SOURCES = "scifact:train,nfcorpus:train,dbpedia-entity-5k:test,msmarco-dl19-5k:t
 BASE = cross_corpus.BASE
 
 
-def _fit(config, method: str, seeds, train_data, target, workdir: Path, progress, what: str):
-    """One compressor per seed of ``method`` fitted on ``train_data``; pseudo-queries (where
-    the method distils on them) are the target's, made from its texts."""
-    runs = seeds if methods.get(method).seeded else seeds[:1]
-    progress(f"{target.name}: {method} {what} (seeds {list(runs)})")
+def _fit(config, method: str, seeds, train_data, target, workdir: Path, fits, what: str):
+    """One compressor per seed of ``method`` fitted on ``train_data`` (each counted by
+    ``fits``, a :class:`cross_corpus.FitCounter`); pseudo-queries (where the method distils
+    on them) are the target's, made from its texts."""
     out = []
-    for s in runs:
+    for s in _runs(method, seeds):
         cfg = cross_corpus.seeded(config, method, s)
         method_cfg = methods.apply_overrides(cfg, methods.get(method).overrides)
         fit_data = train_data
@@ -45,9 +44,18 @@ def _fit(config, method: str, seeds, train_data, target, workdir: Path, progress
             pq = pseudo_queries.attach(target, cfg.data)
             fit_data = train_data.with_pseudo_queries(pq.pseudo_queries, pq.pseudo_source)
         out.append(
-            methods.get(method).fit(cfg, fit_data, workdir / f"{method}-s{s}", verbose=False)
+            fits.fit(
+                f"{target.name}: {method} seed {s} {what}",
+                cfg,
+                fit_data,
+                workdir / f"{method}-s{s}",
+            )
         )
-    return [f.compressor for f in out]
+    return out
+
+
+def _runs(method: str, seeds):
+    return seeds if methods.get(method).seeded else seeds[:1]
 
 
 def run(
@@ -75,23 +83,30 @@ def run(
     unknown = [t for t in targets if t not in corpora]
     if unknown:
         raise ValueError(f"targets {unknown} are not in the pooled sources {pool_sources!r}")
+    own_labels = ds.name in targets and dict(parts).get(ds.name) is not None
+    per_target = sum(len(_runs(m, seeds)) for m in (*pool_target_methods, *pooled_methods))
+    fits = cross_corpus.FitCounter(
+        len(targets) * per_target + own_labels * sum(len(_runs(m, seeds)) for m in pooled_methods),
+        progress,
+    )
     out, pooled = {"sources": pool_sources}, {}
     for name in targets:
         target = corpora[name]
         others = [(corpora[n], s) for n, s in parts if n != name]
         runs = workdir / "analysis_runs" / "pooled" / name
         comps = {
+            cross_corpus.CEILING: [cross_corpus.FullSize(target.dim)],
             "truncate": [methods.get("truncate").fit(config, target).compressor],
             BASE: [methods.get("pca").fit(config, target).compressor],
         }
         for m in pool_target_methods:
             comps[f"{m} (target, no labels)"] = _fit(
-                config, m, seeds, target, target, runs, progress, "on the target alone"
+                config, m, seeds, target, target, runs, fits, "on the target alone"
             )
         pool = pooling.pool([(target, None)] + others)
         for m in pooled_methods:
             comps[f"{m} (pool, no target labels)"] = _fit(
-                config, m, seeds, pool, target, runs / "pool", progress, f"on {pool.name}"
+                config, m, seeds, pool, target, runs / "pool", fits, f"on {pool.name}"
             )
         own = dict(parts).get(name)
         if target is ds and own is not None:
@@ -104,7 +119,7 @@ def run(
                     with_own,
                     target,
                     runs / "pool_own",
-                    progress,
+                    fits,
                     f"on {with_own.name}",
                 )
         progress(f"{name}: scoring {sum(map(len, comps.values()))} compressors")
@@ -151,7 +166,16 @@ def plot(section: dict, path: Path) -> None:
             err = np.array(
                 [[c["diff"] - c["lo"] for c in cells], [c["hi"] - c["diff"] for c in cells]]
             )
-            ax.errorbar(sizes, mid, yerr=err, marker="o", capsize=3, color=colors[name], label=name)
+            ax.errorbar(
+                sizes,
+                mid,
+                yerr=err,
+                marker="o",
+                capsize=3,
+                color=colors[name],
+                ls="--" if name == cross_corpus.CEILING else "-",
+                label=name,
+            )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(d) for d in sizes])
@@ -159,7 +183,17 @@ def plot(section: dict, path: Path) -> None:
         ax.set_xlabel("dims")
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("nDCG@10 minus target-fitted PCA (95% interval)")
-    handles = [plt.Line2D([], [], color=colors[n], marker="o", label=n) for n in names]
+    handles = [
+        plt.Line2D(
+            [],
+            [],
+            color=colors[n],
+            marker="o",
+            ls="--" if n == cross_corpus.CEILING else "-",
+            label=n,
+        )
+        for n in names
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(names), 3), fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     reporting.save_figure(fig, path)
@@ -180,7 +214,9 @@ def markdown(section: dict, config) -> str:
         f"over seeds {seeds}, all queries (and unseen where the target has training "
         "judgments), then each compressor's difference from the target-fitted PCA with a "
         "paired bootstrap 95% interval over queries and seeds (**bold**: excludes zero); "
-        "per-query scores (seeds, sizes, queries) in `pooled_per_query/`.",
+        "per-query scores (seeds, sizes, queries) in `pooled_per_query/`. "
+        f"`{cross_corpus.CEILING}` is the uncompressed embeddings in every column: the "
+        "headroom over PCA (dashed in the plot).",
     ]
     for name, sec in section.items():
         rows = sec["results"]
