@@ -117,6 +117,17 @@ class Evaluator:
         qids = self.qids if qids is None else list(qids)
         return metrics.score_run(ranked, qids, self.data.corpus_ids, self.qrels)
 
+    def agreement(self, comp: Compressor, dim: int, reference: np.ndarray) -> np.ndarray:
+        """Per judged query, the share of ``reference``'s top k (rows of :meth:`search`, k its
+        width; e.g. the uncompressed embeddings' ranking) that ``comp`` at ``dim`` also
+        ranks in its top k. It reads no judgment: how faithful a compressed ranking is to
+        the one it replaces, on queries no one has labelled."""
+        reference = np.asarray(reference)
+        _, rows = self.search(comp, dim, reference.shape[1])
+        valid = reference >= 0
+        hits = (np.asarray(rows)[:, :, None] == reference[:, None, :]).any(axis=1) & valid
+        return hits.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+
     def search(self, comp, dim, k, qids=None, precision="float32", scoring="symmetric"):
         """(scores, rows) of the top ``k`` of each query, as :meth:`per_query` ranks them."""
         if scoring not in SCORINGS:

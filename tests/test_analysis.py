@@ -154,6 +154,10 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic, capsys):
     ceiling = saved["other"]["full size (no compression)"]
     assert ceiling.shape == (1, len(cfg.ladder), len(full))
     np.testing.assert_allclose(ceiling[0], np.broadcast_to(full, ceiling[0].shape), atol=1e-6)
+    # top-10 agreement with that ceiling: all of it for itself, less for PCA at 16 dims
+    for d in cfg.ladder:
+        assert rows["full size (no compression)"][str(d)]["agree@10"] == 1.0
+    assert 0.0 < rows["pca (fitted on target)"]["16"]["agree@10"] < 1.0
     # keeping the prefix of the original dims is truncation: same scores as the baseline
     trunc = Evaluator(synthetic).evaluate({"t": Truncate()}, (16, 8))["t"]
     assert doc["ads"]["ndcg"]["prefix"] == trunc

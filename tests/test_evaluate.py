@@ -102,3 +102,26 @@ def test_doc_prior_marks_training_documents_and_validates_beta(synthetic):
     plain = doc_prior.DocPrior(bias=np.zeros(len(synthetic.corpus_ids), np.float32), beta=0.0)
     res = Evaluator(synthetic).evaluate({"p": plain, "t": closed_form.Truncate()}, (32,))
     assert res["p"]["32"] == res["t"]["32"]
+
+
+def test_agreement_is_the_share_of_the_full_size_top_k_kept(synthetic):
+    """Evaluator.agreement against a loop over queries with numpy cosines and python sets:
+    PCA at 8 dims keeps some of the uncompressed top 10, the uncompressed embeddings all."""
+    ev = Evaluator(synthetic, split="test")
+    full = closed_form.Truncate()
+    _, reference = ev.search(full, synthetic.dim, 10)
+    pca = methods.get("pca").fit(default_config.get_config(), synthetic).compressor
+    got = ev.agreement(pca, 8, reference)
+    x = synthetic.corpus / np.linalg.norm(synthetic.corpus, axis=1, keepdims=True)
+    c = np.asarray(pca.compress(synthetic.corpus, 8))
+    q_rows = synthetic.query_rows(ev.qids)
+    q_full = synthetic.queries[q_rows] / np.linalg.norm(synthetic.queries[q_rows], axis=1)[:, None]
+    q_c = np.asarray(pca.compress(synthetic.queries[q_rows], 8))
+    want = []
+    for i in range(len(q_rows)):
+        top_full = set(np.argsort(-(x @ q_full[i]), kind="stable")[:10])
+        top_c = set(np.argsort(-(c @ q_c[i]), kind="stable")[:10])
+        want.append(len(top_full & top_c) / 10)
+    np.testing.assert_allclose(got, want)
+    assert 0.0 < got.mean() < 1.0
+    np.testing.assert_array_equal(ev.agreement(full, synthetic.dim, reference), 1.0)

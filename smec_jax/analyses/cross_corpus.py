@@ -32,6 +32,8 @@ from smec_jax.progress import eta
 LABEL_FREE = tuple(methods.names(group="label_free"))
 BASE = "pca (fitted on target)"
 CEILING = "full size (no compression)"
+AGREE_K = 10
+AGREE = f"agree@{AGREE_K}"  # share of the uncompressed top 10 a compressor keeps
 
 
 class FullSize:
@@ -171,15 +173,20 @@ class FitCounter:
 
 def score(config, target, comps: dict) -> tuple[Evaluator, dict, dict]:
     """(evaluator, rows, per_query) of ``comps`` (label -> one compressor per seed) on the
-    target's test split: rows = label -> mean metrics over seeds; per_query = label ->
-    (seeds, sizes, queries) nDCG@10 in ``evaluator.qids`` order."""
+    target's test split: rows = label -> mean metrics over seeds, with ``agree@10`` (the
+    share of the uncompressed top 10 kept, :meth:`Evaluator.agreement`); per_query = label
+    -> (seeds, sizes, queries) nDCG@10 in ``evaluator.qids`` order."""
     evaluator = Evaluator.from_config(target, config.eval, split="test")
+    _, full_top = evaluator.search(FullSize(target.dim), target.dim, AGREE_K)
     rows, per_query = {}, {}
     for label, fits in comps.items():
         per_seed, scores = [], []
         for comp in fits:
             pq: dict = {}
-            per_seed.append(evaluator.evaluate({label: comp}, config.ladder, pq)[label])
+            res = evaluator.evaluate({label: comp}, config.ladder, pq)[label]
+            for d in config.ladder:
+                res[str(d)][AGREE] = float(evaluator.agreement(comp, d, full_top).mean())
+            per_seed.append(res)
             scores.append(pq[label])
         rows[label] = reporting.aggregate(per_seed)
         per_query[label] = np.stack(scores)
@@ -218,6 +225,12 @@ def markdown(section: dict, config) -> str:
         parts.append(f"### {name}\n\n" + reporting.markdown_table(rows, sizes))
         if "vs_pca" in section[name]:
             parts.append(reporting.versus_table(section[name]["vs_pca"], sizes))
+        if any(AGREE in r.get(str(d), {}) for r in rows.values() for d in sizes):
+            parts.append(
+                f"Top-{AGREE_K} agreement with the uncompressed ranking (no judgment read: the "
+                f"share of the full-size top {AGREE_K} each compressor keeps, mean over the "
+                "test queries and seeds):\n\n" + reporting.markdown_table(rows, sizes, metric=AGREE)
+            )
     if "pooled_vs_pca" in section:
         vs = section["pooled_vs_pca"]
         sizes = reporting.sizes_of(vs)
