@@ -136,7 +136,7 @@ def _unit(y: np.ndarray) -> np.ndarray:
     return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
 
 
-def _corpus_codes(path, ids: list[str], part: str, width: int) -> np.ndarray:
+def corpus_codes_table(path, ids: list[str], part: str, width: int) -> np.ndarray:
     """The (n, N) codes of a ``corpus_codes.npz``, checked against the corpus ids."""
     if part != "corpus":
         raise ValueError("--corpus_codes holds document codes; use it with --part corpus")
@@ -236,7 +236,7 @@ def compress_embeddings(
         raise DataError(f"{ids_path}: {len(ids)} ids but {npy} has {n} rows")
     table = None
     if corpus_codes is not None:
-        table = _corpus_codes(corpus_codes, ids, part, max(sizes))
+        table = corpus_codes_table(corpus_codes, ids, part, max(sizes))
 
     pid, n_proc = jax.process_index(), jax.process_count()
     work = out.with_name(out.name + ".partial")
