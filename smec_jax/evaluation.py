@@ -23,6 +23,7 @@ from jax.sharding import Mesh
 
 from smec_jax import codes, metrics, retrieval
 from smec_jax.data import RetrievalData
+from smec_jax.fidelity import top_k_agreement
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 TOP_K = 100
@@ -122,11 +123,8 @@ class Evaluator:
         width; e.g. the uncompressed embeddings' ranking) that ``comp`` at ``dim`` also
         ranks in its top k. It reads no judgment: how faithful a compressed ranking is to
         the one it replaces, on queries no one has labelled."""
-        reference = np.asarray(reference)
-        _, rows = self.search(comp, dim, reference.shape[1])
-        valid = reference >= 0
-        hits = (np.asarray(rows)[:, :, None] == reference[:, None, :]).any(axis=1) & valid
-        return hits.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+        _, rows = self.search(comp, dim, np.shape(reference)[1])
+        return top_k_agreement(reference, rows)
 
     def search(self, comp, dim, k, qids=None, precision="float32", scoring="symmetric"):
         """(scores, rows) of the top ``k`` of each query, as :meth:`per_query` ranks them."""

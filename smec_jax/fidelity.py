@@ -26,10 +26,12 @@ from smec_jax.data import DataError, load_embedding_matrix, read_ids
 
 
 def top_k_agreement(full_top: np.ndarray, comp_top: np.ndarray) -> np.ndarray:
-    """Per query, the share of ``full_top``'s rows (queries, k) found in ``comp_top``'s."""
+    """Per query, the share of ``full_top``'s rows (queries, k) found in ``comp_top``'s;
+    a row of -1 (no document: fewer than k searchable) counts for neither."""
     full_top, comp_top = np.asarray(full_top), np.asarray(comp_top)
-    hits = (comp_top[:, :, None] == full_top[:, None, :]).any(axis=1)
-    return hits.mean(axis=1)
+    valid = full_top >= 0
+    hits = (comp_top[:, :, None] == full_top[:, None, :]).any(axis=1) & valid
+    return hits.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
 
 
 def _unit(y) -> np.ndarray:

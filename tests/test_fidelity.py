@@ -53,6 +53,8 @@ def test_top_k_agreement_counts_shared_rows():
     full = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     comp = np.array([[4, 3, 9, 10], [5, 6, 7, 8]])
     np.testing.assert_allclose(fidelity.top_k_agreement(full, comp), [0.5, 1.0])
+    # a -1 (no document) in the reference counts for neither side
+    np.testing.assert_allclose(fidelity.top_k_agreement([[1, 2, -1]], [[2, -1, 7]]), [0.5])
 
 
 def test_map_and_codes_agreement_equal_brute_force(folder):
