@@ -34,11 +34,6 @@ def top_k_agreement(full_top: np.ndarray, comp_top: np.ndarray) -> np.ndarray:
     return hits.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
 
 
-def _unit(y) -> np.ndarray:
-    y = np.asarray(y, np.float32)
-    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-
-
 def run(
     embeddings: str | Path,
     compressor: str | Path,
@@ -81,7 +76,7 @@ def run(
         _, top = retrieval.search(q, export.apply_exported(exported, corpus, d), k)
         doc["map"][str(d)] = float(top_k_agreement(full_top, top).mean())
         if table is not None:
-            _, top = retrieval.search(q, _unit(table[:, :d]), k)
+            _, top = retrieval.search(q, table[:, :d], k)  # cosine: it normalises the rows
             doc["codes"][str(d)] = float(top_k_agreement(full_top, top).mean())
     if out is not None:
         files.atomic_write(out, json.dumps(doc, indent=1).encode())
