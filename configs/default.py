@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     # <rule>, made there on first use (needs the encode extra and the encoder: encoder_model
     # is its local folder or package name, "" = data.encoder).
     c.data.pseudo_queries = ""
-    c.data.pseudo_rule = "sentences"  # sentences | first | titles
+    c.data.pseudo_rule = "sentences"  # sentences | first | titles | documents (no encoder)
     c.data.pseudo_cache = pseudo_queries.DEFAULT_CACHE
     c.data.encoder_model = ""
     # make_synthetic kwargs, used with source=synthetic (configs/synthetic.py)

@@ -419,6 +419,7 @@ def distill_batches(
     n_random: int,
     seed: int,
     source_rows: np.ndarray | None = None,
+    self_rows: np.ndarray | None = None,
 ) -> grain.MapDataset:
     """Random-access distillation batches: ``ds[step]`` holds ``u_q`` (batch, D) unlabelled
     queries, ``u_d`` (batch * top + n_random, D) candidates (each query's full-size top
@@ -427,7 +428,11 @@ def distill_batches(
     With ``source_rows`` (per query, the corpus row it was made from, -1 for none), each
     query's source document is appended to the candidates (its top-1 stands in where it has
     none, a repeat), and ``u_src`` (batch,) int32 is the candidate index of the source's
-    first occurrence, -1 for none."""
+    first occurrence, -1 for none.
+
+    With ``self_rows`` (per query, the corpus row that *is* the query, -1 for none: the
+    pseudo-query rule ``documents``), ``u_self`` (batch,) int32 is the candidate index of
+    that document where it is among the candidates, else -1; the loss leaves it out."""
     if len(queries) < batch:
         raise ValueError(
             f"distillation batch of {batch} queries but only {len(queries)} unlabelled "
@@ -448,6 +453,12 @@ def distill_batches(
         if source_rows is not None:
             at = first[inverse[len(docs) - len(rows) :]]
             out["u_src"] = np.where(src >= 0, at, -1).astype(np.int32)
+        if self_rows is not None:
+            own = self_rows[rows]
+            uniq = docs[first]  # the distinct candidates, ascending (np.unique's order)
+            pos = np.minimum(np.searchsorted(uniq, own), len(uniq) - 1)
+            present = (own >= 0) & (uniq[pos] == own)
+            out["u_self"] = np.where(present, first[pos], -1).astype(np.int32)
         return out
 
     return (
@@ -476,6 +487,10 @@ def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
             )
         source_rows = np.full(len(queries), -1, np.int64)
         source_rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
+    self_rows = None
+    if "pseudo" in cfg.train.unlabelled_queries and cfg.data.pseudo_rule == "documents":
+        self_rows = np.full(len(queries), -1, np.int64)  # log queries (after them) are no doc
+        self_rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
     return distill_batches(
         data,
         queries,
@@ -484,6 +499,7 @@ def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
         n_random=cfg.train.distill_random,
         seed=cfg.seed,
         source_rows=source_rows,
+        self_rows=self_rows,
     )
 
 

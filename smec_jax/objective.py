@@ -130,8 +130,12 @@ def distill_term(
     ``u_d`` (repeated candidates, ``~u_valid``, left out). No judgment is read.
 
     With ``source_weight`` w > 0 (inverse cloze), a query's teacher is (1 - w) p + w on the
-    document it was made from (candidate ``u_src``; queries with -1 keep p)."""
+    document it was made from (candidate ``u_src``; queries with -1 keep p). A query that is
+    itself a document (``u_self`` >= 0) leaves that document out, for teacher and student.
+    """
     valid = batch["u_valid"][None, :]
+    if "u_self" in batch:
+        valid = valid & (jnp.arange(valid.shape[1])[None, :] != batch["u_self"][:, None])
     log_p = teacher_log_probs(cos_matrix(batch["u_q"], batch["u_d"]), valid, temperature)
     if source_weight:
         p = jnp.exp(log_p)

@@ -11,7 +11,11 @@ Rules (which texts of a document become pseudo-queries):
 * ``sentences``: the title, then every sentence of the body with at least ``MIN_WORDS``
   words (about 10 per SciFact abstract);
 * ``first``: the title and the first such sentence;
-* ``titles``: the title (the first sentence where a document has none).
+* ``titles``: the title (the first sentence where a document has none);
+* ``documents``: no text and no encoder: each document's own embedding is a query, and the
+  document itself is left out of its candidates (``input_pipeline.distill_batches``), so
+  it asks the compressor to keep each document's ranking of the others. For embeddings
+  that cannot be extended (an API encoder, a model no longer at hand).
 
 A pseudo-query folder (``launch.embed --pseudo_queries RULE``) holds ``queries.npy``
 (float16, unit rows), ``query_ids.txt`` (``<doc id>#title``, ``<doc id>#s<i>``) and
@@ -40,7 +44,8 @@ from smec_jax.data import (
     write_folder,
 )
 
-RULES = ("sentences", "first", "titles")
+RULES = ("sentences", "first", "titles")  # made from texts, embedded by the encoder
+DOCUMENTS = "documents"  # the corpus embeddings themselves: no texts, no encoder
 DEFAULT_CACHE = "runs/pseudo_queries"  # data.pseudo_cache: where made folders are kept
 MIN_WORDS = 4
 # A sentence ends at . ! or ? followed by space and a capital, digit or bracket.
@@ -156,8 +161,12 @@ def attach(data: RetrievalData, data_cfg) -> RetrievalData:
     """``data`` with its pseudo-queries (``data.pseudo_queries``): read from
     ``data_cfg.pseudo_queries`` (a folder), else from the default folder under
     ``data_cfg.pseudo_cache``, made there first (with the corpus's encoder, by
-    sentence-transformers) if missing. Data that already carries them (synthetic) is
-    returned as it is."""
+    sentence-transformers) if missing; under the rule ``documents``, the corpus itself.
+    Data that already carries them (synthetic) is returned as it is."""
+    if data_cfg.pseudo_rule == DOCUMENTS:
+        n = len(data.corpus_ids)
+        source = f"{n} corpus documents as queries (each without itself)"
+        return data.with_pseudo_queries(data.corpus, source, np.arange(n))
     if data.pseudo_queries is not None:
         return data
     beir_dir = Path(data.source_dir) if data.source_dir else None

@@ -33,6 +33,7 @@ REPORT_ORDER = [
     "smec_unsup_distill",
     "distill",
     "distill_pseudo",
+    "distill_docs",
     "distill_pseudo_log",
     "distill_pseudo_codes",
     "mrl",

@@ -285,6 +285,54 @@ def test_inverse_cloze_batches_hold_each_pseudo_querys_source_document(synthetic
     assert seen_log and seen_pseudo
 
 
+def test_documents_rule_needs_no_encoder_and_leaves_each_document_out_of_its_own_ranking(
+    tmp_path, synthetic
+):
+    """Under the rule ``documents`` the pseudo-queries are the corpus rows themselves, with
+    no folder, text or encoder (an encoder that cannot load is never asked); each batch's
+    ``u_self`` points at the query's own document, found by comparing rows, wherever it is
+    a candidate (always: it is its own top match), and log queries get -1; ``distill_docs``
+    trains on them, and ``distill_pseudo_codes`` and the inverse cloze refuse the rule."""
+    from smec_jax import checks
+
+    cfg = methods.get("distill_docs").resolve(tiny_config())
+    assert cfg.data.pseudo_rule == "documents"
+    cfg.data.pseudo_cache = str(tmp_path / "cache")
+    blind = synthetic.__class__(**{**synthetic.__dict__, "qrels": {}, "encoder": "no-such"})
+    ds = pseudo_queries.attach(blind, cfg.data)
+    np.testing.assert_array_equal(ds.pseudo_queries, synthetic.corpus)
+    assert ds.pseudo_doc_rows.tolist() == list(range(len(synthetic.corpus_ids)))
+    assert not (tmp_path / "cache").exists()
+    cfg.train.unlabelled_queries, cfg.train.log_share = "train+pseudo", 0.5
+    train_q = list(synthetic.qrels["train"])
+    batches = input_pipeline.distill_input(cfg, ds, train_q)
+    seen_doc = seen_log = 0
+    for step in range(6):
+        b = batches[step]
+        assert b["u_self"].dtype == np.int32 and "u_src" not in b
+        for q, at in zip(b["u_q"], b["u_self"], strict=True):
+            own = np.flatnonzero((synthetic.corpus == q).all(1))
+            if not len(own):  # a log query
+                assert at == -1
+                seen_log += 1
+                continue
+            seen_doc += 1
+            assert b["u_valid"][at] and (b["u_d"][at] == q).all()
+            assert not any((b["u_d"][j] == q).all() for j in range(at))
+    assert seen_doc and seen_log
+    cfg = methods.get("distill_docs").resolve(tiny_config())
+    cfg.train.steps_per_stage = 6
+    comp = methods.get("distill_docs").fit(cfg, blind, tmp_path, verbose=False).compressor
+    assert not np.allclose(comp.params["w"], comp.params["wq"])  # both maps trained
+    codes_cfg = tiny_config()
+    codes_cfg.data.pseudo_rule = "documents"
+    with pytest.raises(ValueError, match="rule `documents` is not supported"):
+        methods.get("distill_pseudo_codes").fit(codes_cfg, blind, tmp_path, verbose=False)
+    cfg.train.distill_source_weight = 0.2
+    with pytest.raises(ValueError, match="which the pseudo-query rule `documents` leaves out"):
+        checks.validate_trainer_config(cfg, synthetic, 1)
+
+
 def test_inverse_cloze_needs_pseudo_queries_with_their_sources(tmp_path, synthetic):
     from smec_jax import checks
 

@@ -128,7 +128,8 @@ def test_score_methods_read_no_judgment_and_fall_back_to_the_corpus():
 
 def _distill_loop(batch, y_fn, masks, temperature, source_weight=0.0):
     """KL(p || p_m) per query by explicit loops, summed over masks; with ``source_weight``
-    w, p is (1 - w) p + w on the query's source candidate ``u_src`` (where it has one)."""
+    w, p is (1 - w) p + w on the query's source candidate ``u_src`` (where it has one);
+    a query's own candidate ``u_self`` (where the batch has them) is not a candidate."""
     q, d = np.asarray(batch["u_q"], np.float64), np.asarray(batch["u_d"], np.float64)
     valid = np.asarray(batch["u_valid"])
     yq, yd = (np.asarray(y_fn(x), np.float64) for x in (batch["u_q"], batch["u_d"]))
@@ -137,12 +138,14 @@ def _distill_loop(batch, y_fn, masks, temperature, source_weight=0.0):
         m = np.ones(yq.shape[1]) if mask is None else np.asarray(mask)
         kls = []
         for i in range(len(q)):
-            t = np.array([q[i] @ d[j] / np.linalg.norm(q[i]) / np.linalg.norm(d[j]) for j in range(len(d)) if valid[j]])  # fmt: skip
-            s = np.array([(yq[i] * m) @ (yd[j] * m) / np.linalg.norm(yq[i] * m) / np.linalg.norm(yd[j] * m) for j in range(len(d)) if valid[j]])  # fmt: skip
+            own = int(batch["u_self"][i]) if "u_self" in batch else -1
+            cand = [j for j in range(len(d)) if valid[j] and j != own]
+            t = np.array([q[i] @ d[j] / np.linalg.norm(q[i]) / np.linalg.norm(d[j]) for j in cand])  # fmt: skip
+            s = np.array([(yq[i] * m) @ (yd[j] * m) / np.linalg.norm(yq[i] * m) / np.linalg.norm(yd[j] * m) for j in cand])  # fmt: skip
             p = np.exp(t / temperature) / np.exp(t / temperature).sum()
             src = int(batch["u_src"][i]) if source_weight else -1
             if src >= 0:
-                at = [j for j in range(len(d)) if valid[j]].index(src)
+                at = cand.index(src)
                 p = (1 - source_weight) * p + source_weight * (np.arange(len(p)) == at)
             ps = np.exp(s / temperature) / np.exp(s / temperature).sum()
             kls.append(np.sum(p * np.log(p / ps)))
@@ -175,6 +178,14 @@ def test_distill_term_equals_a_loop_over_queries_candidates_and_sizes():
     )
     np.testing.assert_allclose(float(got_src), expect_src, rtol=2e-4)
     assert abs(expect_src - expect) > 0.05
+    # a query that is a document leaves that document out, for teacher and student (query
+    # 1's own document is not among the candidates); again a different loss
+    del batch["u_src"]
+    batch["u_self"] = jnp.asarray([2, -1, 8, 0], jnp.int32)
+    got_self = objective.distill_term(params, batch, kept, masks, 0.1)
+    expect_self = _distill_loop(batch, lambda x: model.apply_cols(params, x, kept), masks, 0.1)
+    np.testing.assert_allclose(float(got_self), expect_self, rtol=2e-4)
+    assert abs(expect_self - expect) > 1e-3  # well beyond the tolerance above (4e-4)
 
 
 def test_distillation_queries_are_the_training_ones_never_validation(monkeypatch, synthetic):

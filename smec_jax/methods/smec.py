@@ -17,6 +17,8 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
   distillation to SMEC: labels where they exist, the served corpus's geometry besides.
   ``distill_pseudo_codes``: ``distill_pseudo``, then free codes for the served corpus
   (:mod:`smec_jax.doc_codes`) fitted by the same distillation, the query map fixed.
+  ``distill_docs``: ``distill_pseudo`` where no encoder is at hand to embed texts: the
+  corpus documents are the queries, each without itself.
 * Ablations (the paper's table): ``mrl`` trains every size at once as prefixes;
   ``mrl_smrl`` trains them sequentially; ``mrl_ads`` at once on dims chosen by ADS (one
   logit vector over all N dims; each size takes its top d of the same noisy logits, so
@@ -94,6 +96,14 @@ register_trainer_method(
     DISTILL_PSEUDO,
     "every size at once, asymmetric, listwise distillation on pseudo-queries from the corpus",
 )
+# The same with no encoder at hand: the documents themselves are the queries, each one's
+# own document left out (the pseudo-query rule `documents`; README "Without labels").
+register_trainer_method(
+    "distill_docs",
+    "label_free",
+    {**DISTILL_PSEUDO, "data.pseudo_rule": "documents"},
+    "distill_pseudo with the corpus documents as queries (no texts, no encoder)",
+)
 # The same, plus a query log: the training queries (judgments unread) repeated to half of
 # the distillation queries; the share chosen on held-out halves of SciFact's training
 # queries, README "Without labels".
@@ -119,6 +129,11 @@ def _with_codes(overrides):
     map_fit = trainer.trainer_fit(overrides)
 
     def fit(cfg, data, workdir=None, *, verbose: bool = True) -> Fitted:
+        if cfg.data.pseudo_rule == pseudo_queries.DOCUMENTS:
+            raise ValueError(
+                "the document codes are fitted with each document among its own candidates; "
+                "the pseudo-query rule `documents` is not supported for them (use distill_docs)"
+            )
         fitted = map_fit(cfg, data, workdir, verbose=verbose)
         cfg = apply_overrides(cfg, overrides)
         data = pseudo_queries.attach_for(cfg, data)
