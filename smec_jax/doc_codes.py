@@ -71,8 +71,8 @@ class CorpusCodes:
 
 def _loss(codes, q_full, q_comp, corpus, rows, valid, sizes, temperature):
     """Listwise KL of every size's prefix cosines (queries by the fixed map, documents by
-    their free codes) to the full-size cosines, over the candidate ``rows``."""
-    valid = valid[None, :]
+    their free codes) to the full-size cosines, over the candidate ``rows`` where ``valid``
+    (queries, candidates)."""
     log_p = objective.teacher_log_probs(
         objective.cos_matrix(q_full, corpus[rows]), valid, temperature
     )
@@ -96,12 +96,15 @@ def fit(
     n_random: int,
     temperature: float,
     seed: int,
+    self_rows: np.ndarray | None = None,
     verbose: bool = True,
 ) -> CorpusCodes:
     """Fits the codes of ``data.corpus``, from ``comp``'s outputs, by ``steps`` Adam steps
     at ``lr`` of listwise distillation on the unlabelled ``queries``: each batch of
     ``batch`` queries is ranked over their full-size top ``top`` documents and ``n_random``
-    random ones (the candidates of :func:`smec_jax.input_pipeline.distill_batches`)."""
+    random ones (the candidates of :func:`smec_jax.input_pipeline.distill_batches`).
+    ``self_rows`` (per query, the corpus row that is the query, -1 for none: the
+    pseudo-query rule ``documents``) leaves each such document out of its own ranking."""
     if len(queries) < batch:
         raise ValueError(
             f"document codes: a batch of {batch} queries but only {len(queries)} unlabelled "
@@ -135,6 +138,9 @@ def fit(
         _, first = np.unique(rows, return_index=True)
         valid = np.zeros(rows.shape, bool)
         valid[first] = True
+        valid = np.broadcast_to(valid, (len(b), len(rows)))
+        if self_rows is not None:
+            valid = valid & (rows[None, :] != self_rows[b][:, None])
         codes, opt_state, loss = step(
             codes,
             opt_state,

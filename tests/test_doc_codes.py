@@ -21,7 +21,7 @@ def _kl_loop(q_full, q_comp, corpus, codes, rows, valid, sizes, temperature):
     for size in sizes:
         kls = []
         for i in range(len(q_full)):
-            cand = [r for r, ok in zip(rows, valid, strict=True) if ok]
+            cand = [r for r, ok in zip(rows, valid[i], strict=True) if ok]
             t = np.array([q_full[i] @ corpus[r] / np.linalg.norm(q_full[i]) / np.linalg.norm(corpus[r]) for r in cand])  # fmt: skip
             a = q_comp[i, :size]
             s = np.array([a @ codes[r, :size] / np.linalg.norm(a) / np.linalg.norm(codes[r, :size]) for r in cand])  # fmt: skip
@@ -40,6 +40,7 @@ def test_the_codes_loss_is_a_listwise_kl_over_queries_candidates_and_sizes():
     q_comp = rng.normal(size=(3, 6)).astype(np.float32)
     rows = np.array([4, 7, 4, 0, 19, 3, 11])
     valid = np.array([True, True, False, True, True, True, True])
+    valid = np.stack([valid, valid & (rows != 19), valid])  # query 1 is document 19 itself
     got = doc_codes._loss(jnp.asarray(codes), q_full, q_comp, jnp.asarray(corpus), rows,
                           valid, (6, 2), 0.1)  # fmt: skip
     expect = _kl_loop(q_full, q_comp, corpus, codes, rows, valid, (6, 2), 0.1)

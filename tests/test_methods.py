@@ -36,6 +36,7 @@ REPORT_ORDER = [
     "distill_docs",
     "distill_pseudo_log",
     "distill_pseudo_codes",
+    "distill_docs_codes",
     "mrl",
     "mrl_smrl",
     "mrl_ads",

@@ -14,7 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smec_jax import data, export, input_pipeline, methods, model, objective, pseudo_queries
+from smec_jax import (
+    data,
+    doc_codes,
+    export,
+    input_pipeline,
+    methods,
+    model,
+    objective,
+    pseudo_queries,
+)
 from smec_jax.data import DataError
 from smec_jax.evaluation import Evaluator
 from tests.helpers import tiny_config
@@ -286,13 +295,14 @@ def test_inverse_cloze_batches_hold_each_pseudo_querys_source_document(synthetic
 
 
 def test_documents_rule_needs_no_encoder_and_leaves_each_document_out_of_its_own_ranking(
-    tmp_path, synthetic
+    tmp_path, synthetic, monkeypatch
 ):
     """Under the rule ``documents`` the pseudo-queries are the corpus rows themselves, with
     no folder, text or encoder (an encoder that cannot load is never asked); each batch's
     ``u_self`` points at the query's own document, found by comparing rows, wherever it is
     a candidate (always: it is its own top match), and log queries get -1; ``distill_docs``
-    trains on them, and ``distill_pseudo_codes`` and the inverse cloze refuse the rule."""
+    trains on them, ``distill_docs_codes`` fits its codes with every document's own row
+    given, and the inverse cloze refuses the rule."""
     from smec_jax import checks
 
     cfg = methods.get("distill_docs").resolve(tiny_config())
@@ -324,10 +334,21 @@ def test_documents_rule_needs_no_encoder_and_leaves_each_document_out_of_its_own
     cfg.train.steps_per_stage = 6
     comp = methods.get("distill_docs").fit(cfg, blind, tmp_path, verbose=False).compressor
     assert not np.allclose(comp.params["w"], comp.params["wq"])  # both maps trained
-    codes_cfg = tiny_config()
-    codes_cfg.data.pseudo_rule = "documents"
-    with pytest.raises(ValueError, match="rule `documents` is not supported"):
-        methods.get("distill_pseudo_codes").fit(codes_cfg, blind, tmp_path, verbose=False)
+    # the codes: fitted with each document left out of its own candidates
+    seen = {}
+    real_fit = doc_codes.fit
+
+    def spy(*args, self_rows=None, **kw):
+        seen["self_rows"] = self_rows
+        return real_fit(*args, self_rows=self_rows, **kw)
+
+    monkeypatch.setattr(doc_codes, "fit", spy)
+    cfg_codes = methods.get("distill_docs_codes").resolve(tiny_config())
+    cfg_codes.train.steps_per_stage = 6
+    codes = methods.get("distill_docs_codes").fit(cfg_codes, blind, tmp_path, verbose=False)
+    assert seen["self_rows"].tolist() == list(range(len(synthetic.corpus_ids)))
+    base = codes.compressor.base.compress(synthetic.corpus, max(cfg.ladder))
+    assert not np.allclose(codes.compressor.codes, np.asarray(base), atol=1e-4)
     cfg.train.distill_source_weight = 0.2
     with pytest.raises(ValueError, match="which the pseudo-query rule `documents` leaves out"):
         checks.validate_trainer_config(cfg, synthetic, 1)

@@ -17,8 +17,9 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
   distillation to SMEC: labels where they exist, the served corpus's geometry besides.
   ``distill_pseudo_codes``: ``distill_pseudo``, then free codes for the served corpus
   (:mod:`smec_jax.doc_codes`) fitted by the same distillation, the query map fixed.
-  ``distill_docs``: ``distill_pseudo`` where no encoder is at hand to embed texts: the
-  corpus documents are the queries, each without itself.
+  ``distill_docs`` and ``distill_docs_codes``: ``distill_pseudo`` and its codes where no
+  encoder is at hand to embed texts: the corpus documents are the queries, each without
+  itself.
 * Ablations (the paper's table): ``mrl`` trains every size at once as prefixes;
   ``mrl_smrl`` trains them sequentially; ``mrl_ads`` at once on dims chosen by ADS (one
   logit vector over all N dims; each size takes its top d of the same noisy logits, so
@@ -26,6 +27,8 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from smec_jax import doc_codes, input_pipeline, pseudo_queries, smrl
 from smec_jax.methods import trainer
@@ -98,10 +101,11 @@ register_trainer_method(
 )
 # The same with no encoder at hand: the documents themselves are the queries, each one's
 # own document left out (the pseudo-query rule `documents`; README "Without labels").
+DISTILL_DOCS = {**DISTILL_PSEUDO, "data.pseudo_rule": pseudo_queries.DOCUMENTS}
 register_trainer_method(
     "distill_docs",
     "label_free",
-    {**DISTILL_PSEUDO, "data.pseudo_rule": "documents"},
+    DISTILL_DOCS,
     "distill_pseudo with the corpus documents as queries (no texts, no encoder)",
 )
 # The same, plus a query log: the training queries (judgments unread) repeated to half of
@@ -129,17 +133,16 @@ def _with_codes(overrides):
     map_fit = trainer.trainer_fit(overrides)
 
     def fit(cfg, data, workdir=None, *, verbose: bool = True) -> Fitted:
-        if cfg.data.pseudo_rule == pseudo_queries.DOCUMENTS:
-            raise ValueError(
-                "the document codes are fitted with each document among its own candidates; "
-                "the pseudo-query rule `documents` is not supported for them (use distill_docs)"
-            )
         fitted = map_fit(cfg, data, workdir, verbose=verbose)
         cfg = apply_overrides(cfg, overrides)
         data = pseudo_queries.attach_for(cfg, data)
         queries, _ = input_pipeline.unlabelled_queries(
             data, None, cfg.train.split, cfg.train.unlabelled_queries, cfg.train.log_share
         )
+        self_rows = None
+        if cfg.data.pseudo_rule == pseudo_queries.DOCUMENTS:  # pseudo-queries come first
+            self_rows = np.full(len(queries), -1, np.int64)
+            self_rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
         t = cfg.train
         codes = doc_codes.fit(
             fitted.compressor,
@@ -152,6 +155,7 @@ def _with_codes(overrides):
             n_random=t.distill_random,
             temperature=t.distill_temperature,
             seed=cfg.seed,
+            self_rows=self_rows,
             verbose=verbose,
         )
         return Fitted(codes, fitted.val_ndcg)
@@ -168,6 +172,17 @@ register(
         _with_codes(DISTILL_PSEUDO),
         DISTILL_PSEUDO,
         "distill_pseudo, then free codes for the served corpus by the same distillation",
+    )
+)
+VARIANTS.append("distill_docs_codes")
+register(
+    Method(
+        "distill_docs_codes",
+        "label_free",
+        True,
+        _with_codes(DISTILL_DOCS),
+        DISTILL_DOCS,
+        "distill_docs, then free codes for the served corpus by the same distillation",
     )
 )
 register_trainer_method(
