@@ -36,7 +36,6 @@ REPORT_ORDER = [
     "distill_docs",
     "distill_pseudo_log",
     "distill_pseudo_codes",
-    "distill_docs_codes",
     "mrl",
     "mrl_smrl",
     "mrl_ads",

@@ -301,8 +301,8 @@ def test_documents_rule_needs_no_encoder_and_leaves_each_document_out_of_its_own
     no folder, text or encoder (an encoder that cannot load is never asked); each batch's
     ``u_self`` points at the query's own document, found by comparing rows, wherever it is
     a candidate (always: it is its own top match), and log queries get -1; ``distill_docs``
-    trains on them, ``distill_docs_codes`` fits its codes with every document's own row
-    given, and the inverse cloze refuses the rule."""
+    trains on them, the codes of ``distill_pseudo_codes`` under this rule are fitted with
+    every document's own row given, and the inverse cloze refuses the rule."""
     from smec_jax import checks
 
     cfg = methods.get("distill_docs").resolve(tiny_config())
@@ -343,9 +343,10 @@ def test_documents_rule_needs_no_encoder_and_leaves_each_document_out_of_its_own
         return real_fit(*args, self_rows=self_rows, **kw)
 
     monkeypatch.setattr(doc_codes, "fit", spy)
-    cfg_codes = methods.get("distill_docs_codes").resolve(tiny_config())
+    cfg_codes = tiny_config()
+    cfg_codes.data.pseudo_rule = "documents"
     cfg_codes.train.steps_per_stage = 6
-    codes = methods.get("distill_docs_codes").fit(cfg_codes, blind, tmp_path, verbose=False)
+    codes = methods.get("distill_pseudo_codes").fit(cfg_codes, blind, tmp_path, verbose=False)
     assert seen["self_rows"].tolist() == list(range(len(synthetic.corpus_ids)))
     base = codes.compressor.base.compress(synthetic.corpus, max(cfg.ladder))
     assert not np.allclose(codes.compressor.codes, np.asarray(base), atol=1e-4)

@@ -17,9 +17,9 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
   distillation to SMEC: labels where they exist, the served corpus's geometry besides.
   ``distill_pseudo_codes``: ``distill_pseudo``, then free codes for the served corpus
   (:mod:`smec_jax.doc_codes`) fitted by the same distillation, the query map fixed.
-  ``distill_docs`` and ``distill_docs_codes``: ``distill_pseudo`` and its codes where no
-  encoder is at hand to embed texts: the corpus documents are the queries, each without
-  itself.
+  ``distill_docs``: ``distill_pseudo`` where no encoder is at hand to embed texts: the
+  corpus documents are the queries, each without itself (its codes, fitted the same way
+  with ``--config.data.pseudo_rule=documents``, ranked worse on validation: not registered).
 * Ablations (the paper's table): ``mrl`` trains every size at once as prefixes;
   ``mrl_smrl`` trains them sequentially; ``mrl_ads`` at once on dims chosen by ADS (one
   logit vector over all N dims; each size takes its top d of the same noisy logits, so
@@ -172,17 +172,6 @@ register(
         _with_codes(DISTILL_PSEUDO),
         DISTILL_PSEUDO,
         "distill_pseudo, then free codes for the served corpus by the same distillation",
-    )
-)
-VARIANTS.append("distill_docs_codes")
-register(
-    Method(
-        "distill_docs_codes",
-        "label_free",
-        True,
-        _with_codes(DISTILL_DOCS),
-        DISTILL_DOCS,
-        "distill_docs, then free codes for the served corpus by the same distillation",
     )
 )
 register_trainer_method(
