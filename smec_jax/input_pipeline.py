@@ -24,6 +24,7 @@ import numpy as np
 
 from smec_jax import retrieval
 from smec_jax.data import Qrels, RetrievalData
+from smec_jax.pseudo_queries import DOCUMENTS
 
 log = logging.getLogger(__name__)
 
@@ -487,10 +488,6 @@ def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
             )
         source_rows = np.full(len(queries), -1, np.int64)
         source_rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
-    self_rows = None
-    if "pseudo" in cfg.train.unlabelled_queries and cfg.data.pseudo_rule == "documents":
-        self_rows = np.full(len(queries), -1, np.int64)  # log queries (after them) are no doc
-        self_rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
     return distill_batches(
         data,
         queries,
@@ -499,8 +496,19 @@ def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
         n_random=cfg.train.distill_random,
         seed=cfg.seed,
         source_rows=source_rows,
-        self_rows=self_rows,
+        self_rows=own_rows(cfg, data, len(queries)),
     )
+
+
+def own_rows(cfg, data: RetrievalData, n_queries: int) -> np.ndarray | None:
+    """Under the pseudo-query rule ``documents``: per unlabelled query (of
+    :func:`unlabelled_queries`, pseudo-queries first), the corpus row that is the query,
+    -1 for a log query; else None."""
+    if "pseudo" not in cfg.train.unlabelled_queries or cfg.data.pseudo_rule != DOCUMENTS:
+        return None
+    rows = np.full(n_queries, -1, np.int64)
+    rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
+    return rows
 
 
 class Merged:

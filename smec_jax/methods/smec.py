@@ -28,8 +28,6 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
 
 from __future__ import annotations
 
-import numpy as np
-
 from smec_jax import doc_codes, input_pipeline, pseudo_queries, smrl
 from smec_jax.methods import trainer
 from smec_jax.methods.registry import Fitted, Method, apply_overrides, register
@@ -139,10 +137,6 @@ def _with_codes(overrides):
         queries, _ = input_pipeline.unlabelled_queries(
             data, None, cfg.train.split, cfg.train.unlabelled_queries, cfg.train.log_share
         )
-        self_rows = None
-        if cfg.data.pseudo_rule == pseudo_queries.DOCUMENTS:  # pseudo-queries come first
-            self_rows = np.full(len(queries), -1, np.int64)
-            self_rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
         t = cfg.train
         codes = doc_codes.fit(
             fitted.compressor,
@@ -155,7 +149,7 @@ def _with_codes(overrides):
             n_random=t.distill_random,
             temperature=t.distill_temperature,
             seed=cfg.seed,
-            self_rows=self_rows,
+            self_rows=input_pipeline.own_rows(cfg, data, len(queries)),
             verbose=verbose,
         )
         return Fitted(codes, fitted.val_ndcg)
