@@ -259,15 +259,12 @@ def validate_trainer_config(cfg, data: RetrievalData, n_devices: int) -> tuple[i
                 "--config.train.distill_source_weight needs pseudo-queries (their source "
                 "documents); set --config.train.unlabelled_queries=pseudo or train+pseudo"
             )
-    if (
-        cfg.train.distill_weight
-        and cfg.train.distill_source_weight
-        and cfg.data.pseudo_rule == pseudo_queries.DOCUMENTS
-    ):
-        raise ValueError(
-            "--config.train.distill_source_weight moves teacher mass onto each pseudo-query's "
-            "source document, which the pseudo-query rule `documents` leaves out; use one"
-        )
+        if cfg.data.pseudo_rule == pseudo_queries.DOCUMENTS:
+            raise ValueError(
+                "--config.train.distill_source_weight moves teacher mass onto each "
+                "pseudo-query's source document, which the pseudo-query rule `documents` "
+                "leaves out; use one"
+            )
     if cfg.train.distill_weight and cfg.train.distill_top > len(data.corpus_ids):
         raise ValueError(
             f"--config.train.distill_top {cfg.train.distill_top} exceeds the corpus' "

@@ -447,7 +447,7 @@ def distill_batches(
         if source_rows is not None:
             src = source_rows[rows]
             docs = np.concatenate([docs, np.where(src >= 0, src, top_rows[rows, 0])])
-        _, first, inverse = np.unique(docs, return_index=True, return_inverse=True)
+        uniq, first, inverse = np.unique(docs, return_index=True, return_inverse=True)
         valid = np.zeros(docs.shape, bool)
         valid[first] = True
         out = {"u_q": queries[rows], "u_d": data.corpus[docs], "u_valid": valid}
@@ -456,7 +456,6 @@ def distill_batches(
             out["u_src"] = np.where(src >= 0, at, -1).astype(np.int32)
         if self_rows is not None:
             own = self_rows[rows]
-            uniq = docs[first]  # the distinct candidates, ascending (np.unique's order)
             pos = np.minimum(np.searchsorted(uniq, own), len(uniq) - 1)
             present = (own >= 0) & (uniq[pos] == own)
             out["u_self"] = np.where(present, first[pos], -1).astype(np.int32)
@@ -486,8 +485,7 @@ def distill_input(cfg, data: RetrievalData, train_q: list[str] | None):
                 f"{data.name}: --config.train.distill_source_weight needs the document each "
                 "pseudo-query was made from, and these pseudo-queries do not say"
             )
-        source_rows = np.full(len(queries), -1, np.int64)
-        source_rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
+        source_rows = _doc_rows_of(data, len(queries))
     return distill_batches(
         data,
         queries,
@@ -506,6 +504,12 @@ def own_rows(cfg, data: RetrievalData, n_queries: int) -> np.ndarray | None:
     -1 for a log query; else None."""
     if "pseudo" not in cfg.train.unlabelled_queries or cfg.data.pseudo_rule != DOCUMENTS:
         return None
+    return _doc_rows_of(data, n_queries)
+
+
+def _doc_rows_of(data: RetrievalData, n_queries: int) -> np.ndarray:
+    """Per unlabelled query (pseudo-queries first, as :func:`unlabelled_queries` orders
+    them), the corpus row its pseudo-query was made from; -1 for the log queries after."""
     rows = np.full(n_queries, -1, np.int64)
     rows[: len(data.pseudo_doc_rows)] = data.pseudo_doc_rows
     return rows
