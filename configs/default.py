@@ -6,8 +6,8 @@ Override any field on the command line, e.g. ``--config.data.root=/data/beir`` (
 
 import ml_collections
 
-from smec_jax import pseudo_queries
-from smec_jax.data import default_data_root
+from smec_jax.datasets import pseudo_queries
+from smec_jax.datasets.data import default_data_root
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.dataset = "scifact"
     c.data.encoder = "all-MiniLM-L6-v2"
     c.data.tfds_dir = ""
-    # Pseudo-queries (smec_jax/pseudo_queries.py): the corpus's titles and sentences embedded
+    # Pseudo-queries (smec_jax/datasets/pseudo_queries.py): the corpus's titles and sentences embedded
     # with its encoder, the unlabelled queries of train.unlabelled_queries = pseudo. A folder
     # made by `launch.embed --pseudo_queries RULE`, or "" = pseudo_cache/<dataset>/<encoder>/
     # <rule>, made there on first use (needs the encode extra and the encoder: encoder_model
@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.val_fraction = 0.15
     # How validation queries are held out so that none has a relevant doc training sees:
     # auto (components, else doc_holdout for dense judgments, else random with a warning) |
-    # components | doc_holdout | random (smec_jax/input_pipeline.py: split_train_val)
+    # components | doc_holdout | random (smec_jax/training/splits.py: split_train_val)
     c.train.val_split = "auto"
     c.train.batch_queries = 128
     c.train.n_pos = 2  # judged-relevant docs per query in a batch
@@ -101,7 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Inverse cloze: the share of each pseudo-query's teacher distribution moved onto the
     # document it was made from (0 = the full-size ranking alone). Needs pseudo-queries.
     c.train.distill_source_weight = 0.0
-    # Adam's learning rate for free per-document codes (smec_jax.doc_codes: the methods
+    # Adam's learning rate for free per-document codes (smec_jax.training.doc_codes: the methods
     # that fit the served corpus's codes directly, after the map).
     c.train.code_lr = 3e-4
     c.train.distill_batch = 64

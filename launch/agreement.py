@@ -1,5 +1,5 @@
 """Top-k agreement of a compressor with the full-size ranking, on your own queries: no
-judgment needed (see :mod:`smec_jax.fidelity`).
+judgment needed (see :mod:`smec_jax.evaluation.fidelity`).
 
   python -m launch.agreement --embeddings EMB_DIR --compressor RUN/compressor.npz \
       [--corpus_codes RUN/corpus_codes.npz] [--k 10] [--out agreement.json]
@@ -24,7 +24,7 @@ flags.DEFINE_string("out", None, "Also write the result here as JSON.")
 
 
 def main():
-    from smec_jax import fidelity
+    from smec_jax.evaluation import fidelity
 
     doc = fidelity.run(
         FLAGS.embeddings, FLAGS.compressor, FLAGS.corpus_codes, k=FLAGS.k, out=FLAGS.out

@@ -23,15 +23,16 @@
           judgments), apart on the log's topics and on new ones -> query_log.png (the
           first of ``--seeds`` sets the halves and the training seed).
 
-Writes ``analysis.md`` and ``analysis.json`` into ``--workdir`` (see smec_jax/analyses).
+Writes ``analysis.md`` and ``analysis.json`` into ``--workdir`` (see smec_jax/studies/analyses).
 """
 
 from __future__ import annotations
 
 from absl import flags
 
-from smec_jax import analyses, cli
-from smec_jax.analyses import cross_corpus, pooled
+from smec_jax import cli
+from smec_jax.studies import analyses
+from smec_jax.studies.analyses import cross_corpus, pooled
 
 FLAGS = flags.FLAGS
 cli.define_config_and_workdir("runs/reproduce")

@@ -3,14 +3,15 @@
   python -m launch.benchmark [--bench eval,matmul,train_step,retrieval] [--config ...] \
       [--repeats 5] [--out FILE.json]
 
-What each benchmark measures: smec_jax/profiling.py.
+What each benchmark measures: smec_jax/studies/profiling.py.
 """
 
 from __future__ import annotations
 
 from absl import flags
 
-from smec_jax import cli, profiling
+from smec_jax import cli
+from smec_jax.studies import profiling
 
 FLAGS = flags.FLAGS
 cli.define_config_and_workdir()

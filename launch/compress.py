@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from smec_jax import cli, codes, jobs
+from smec_jax import cli, jobs
+from smec_jax.core import codes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("compressor", None, "Exported compressor.npz.", required=True)

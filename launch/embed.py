@@ -9,13 +9,13 @@ defaults to ``<beir_dir>/embeddings/<model name>``. Rerun the same command after
 interruption: finished chunks are kept.
 
 With ``--pseudo_queries RULE`` (sentences | first | titles) it embeds pseudo-queries made
-from the corpus instead (``smec_jax/pseudo_queries.py``): the unlabelled queries of
+from the corpus instead (``smec_jax/datasets/pseudo_queries.py``): the unlabelled queries of
 ``--config.train.unlabelled_queries=pseudo``. The output then defaults to
 ``runs/pseudo_queries/<dataset>/<model name>/<rule>``, where training looks for them.
 
 With ``--from_sts ../shared/data/stsbenchmark/sts-train.csv`` it first writes the STS
 Benchmark pairs as the BEIR folder ``--beir_dir`` (pairs scoring 4 or more: query and
-relevant document; ``smec_jax/pooling.py``), a labelled source for pooled training.
+relevant document; ``smec_jax/datasets/pooling.py``), a labelled source for pooled training.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ flags.DEFINE_multi_string(
 
 
 def rescore_stages(values):
-    from smec_jax.funnel import Rescore
+    from smec_jax.serving.funnel import Rescore
 
     stages = []
     for v in values:

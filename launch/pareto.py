@@ -7,14 +7,15 @@ funnel, with per-budget choices made on validation and bootstrap intervals again
 
 Trained methods resume their runs in DIR/runs (the layout of launch.reproduce: point
 --workdir at a reproduce folder to reuse its trainings). Writes pareto.md, pareto.json,
-pareto.png and per_query.npz (see smec_jax/pareto.py).
+pareto.png and per_query.npz (see smec_jax/studies/pareto.py).
 """
 
 from __future__ import annotations
 
 from absl import flags
 
-from smec_jax import cli, pareto
+from smec_jax import cli
+from smec_jax.studies import pareto
 
 FLAGS = flags.FLAGS
 cli.define_config_and_workdir("runs/pareto")

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from smec_jax import cli, methods, reproduction
+from smec_jax import cli, methods
+from smec_jax.studies import reproduction
 
 FLAGS = flags.FLAGS
 cli.define_config_and_workdir("runs/reproduce")

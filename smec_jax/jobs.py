@@ -10,7 +10,7 @@
 * :func:`embed` — ``launch.embed``: a BEIR folder embedded with a sentence-transformers model.
 
 ``launch.reproduce``, ``launch.analyze`` and ``launch.benchmark`` call
-:mod:`smec_jax.reproduction`, :mod:`smec_jax.analyses` and :mod:`smec_jax.profiling`.
+:mod:`smec_jax.studies.reproduction`, :mod:`smec_jax.studies.analyses` and :mod:`smec_jax.studies.profiling`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from smec_jax import checks, doc_codes, files, methods, parallel, reporting, sources
-from smec_jax import export as export_lib
-from smec_jax.evaluation import Evaluator
+from smec_jax import files, methods, parallel
+from smec_jax.core import export as export_lib
+from smec_jax.datasets import sources
+from smec_jax.evaluation import reporting
+from smec_jax.evaluation.evaluator import Evaluator
+from smec_jax.training import checks, doc_codes
 
 
 def _evaluator(config, ds, n_dev: int) -> Evaluator:
@@ -102,7 +105,7 @@ def evaluate(config, workdir: str) -> dict:
 def _stage_label(stage, index_manifest) -> str:
     """``384-d float16 top 100``; codes of another compressor than the index's (e.g. the
     original embeddings) are named by their folder."""
-    from smec_jax import compress as compress_lib
+    from smec_jax.serving import compress as compress_lib
 
     m = compress_lib.read_manifest(stage.doc_codes)
     other = m.compressor_sha256 != index_manifest.compressor_sha256
@@ -127,7 +130,7 @@ def export(
     """Writes the nested compressor of the finished run in ``workdir`` (no retraining) as
     ``compressor.npz`` (``fmt="npz"``), a SentenceTransformer folder appending it to
     ``encoder`` (``"sentence_transformers"``) or ``compressor.onnx`` (``"onnx"``)."""
-    from smec_jax import interop
+    from smec_jax.serving import interop
 
     if fmt not in ("npz", "sentence_transformers", "onnx"):
         raise ValueError(f"unknown --format {fmt!r}; use npz, sentence_transformers or onnx")
@@ -159,7 +162,7 @@ def export(
 
 def prepare(config, out: str) -> Path:
     """Packages the config's dataset as a tfds array_record dataset in ``out``."""
-    from smec_jax import tfds_dataset
+    from smec_jax.datasets import tfds_dataset
 
     methods.validate(config)
     files.check_workdir(out, "--out")
@@ -184,9 +187,9 @@ def embed(
     """Embeds a BEIR folder with a sentence-transformers model (resumable by chunks); with
     ``pseudo_queries`` (a rule), the pseudo-queries made from its corpus instead; with
     ``from_sts`` (an STS Benchmark file), first writes its pairs as the BEIR folder
-    ``beir_dir`` (:func:`smec_jax.pooling.sts_to_beir`) unless it is there already."""
-    from smec_jax import encode, pooling
-    from smec_jax import pseudo_queries as pq
+    ``beir_dir`` (:func:`smec_jax.datasets.pooling.sts_to_beir`) unless it is there already."""
+    from smec_jax.datasets import encode, pooling
+    from smec_jax.datasets import pseudo_queries as pq
 
     if from_sts and not (Path(beir_dir) / "corpus.jsonl").is_file():
         print(f"wrote {pooling.sts_to_beir(from_sts, beir_dir)} from {from_sts}")
@@ -224,8 +227,8 @@ def compress(
     num_processes: int | None = None,
     process_id: int | None = None,
 ) -> Path:
-    """``launch.compress``: embeddings -> a codes folder (see :mod:`smec_jax.compress`)."""
-    from smec_jax import compress as compress_lib
+    """``launch.compress``: embeddings -> a codes folder (see :mod:`smec_jax.serving.compress`)."""
+    from smec_jax.serving import compress as compress_lib
 
     if num_processes and num_processes > 1:
         parallel.initialize_distributed(coordinator_address, num_processes, process_id)
@@ -254,7 +257,7 @@ def build_index(codes_dir: str, kind: str, out: str, **params) -> Path:
     """``launch.index``: a faiss index over a codes folder, with its ids."""
     import shutil
 
-    from smec_jax import faiss_index
+    from smec_jax.serving import faiss_index
 
     files.check_workdir(out, "--out")
     start = time.perf_counter()
@@ -278,12 +281,13 @@ def evaluate_index(
     shortlist: int | None = None,
 ) -> dict:
     """``launch.evaluate --index``: scores a faiss index's ranking of the split's queries;
-    with ``rescore`` stages (:class:`smec_jax.funnel.Rescore`), a funnel: the index's
+    with ``rescore`` stages (:class:`smec_jax.serving.funnel.Rescore`), a funnel: the index's
     ``shortlist`` rescored by each stage's codes in turn."""
-    from smec_jax import compress as compress_lib
-    from smec_jax import faiss_index, funnel, retrieval
-    from smec_jax.data import DataError, read_ids
-    from smec_jax.evaluation import TOP_K
+    from smec_jax.core import retrieval
+    from smec_jax.datasets.data import DataError, read_ids
+    from smec_jax.evaluation.evaluator import TOP_K
+    from smec_jax.serving import compress as compress_lib
+    from smec_jax.serving import faiss_index, funnel
 
     methods.validate(config)
     files.check_workdir(workdir)

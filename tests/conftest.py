@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from smec_jax.data import default_data_root  # noqa: E402
+from smec_jax.datasets.data import default_data_root  # noqa: E402
 
 assert jax.device_count() == 8, "XLA_FLAGS was set too late: JAX sees fewer than 8 devices"
 
@@ -24,7 +24,7 @@ def scifact_minilm():
     """The real SciFact / all-MiniLM-L6-v2 data, or a skip where the data folder is absent."""
     if not (SCIFACT / "embeddings" / "all-MiniLM-L6-v2").is_dir():
         pytest.skip(f"real data not found at {SCIFACT} (set SMEC_DATA_DIR)")
-    from smec_jax.data import load_embedded
+    from smec_jax.datasets.data import load_embedded
 
     return load_embedded(SCIFACT, "all-MiniLM-L6-v2")
 
@@ -33,6 +33,6 @@ def scifact_minilm():
 def synthetic():
     """The tiny config's generated dataset (configs/tiny.py)."""
     from configs import tiny
-    from smec_jax import sources
+    from smec_jax.datasets import sources
 
     return sources.load(tiny.get_config().data)

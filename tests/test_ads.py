@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smec_jax import ads
+from smec_jax.core import ads
 
 
 @pytest.mark.parametrize("n,k", [(8, 1), (16, 8), (384, 256), (64, 63)])

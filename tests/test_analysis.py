@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from smec_jax import analyses, stats
-from smec_jax.analyses import ads_ware, gradient_probe
-from smec_jax.evaluation import Evaluator
+from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.methods.closed_form import Truncate
+from smec_jax.studies import analyses, stats
+from smec_jax.studies.analyses import ads_ware, gradient_probe
 from tests.helpers import tiny_config
 
 
@@ -95,7 +95,7 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic, capsys):
     """launch.analyze end to end on the tiny config: all four analyses, their plots, and a
     report whose tables hold the measured values; the cross-corpus target is a second
     synthetic dataset standing in for another corpus, fitted and scored over two seeds."""
-    from smec_jax.synthetic import make_synthetic
+    from smec_jax.datasets.synthetic import make_synthetic
 
     targets = {
         "other": make_synthetic(n_docs=500, n_train=60, n_test=30, dim=32, rank=8, seed=5),
@@ -181,8 +181,9 @@ def test_query_log_analysis_scores_each_held_out_half_apart_by_topic(tmp_path, s
     topics" is a brute-force check of shared relevant documents; the log pool holds the log
     half only; share 0 is distill_pseudo itself (same scores as fitting it directly); every
     mean and interval is recomputed from the saved per-query scores."""
-    from smec_jax import input_pipeline, methods
-    from smec_jax.analyses import query_log
+    from smec_jax import methods
+    from smec_jax.studies.analyses import query_log
+    from smec_jax.training import batches
 
     cfg = tiny_config()
     a, b = query_log.halves(synthetic, 0)
@@ -191,7 +192,7 @@ def test_query_log_analysis_scores_each_held_out_half_apart_by_topic(tmp_path, s
     rel = {q: {d for d, r in synthetic.qrels["train"][q].items() if r > 0} for q in judged}
     want = [any(rel[q] & rel[p] for p in a) for q in b]
     assert query_log.on_log_topics(synthetic, b, a).tolist() == want and 0 < sum(want) < len(b)
-    pool, _ = input_pipeline.unlabelled_queries(
+    pool, _ = batches.unlabelled_queries(
         query_log.with_log(synthetic, a), None, "train", "train+pseudo"
     )
     log_rows = synthetic.queries[synthetic.query_rows([q for q in synthetic.query_ids if q in a])]

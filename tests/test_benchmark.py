@@ -3,7 +3,7 @@
 import pytest
 
 from configs import default as default_config
-from smec_jax import profiling
+from smec_jax.studies import profiling
 
 
 @pytest.mark.parametrize("mode", ["memory", "gather"])

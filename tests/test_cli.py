@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from smec_jax import analyses, cli, jobs, reproduction
+from smec_jax import cli, jobs
+from smec_jax.studies import analyses, reproduction
 from tests.helpers import arguana_style, tiny_config
 
 
@@ -184,7 +185,7 @@ def test_exclude_self_reaches_the_scores_of_every_command(tmp_path, command):
             scores[flag] = _full_size(reproduction.run(cfg, str(wd), ["truncate"], [0]), "truncate")
         else:
             ds_cfg = cfg.copy_and_resolve_references()
-            from smec_jax import sources
+            from smec_jax.datasets import sources
 
             target = sources.load(ds_cfg.data)
             doc = analyses.run(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import default as default_config
-from smec_jax import data, sources
+from smec_jax.datasets import data, sources
 
 
 def write_folder(root: Path, n_docs=6, n_q=4, dim=8, *, mutate=None):

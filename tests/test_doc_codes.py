@@ -1,4 +1,4 @@
-"""Free per-document codes (smec_jax.doc_codes).
+"""Free per-document codes (smec_jax.training.doc_codes).
 
 What this proves: the codes' loss is the listwise KL of a loop over queries, candidates and
 sizes; fitting them lowers that loss, ranked over the whole corpus (its batches see a few
@@ -11,8 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smec_jax import compress, doc_codes, export, methods, objective, retrieval, train
-from smec_jax.data import DataError
+from smec_jax import methods
+from smec_jax.core import export, retrieval
+from smec_jax.datasets.data import DataError
+from smec_jax.serving import compress
+from smec_jax.training import doc_codes, objective, train
 from tests.helpers import tiny_config
 
 

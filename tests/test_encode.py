@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from smec_jax import data, encode
+from smec_jax.datasets import data, encode
 from tests.conftest import SCIFACT
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from configs import default as default_config
-from smec_jax import evaluation, jobs, methods
-from smec_jax.evaluation import Evaluator
+from smec_jax import jobs, methods
+from smec_jax.evaluation import evaluator as evaluation
+from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.methods import closed_form, doc_prior
 from tests.conftest import SCIFACT
 

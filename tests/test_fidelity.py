@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from smec_jax import fidelity
-from smec_jax.data import DataError, write_folder
+from smec_jax.datasets.data import DataError, write_folder
+from smec_jax.evaluation import fidelity
 
 
 def _unit(x):

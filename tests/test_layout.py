@@ -1,5 +1,7 @@
-"""The package's shape: no import circles, no module reaching into another's private names,
-launchers that are flags plus one library call and import no other launcher."""
+"""The package's shape: wings in one written order with every import pointing down it, the
+lab (``studies``) imported by nothing else in the package, no import circles, no module
+reaching into another's private names, launchers that are flags plus one library call and
+import no other launcher."""
 
 import ast
 from pathlib import Path
@@ -57,6 +59,75 @@ def test_no_import_circles_and_no_private_names():
 
     for name in graph:
         visit(name, [name])
+
+
+# The wings, top to bottom: a module may import its own wing and the wings below it, never
+# one above. Commands (the jobs behind ``launch/`` and the flag parsing) sit under the lab;
+# plumbing (files, progress, devices, checkpoints) sits under everything.
+ORDER = (
+    "studies",
+    "commands",
+    "methods",
+    "training",
+    "evaluation",
+    "serving",
+    "datasets",
+    "core",
+    "plumbing",
+)
+COMMANDS = {"jobs", "cli"}
+PLUMBING = {"files", "progress", "parallel", "checkpoint"}
+
+
+def wing(module: str) -> str:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else ""
+    if top in COMMANDS:
+        return "commands"
+    if top in PLUMBING:
+        return "plumbing"
+    assert top in ORDER, f"{module}: in no wing (add it to one of {ORDER})"
+    return top
+
+
+def test_every_module_sits_in_a_wing_and_imports_point_down():
+    mods = modules()
+    bad = []
+    for name, path in mods.items():
+        if name == "smec_jax":
+            continue
+        here = ORDER.index(wing(name))
+        for m in imports(path, mods)[0]:
+            if m == "smec_jax":
+                continue
+            there = ORDER.index(wing(m))
+            if there < here:
+                bad.append(f"{name} ({ORDER[here]}) imports {m} ({ORDER[there]})")
+    assert not bad, bad
+
+
+def test_nothing_outside_studies_imports_it():
+    mods = modules()
+    bad = [
+        f"{name} imports {m}"
+        for name, path in mods.items()
+        if not name.startswith("smec_jax.studies")
+        for m in imports(path, mods)[0]
+        if m.startswith("smec_jax.studies")
+    ]
+    assert not bad, bad
+
+
+def test_the_wing_checks_fail_on_an_upward_import(tmp_path):
+    """The two checks above see an import that points up (a mutation of the real tree)."""
+    src = (ROOT / "smec_jax" / "core" / "retrieval.py").read_text()
+    bad = tmp_path / "retrieval.py"
+    bad.write_text(src + "\nfrom smec_jax.studies import stats\n")
+    found, _ = imports(bad, modules())
+    assert "smec_jax.studies.stats" in found
+    assert ORDER.index(wing("smec_jax.studies.stats")) < ORDER.index(
+        wing("smec_jax.core.retrieval")
+    )
 
 
 def test_launchers_are_thin_and_import_no_launcher():

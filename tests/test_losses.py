@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smec_jax import losses, memory, model, objective
+from smec_jax.core import losses, memory, model
+from smec_jax.training import objective
 
 
 def rank_loss_brute(scores, grades, valid):
@@ -155,7 +156,7 @@ def test_binary_quantization_aware_outputs_are_signs_with_a_straight_through_gra
     """objective.outputs(quantize="binary"): the values are the signs of the float outputs,
     and the gradient of any loss of them is the float map's vector-Jacobian product of that
     loss's gradient at the signs (straight-through)."""
-    from smec_jax import objective
+    from smec_jax.training import objective
 
     rng = np.random.default_rng(7)
     x = jnp.asarray(rng.normal(size=(5, 6)), jnp.float32)
@@ -181,9 +182,10 @@ def test_scalar_quantization_aware_outputs_are_the_served_codes_with_a_straight_
     precision,
 ):
     """objective.outputs(quantize=int8/int4/int2): the values are the decoded codes that
-    smec_jax.codes makes when calibrated on the same rows (encode, then decode), a dim with
+    smec_jax.core.codes makes when calibrated on the same rows (encode, then decode), a dim with
     no range included, and the gradient is the float map's (straight-through)."""
-    from smec_jax import codes, objective
+    from smec_jax.core import codes
+    from smec_jax.training import objective
 
     rng = np.random.default_rng(11)
     n = 1000  # (n - 1) * i / L is never whole: no quantile edge sits on a value
@@ -220,7 +222,7 @@ def test_scalar_quantization_aware_outputs_are_the_served_codes_with_a_straight_
 def test_sxbm_term_from_neighbour_lists_equals_the_searched_term():
     """list mode gives the searched S-XBM term's value and gradient (ids held twice, self
     ids, padding rows), and falls back to the search where a list runs short."""
-    from smec_jax import objective
+    from smec_jax.training import objective
 
     rng = np.random.default_rng(8)
     u, d, q, k = 30, 6, 12, 3

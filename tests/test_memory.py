@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smec_jax import memory
 from smec_jax.checkpoint import Checkpointer
+from smec_jax.core import memory
 
 
 def fifo_reference(size, batches):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from smec_jax import methods
-from smec_jax.evaluation import Evaluator
+from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.methods import registry
 from tests.helpers import tiny_config
 

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from smec_jax import metrics, retrieval
+from smec_jax.core import retrieval
+from smec_jax.evaluation import metrics
 
 
 def brute_force(ranked_ids, qrels, k_ndcg=10, k_rec=100):
@@ -77,7 +78,7 @@ def test_matches_pytrec_eval_on_real_scifact(scifact_minilm):
 def _tied_dataset(seed: int):
     """A corpus of exact duplicates (few distinct vectors, so every score ties with many
     others, across ranks 10 and 100) under ids whose string order differs from row order."""
-    from smec_jax.data import RetrievalData
+    from smec_jax.datasets.data import RetrievalData
 
     rng = np.random.default_rng(seed)
     n_docs, n_q, dim = 260, 30, 6
@@ -102,7 +103,7 @@ def test_runs_with_exact_ties_match_pytrec_eval(seed):
     run to 1e-6 (trec_eval sorts ties by document id, descending; so does our top-k), while
     breaking ties by row would not."""
     pytrec_eval = pytest.importorskip("pytrec_eval")
-    from smec_jax.evaluation import Evaluator
+    from smec_jax.evaluation.evaluator import Evaluator
     from smec_jax.methods.closed_form import Truncate
 
     d = _tied_dataset(seed)
@@ -133,8 +134,8 @@ def test_real_nfcorpus_with_duplicate_documents_matches_pytrec_eval_and_mteb():
     trec_eval's tie order every query equals pytrec_eval on our run, and the mean is MTEB's
     published 0.3159 (breaking ties by row gives 0.3167 and differs on 6 queries)."""
     pytrec_eval = pytest.importorskip("pytrec_eval")
-    from smec_jax import data
-    from smec_jax.evaluation import TOP_K, Evaluator
+    from smec_jax.datasets import data
+    from smec_jax.evaluation.evaluator import TOP_K, Evaluator
     from smec_jax.methods.closed_form import Truncate
     from tests.conftest import SCIFACT
 

@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from smec_jax import retrieval, sources, train
+from smec_jax.core import retrieval
+from smec_jax.datasets import sources
+from smec_jax.training import train
 from tests.helpers import tiny_config
 
 

@@ -6,9 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from smec_jax import methods, pareto, sources, stats
-from smec_jax.data import DataError
-from smec_jax.evaluation import Evaluator
+from smec_jax import methods
+from smec_jax.datasets import sources
+from smec_jax.datasets.data import DataError
+from smec_jax.evaluation.evaluator import Evaluator
+from smec_jax.studies import pareto, stats
 from tests.helpers import tiny_config
 
 

@@ -1,5 +1,5 @@
-"""Pooled training data (smec_jax/pooling.py) and the leave-one-corpus-out analysis
-(smec_jax/analyses/pooled.py): what is pooled is exactly the parts, and a compressor scored
+"""Pooled training data (smec_jax/datasets/pooling.py) and the leave-one-corpus-out analysis
+(smec_jax/studies/analyses/pooled.py): what is pooled is exactly the parts, and a compressor scored
 on a corpus never trained on that corpus's judgments."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import re
 import numpy as np
 import pytest
 
-from smec_jax import analyses, pooling, stats, train
-from smec_jax.data import DataError
-from smec_jax.synthetic import make_synthetic
+from smec_jax.datasets import pooling
+from smec_jax.datasets.data import DataError
+from smec_jax.datasets.synthetic import make_synthetic
+from smec_jax.studies import analyses, stats
+from smec_jax.training import train
 from tests.test_train import tiny_config
 
 
@@ -137,7 +139,7 @@ def test_sts_pairs_become_a_beir_folder_that_loads(tmp_path):
     """Pairs at or above the threshold (extra source columns ignored) are queries judging
     their second sentence; every other distinct sentence is one document, but no query's
     own text; the folder reads back."""
-    from smec_jax import data
+    from smec_jax.datasets import data
 
     lines = [
         "g\tf\t2012\t0001\t5.000\tA plane is taking off.\tAn air plane is taking off.",

@@ -14,18 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smec_jax import (
-    data,
-    doc_codes,
-    export,
-    input_pipeline,
-    methods,
-    model,
-    objective,
-    pseudo_queries,
-)
-from smec_jax.data import DataError
-from smec_jax.evaluation import Evaluator
+from smec_jax import methods
+from smec_jax.core import export, model
+from smec_jax.datasets import data, pseudo_queries
+from smec_jax.datasets.data import DataError
+from smec_jax.evaluation.evaluator import Evaluator
+from smec_jax.training import batches as batching
+from smec_jax.training import doc_codes, objective
 from tests.helpers import tiny_config
 from tests.test_encode import FlakyEncoder
 from tests.test_unlabelled import _distill_loop
@@ -125,20 +120,20 @@ def test_attach_reads_the_configured_folder_and_unlabelled_sources_combine(tmp_p
     ds = pseudo_queries.attach(_dataset(), cfg.data)
     assert ds.pseudo_queries.shape == (4, 16) and ds.pseudo_source.startswith("4 pseudo-queries")
     assert ds.pseudo_doc_rows.tolist() == [0, 0, 1, 2]  # a#title a#s0 b#s0 c#title
-    got, source = input_pipeline.unlabelled_queries(ds, source="pseudo")
+    got, source = batching.unlabelled_queries(ds, source="pseudo")
     assert got is ds.pseudo_queries and source == ds.pseudo_source
-    both, source = input_pipeline.unlabelled_queries(synthetic, source="train+pseudo")
+    both, source = batching.unlabelled_queries(synthetic, source="train+pseudo")
     n_train = len(synthetic.qrels["train"])
     assert both.shape[0] == len(synthetic.corpus_ids) + n_train and "training queries" in source
     with pytest.raises(ValueError, match="no pseudo-queries attached"):
-        input_pipeline.unlabelled_queries(_dataset(), source="pseudo")
+        batching.unlabelled_queries(_dataset(), source="pseudo")
     # a query-log share repeats the training queries, whole, to about that share of the pool
     n_pseudo = len(synthetic.corpus_ids)  # the corpus stands in for pseudo-queries here
     logged = synthetic.with_pseudo_queries(synthetic.corpus, "stand-ins")
     train_ids = [q for q in synthetic.query_ids if q in synthetic.qrels["train"]]
     q = synthetic.queries[synthetic.query_rows(train_ids)]
     for share in (0.25, 0.5, 0.75):
-        got, source = input_pipeline.unlabelled_queries(logged, None, "train", "train+pseudo", share)  # fmt: skip
+        got, source = batching.unlabelled_queries(logged, None, "train", "train+pseudo", share)  # fmt: skip
         copies = (len(got) - n_pseudo) // n_train
         assert (len(got) - n_pseudo) % n_train == 0 and f"x{copies}" in source
         assert abs((len(got) - n_pseudo) / len(got) - share) < n_train / len(got)
@@ -201,13 +196,13 @@ def test_distill_pseudo_trains_an_asymmetric_nested_map_on_pseudo_queries(
     """The method reads the pseudo-queries (never the judgments), trains both maps, and its
     export maps queries and documents like the compressor the Evaluator scored."""
     seen = {}
-    real = input_pipeline.unlabelled_queries
+    real = batching.unlabelled_queries
 
     def spy(data, qids=None, split="train", source="train", log_share=0.0):
         seen["source"] = source
         return real(data, qids, split, source, log_share)
 
-    monkeypatch.setattr(input_pipeline, "unlabelled_queries", spy)
+    monkeypatch.setattr(batching, "unlabelled_queries", spy)
     cfg = methods.get("distill_pseudo").resolve(tiny_config())
     cfg.train.steps_per_stage = 6
     blind = synthetic.__class__(**{**synthetic.__dict__, "qrels": {}})  # no judgments at all
@@ -234,13 +229,13 @@ def test_distill_pseudo_log_distils_on_pseudo_queries_and_half_as_many_log_queri
     """The query-log variant's distillation pool is the pseudo-queries plus whole copies of
     the training queries (about half the pool), and never holds a test query."""
     seen = {}
-    real = input_pipeline.unlabelled_queries
+    real = batching.unlabelled_queries
 
     def spy(data, qids=None, split="train", source="train", log_share=0.0):
         seen["pool"], seen["source"] = real(data, qids, split, source, log_share)
         return seen["pool"], seen["source"]
 
-    monkeypatch.setattr(input_pipeline, "unlabelled_queries", spy)
+    monkeypatch.setattr(batching, "unlabelled_queries", spy)
     cfg = methods.get("distill_pseudo_log").resolve(tiny_config())
     cfg.train.steps_per_stage = 2
     methods.get("distill_pseudo_log").fit(cfg, synthetic, None, verbose=False)
@@ -263,10 +258,10 @@ def test_inverse_cloze_batches_hold_each_pseudo_querys_source_document(synthetic
     before (no ``u_src``, the same candidates)."""
     cfg = methods.get("distill_pseudo_log").resolve(tiny_config())
     train_q = list(synthetic.qrels["train"])
-    plain = input_pipeline.distill_input(cfg, synthetic, train_q)
+    plain = batching.distill_input(cfg, synthetic, train_q)
     cfg.train.distill_source_weight = 0.2
-    ds = input_pipeline.distill_input(cfg, synthetic, train_q)
-    queries, _ = input_pipeline.unlabelled_queries(
+    ds = batching.distill_input(cfg, synthetic, train_q)
+    queries, _ = batching.unlabelled_queries(
         synthetic, train_q, source="train+pseudo", log_share=cfg.train.log_share
     )
     n_pseudo = len(synthetic.pseudo_queries)
@@ -303,7 +298,7 @@ def test_documents_rule_needs_no_encoder_and_leaves_each_document_out_of_its_own
     a candidate (always: it is its own top match), and log queries get -1; ``distill_docs``
     trains on them, the codes of ``distill_pseudo_codes`` under this rule are fitted with
     every document's own row given, and the inverse cloze refuses the rule."""
-    from smec_jax import checks
+    from smec_jax.training import checks
 
     cfg = methods.get("distill_docs").resolve(tiny_config())
     assert cfg.data.pseudo_rule == "documents"
@@ -315,7 +310,7 @@ def test_documents_rule_needs_no_encoder_and_leaves_each_document_out_of_its_own
     assert not (tmp_path / "cache").exists()
     cfg.train.unlabelled_queries, cfg.train.log_share = "train+pseudo", 0.5
     train_q = list(synthetic.qrels["train"])
-    batches = input_pipeline.distill_input(cfg, ds, train_q)
+    batches = batching.distill_input(cfg, ds, train_q)
     seen_doc = seen_log = 0
     for step in range(6):
         b = batches[step]
@@ -356,7 +351,7 @@ def test_documents_rule_needs_no_encoder_and_leaves_each_document_out_of_its_own
 
 
 def test_inverse_cloze_needs_pseudo_queries_with_their_sources(tmp_path, synthetic):
-    from smec_jax import checks
+    from smec_jax.training import checks
 
     cfg = methods.get("distill").resolve(tiny_config())
     cfg.train.distill_source_weight = 0.2
@@ -369,6 +364,6 @@ def test_inverse_cloze_needs_pseudo_queries_with_their_sources(tmp_path, synthet
     cfg.train.distill_source_weight = 0.2
     unsourced = synthetic.with_pseudo_queries(synthetic.pseudo_queries, "no sources")
     with pytest.raises(ValueError, match="the document each pseudo-query was made from"):
-        input_pipeline.distill_input(cfg, unsourced, None)
+        batching.distill_input(cfg, unsourced, None)
     with pytest.raises(ValueError, match=r"doc rows must be 3 corpus rows"):
         synthetic.with_pseudo_queries(synthetic.pseudo_queries[:3], "bad", [0, 1, 10**6])

@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from smec_jax import methods, reproduction, train
+from smec_jax import methods
+from smec_jax.studies import reproduction
+from smec_jax.training import train
 from tests.helpers import tiny_config
 
 

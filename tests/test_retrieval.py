@@ -3,7 +3,8 @@
 import jax.numpy as jnp
 import numpy as np
 
-from smec_jax import parallel, retrieval
+from smec_jax import parallel
+from smec_jax.core import retrieval
 
 
 def brute_topk(q, c, k, exclude=None):
@@ -124,7 +125,7 @@ def test_trec_tie_order_ranks_ties_by_id_descending_on_1_and_8_devices():
 def test_packed_hamming_search_equals_float_search_on_pm1_vectors_on_1_and_8_devices():
     """XOR + popcount over packed bits scores and ranks exactly like the inner product of the
     +-1 vectors (37 bits: a partial last byte and word), sharded or not."""
-    from smec_jax import codes
+    from smec_jax.core import codes
 
     rng = np.random.default_rng(6)
     y, q = (
@@ -141,7 +142,7 @@ def test_packed_hamming_search_equals_float_search_on_pm1_vectors_on_1_and_8_dev
 
 
 def test_int8_search_on_device_codes_equals_the_decoded_search():
-    from smec_jax import codes
+    from smec_jax.core import codes
 
     rng = np.random.default_rng(7)
     y, q = (

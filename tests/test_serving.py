@@ -9,8 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from smec_jax import cli, codes, compress, export, jobs, retrieval
-from smec_jax.export import NestedCompressor
+from smec_jax import cli, jobs
+from smec_jax.core import codes, export, retrieval
+from smec_jax.core.export import NestedCompressor
+from smec_jax.serving import compress
 from tests.helpers import tiny_config, write_beir
 
 
@@ -128,7 +130,7 @@ def int8_codes(served, name, chunk):
 def test_streamed_compression_equals_the_in_memory_codes(served):
     out = int8_codes(served, "c", chunk=300)
     arr, ids, man = compress.load_codes(out)
-    from smec_jax import data
+    from smec_jax.datasets import data
 
     ex = export.load_numpy(served["npz"])
     y = export.apply_exported(ex, data.load_embedded(served["ds"], "enc").corpus, 16)
@@ -141,7 +143,7 @@ def test_streamed_compression_equals_the_in_memory_codes(served):
 
 
 def test_queries_of_an_asymmetric_compressor_are_compressed_by_its_query_map(served):
-    from smec_jax import data
+    from smec_jax.datasets import data
 
     rng = np.random.default_rng(7)
     ex = export.load_numpy(served["npz"])
@@ -324,7 +326,7 @@ def test_flat_indexes_rank_like_the_jax_exact_search(served, kind, precision):
     """faiss's scores and top-k equal the JAX exact search over the same decoded codes (ties
     aside: the top-k score lists are equal, and so are the sets of docs above the k-th score)."""
     pytest.importorskip("faiss")
-    from smec_jax import faiss_index
+    from smec_jax.serving import faiss_index
 
     tmp = served["tmp"]
     c = compress.compress_embeddings(
@@ -355,7 +357,7 @@ def test_flat_indexes_rank_like_the_jax_exact_search(served, kind, precision):
 
 def test_hnsw_finds_nearly_what_the_flat_index_finds(served):
     pytest.importorskip("faiss")
-    from smec_jax import faiss_index
+    from smec_jax.serving import faiss_index
 
     tmp = served["tmp"]
     c = compress.compress_embeddings(
@@ -376,8 +378,8 @@ def test_evaluate_through_a_flat_index_equals_the_evaluator(served):
     """launch.evaluate --index on float codes scores what the Evaluator scores for the same
     compressor at that size."""
     pytest.importorskip("faiss")
-    from smec_jax import sources
-    from smec_jax.evaluation import Evaluator
+    from smec_jax.datasets import sources
+    from smec_jax.evaluation.evaluator import Evaluator
 
     tmp, cfg = served["tmp"], _cfg(served)
     c = compress.compress_embeddings(
@@ -403,7 +405,7 @@ def test_evaluate_through_a_flat_index_equals_the_evaluator(served):
 
 def test_onnx_export_equals_numpy_at_every_size(served, tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from smec_jax import interop
+    from smec_jax.serving import interop
 
     rng = np.random.default_rng(4)
     x = unit(rng.normal(size=(9, 32)))
@@ -428,7 +430,7 @@ def test_onnx_export_equals_numpy_at_every_size(served, tmp_path):
 
 def test_an_asymmetric_onnx_export_maps_queries_by_the_query_map(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from smec_jax import interop
+    from smec_jax.serving import interop
 
     rng = np.random.default_rng(6)
     x = unit(rng.normal(size=(7, 32)))
@@ -454,7 +456,8 @@ def test_sentence_transformers_export_gives_the_compressed_vectors(tmp_path):
     pytest.importorskip("sentence_transformers")
     from sentence_transformers import SentenceTransformer
 
-    from smec_jax import encode, interop
+    from smec_jax.datasets import encode
+    from smec_jax.serving import interop
 
     path = encode.resolve_model("all-MiniLM-L6-v2")
     if path == "all-MiniLM-L6-v2":
@@ -506,7 +509,7 @@ def test_a_funnel_whose_shortlist_is_the_whole_corpus_equals_exact_rescoring(ser
     """Binary index -> every document -> rescored with 32-d float codes: the same top-100,
     in the same order, as the exact search over the float codes (ties by doc id, desc)."""
     pytest.importorskip("faiss")
-    from smec_jax import faiss_index, funnel
+    from smec_jax.serving import faiss_index, funnel
 
     tmp, npz, emb = served["tmp"], served["npz"], served["emb"]
     kw = dict(verbose=False)
@@ -537,7 +540,7 @@ def test_a_shortlist_rescored_with_the_original_embeddings_is_the_original_searc
     a funnel whose binary shortlist is the whole corpus, rescored with those codes, ranks
     as the exact search over the original embeddings."""
     pytest.importorskip("faiss")
-    from smec_jax import faiss_index, funnel
+    from smec_jax.serving import faiss_index, funnel
 
     tmp, npz, emb = served["tmp"], served["npz"], served["emb"]
     orig = export.save(export.original(32), tmp / "original.npz", encoder="enc")
@@ -594,7 +597,7 @@ def test_a_scan_index_over_packed_codes_equals_a_brute_force_loop(served, precis
     symmetric (coded queries) and asymmetric (float queries, rotated for ITQ) top-k equal a
     loop over decoded vectors, ties by row, across chunk boundaries, after a save/load
     round trip, with -1 rows past the corpus."""
-    from smec_jax import faiss_index
+    from smec_jax.serving import faiss_index
 
     tmp, npz, emb = served["tmp"], served["npz"], served["emb"]
     kw = dict(verbose=False)
@@ -631,9 +634,10 @@ def test_a_scan_index_over_packed_codes_equals_a_brute_force_loop(served, precis
 def test_a_served_int4_funnel_with_original_rescoring_scores_as_the_pareto_point(served):
     """launch.index --kind scan + launch.evaluate --rescore (the original embeddings) give
     the nDCG@10 the Pareto report computes for the same funnel in memory."""
-    from smec_jax import funnel, sources
-    from smec_jax.evaluation import Evaluator
+    from smec_jax.datasets import sources
+    from smec_jax.evaluation.evaluator import Evaluator
     from smec_jax.methods.closed_form import Truncate
+    from smec_jax.serving import funnel
 
     tmp, cfg, npz, emb = served["tmp"], _cfg(served), served["npz"], served["emb"]
     kw = dict(verbose=False)
@@ -660,7 +664,7 @@ def test_a_served_int4_funnel_with_original_rescoring_scores_as_the_pareto_point
 
 def test_the_scan_top_k_keeps_the_lowest_columns_among_ties():
     """Heavily tied integer scores: each row's k best, ties by column, equal a sort."""
-    from smec_jax import faiss_index
+    from smec_jax.serving import faiss_index
 
     s = np.random.default_rng(0).integers(0, 4, size=(30, 50)).astype(np.float32)
     for k in (1, 7, 50, 60):

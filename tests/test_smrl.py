@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from smec_jax import ads, smrl
+from smec_jax.core import ads, smrl
 
 
 def test_ladder_validation():

@@ -3,7 +3,8 @@
 import grain
 import numpy as np
 
-from smec_jax import jobs, tfds_dataset
+from smec_jax import jobs
+from smec_jax.datasets import tfds_dataset
 from tests.helpers import tiny_config
 
 

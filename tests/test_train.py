@@ -9,18 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from smec_jax import (
-    ads,
-    export,
-    input_pipeline,
-    methods,
-    model,
-    parallel,
-    smrl,
-    state,
-    train,
-)
+from smec_jax import methods, parallel
 from smec_jax.checkpoint import Checkpointer
+from smec_jax.core import ads, export, model, smrl
+from smec_jax.training import batches as batching
+from smec_jax.training import state, train
 from tests.helpers import tiny_config
 
 
@@ -41,8 +34,8 @@ def test_frozen_columns_are_bit_identical_after_a_stage(synthetic, asymmetric):
     cfg.model.asymmetric = asymmetric
     sizes = smrl.sizes_for(cfg.ladder, synthetic.dim)
     mesh = parallel.data_mesh(1)
-    tq = input_pipeline.resolve(synthetic, "train", synthetic.judged_queries("train"), 8)
-    batches = input_pipeline.supervised_batches(
+    tq = batching.resolve(synthetic, "train", synthetic.judged_queries("train"), 8)
+    batches = batching.supervised_batches(
         synthetic, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0
     )
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
@@ -359,10 +352,10 @@ def test_lr_decay_halfway_is_adam_at_half_the_rate(synthetic, decay):
     sizes = smrl.sizes_for(tiny_config().ladder, synthetic.dim)
     mesh = parallel.data_mesh(1)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    tq = input_pipeline.resolve(synthetic, "train", synthetic.judged_queries("train"), 8)
-    batch = input_pipeline.supervised_batches(
-        synthetic, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0
-    )[0]
+    tq = batching.resolve(synthetic, "train", synthetic.judged_queries("train"), 8)
+    batch = batching.supervised_batches(synthetic, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0)[
+        0
+    ]
     batch = parallel.put_batch(
         batch, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     )

@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smec_jax import input_pipeline, methods, objective, smrl, train
-from smec_jax.data import RetrievalData
-from smec_jax.evaluation import Evaluator
+from smec_jax import methods
+from smec_jax.core import smrl
+from smec_jax.datasets.data import RetrievalData
+from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.methods import closed_form, score_preserving
+from smec_jax.training import batches, objective, splits, train
 from tests.helpers import tiny_config
 
 
@@ -154,7 +156,7 @@ def _distill_loop(batch, y_fn, masks, temperature, source_weight=0.0):
 
 
 def test_distill_term_equals_a_loop_over_queries_candidates_and_sizes():
-    from smec_jax import model
+    from smec_jax.core import model
 
     rng = np.random.default_rng(0)
     params = model.init_params(jax.random.key(0), "linear", 16, 16, 0)
@@ -190,17 +192,17 @@ def test_distill_term_equals_a_loop_over_queries_candidates_and_sizes():
 
 def test_distillation_queries_are_the_training_ones_never_validation(monkeypatch, synthetic):
     seen = {}
-    real = input_pipeline.unlabelled_queries
+    real = batches.unlabelled_queries
 
     def spy(data, qids=None, split="train", source="train", log_share=0.0):
         seen["qids"] = list(qids)
         return real(data, qids, split, source, log_share)
 
-    monkeypatch.setattr(input_pipeline, "unlabelled_queries", spy)
+    monkeypatch.setattr(batches, "unlabelled_queries", spy)
     cfg = methods.get("smec_distill").resolve(tiny_config())
     cfg.train.steps_per_stage = 2
     train.train(cfg, synthetic, None, verbose=False)
-    vs = input_pipeline.split_train_val(
+    vs = splits.split_train_val(
         synthetic, "train", cfg.train.val_fraction, cfg.seed, cfg.train.val_split
     )
     assert seen["qids"] == vs.train and not set(seen["qids"]) & set(vs.val)
@@ -215,7 +217,7 @@ def test_distillation_alone_brings_the_compressed_ranking_closer_to_the_full_one
     cfg.train.steps_per_stage = 40
     res = train.train(cfg, synthetic, None, verbose=False)
     queries = synthetic.queries[synthetic.query_rows(synthetic.judged_queries("test"))]
-    ds = input_pipeline.distill_batches(
+    ds = batches.distill_batches(
         synthetic, queries, batch=32, top=4, n_random=64, seed=0
     )  # test queries: unseen by training (it used the train split's)
     batch = {k: jnp.asarray(v) for k, v in ds[0].items()}
@@ -234,7 +236,7 @@ def test_distillation_alone_brings_the_compressed_ranking_closer_to_the_full_one
 
 @pytest.mark.parametrize("field", ["distill_batch", "distill_random"])
 def test_a_distillation_batch_the_devices_cannot_split_is_one_line(field, synthetic):
-    from smec_jax import checks
+    from smec_jax.training import checks
 
     cfg = methods.get("smec_distill").resolve(tiny_config())
     cfg.train[field] = 12

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smec_jax.core.retrieval import l2_normalize
 from smec_jax.methods.registry import Fitted, Method, register
-from smec_jax.retrieval import l2_normalize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,7 @@ class PCA:
     def as_nested(self, sizes):
         """The same projection as a nested linear map (y = x W + b, every size a prefix),
         exportable like a trained compressor (equal up to float rounding)."""
-        from smec_jax.export import NestedCompressor
+        from smec_jax.core.export import NestedCompressor
 
         w = np.asarray(self.components, np.float32)
         b = -(np.asarray(self.mean, np.float32) @ w)

@@ -32,11 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from smec_jax import files, input_pipeline, parallel
-from smec_jax.evaluation import Evaluator
+from smec_jax import files, parallel
+from smec_jax.core.retrieval import l2_normalize
+from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.methods.registry import Fitted, Method, register
 from smec_jax.progress import eta
-from smec_jax.retrieval import l2_normalize
+from smec_jax.training import batches as batching
 
 INDEX_BYTES, VALUE_BYTES = 2, 2
 
@@ -128,7 +129,7 @@ def fit_csr(cfg, data, workdir=None, *, verbose: bool = True) -> Fitted:
     c = cfg.csr
     path = Path(workdir) / "csr.npz" if workdir else None
     sizes = tuple(int(s) for s in cfg.ladder)
-    _, val_q, batches = input_pipeline.supervised_input(cfg, data)
+    _, val_q, batches = batching.supervised_input(cfg, data)
     if path is not None and path.is_file():
         with np.load(path) as f:
             params = {k: f[k] for k in f.files}

@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smec_jax import input_pipeline
-from smec_jax.data import RetrievalData
-from smec_jax.evaluation import Evaluator
+from smec_jax.core.retrieval import l2_normalize
+from smec_jax.datasets.data import RetrievalData
+from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.methods.registry import Fitted, Method, register
-from smec_jax.retrieval import l2_normalize
+from smec_jax.training import splits
 
 BETAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 
@@ -61,7 +61,7 @@ def fit_doc_prior(cfg, data: RetrievalData, workdir=None, **_) -> Fitted:
     choose 0), then marks the documents judged relevant for all training queries."""
     del workdir
     split = cfg.train.split
-    vs = input_pipeline.split_train_val(data, split, cfg.train.val_fraction, cfg.seed, "random")
+    vs = splits.split_train_val(data, split, cfg.train.val_fraction, cfg.seed, "random")
     train_q, val_q = vs.train, vs.val
     marked = judged_bias(data, split, train_q)
     evaluator = Evaluator.from_config(data, cfg.eval, split=split)

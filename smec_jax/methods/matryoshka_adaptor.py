@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from smec_jax import train
 from smec_jax.methods.registry import Fitted, Method, apply_overrides, register
 from smec_jax.methods.trainer import MRL, register_trainer_method
+from smec_jax.training import train
 
 ADAPTOR = {
     **MRL,

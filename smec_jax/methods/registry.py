@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from smec_jax import checks
-from smec_jax.data import RetrievalData
-from smec_jax.evaluation import Compressor
+from smec_jax.datasets.data import RetrievalData
+from smec_jax.evaluation.evaluator import Compressor
+from smec_jax.training import checks
 
 # Report order: the free alternatives, the memorisation control, peer methods, SMEC, the
 # label-free methods, then the ablations of SMEC.

@@ -17,7 +17,7 @@ of a rank-d map ``A`` is ``E (q^T (I - A)(d - mu))^2 = || S_q^(1/2) (I - A) S_c^
   first-order term of the symmetric problem (with ``S_q = S_c`` they are PCA's).
 
 The queries are ``train.unlabelled_queries``: the training queries, or the pseudo-queries
-made from the corpus (:mod:`smec_jax.pseudo_queries`), or both. Where the dataset has no
+made from the corpus (:mod:`smec_jax.datasets.pseudo_queries`), or both. Where the dataset has no
 training queries (a corpus with test judgments only), the corpus' own uncentred second
 moment stands in for ``S_q`` (documents as pseudo-queries), and the fit says so. The
 estimate of ``S_q`` from a few hundred queries is shrunk towards that corpus moment by
@@ -32,10 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smec_jax import input_pipeline, pseudo_queries
+from smec_jax.core.retrieval import l2_normalize
+from smec_jax.datasets import pseudo_queries
 from smec_jax.methods.closed_form import PCA
 from smec_jax.methods.registry import Fitted, Method, register
-from smec_jax.retrieval import l2_normalize
+from smec_jax.training import batches
 
 SHRINK = 0.1  # weight of the corpus second moment in the query second moment
 EPS = 1e-6  # relative eigenvalue floor of the inverse square roots
@@ -52,7 +53,7 @@ def training_queries(data, split: str = "train", source="train") -> tuple[np.nda
     """(query embeddings in float64, where they came from): the queries of ``split`` (their
     judgments are not read), or the corpus itself when the dataset has no such split; with
     ``source`` "pseudo" or "train+pseudo", the corpus's pseudo-queries (and those)."""
-    q, source = input_pipeline.unlabelled_queries(data, None, split, source)
+    q, source = batches.unlabelled_queries(data, None, split, source)
     return np.asarray(q, np.float64), source
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from smec_jax import model, smrl, train
-from smec_jax.export import NestedCompressor
+from smec_jax.core import model, smrl
+from smec_jax.core.export import NestedCompressor
 from smec_jax.methods.registry import Fitted, Method, apply_overrides, register
 from smec_jax.methods.trainer import MRL
+from smec_jax.training import train
 
 OVERRIDES = {
     **MRL,

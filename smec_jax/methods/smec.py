@@ -1,7 +1,7 @@
 """SMEC, its label-free form, and the paper's ablations: one trainer, different fields.
 
 Every entry is an explicit set of dotted config overrides, applied once to a copy of the
-config; the trainer (:func:`smec_jax.train.train`) then runs that config as it is.
+config; the trainer (:func:`smec_jax.training.train.train`) then runs that config as it is.
 
 * ``smec``: SMRL stages + ADS + S-XBM + the rank loss (the defaults).
 * ``smec_unsup``: the same stages on corpus embeddings alone (S-XBM loss, no qrels, no
@@ -11,12 +11,12 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
   to label-free SMEC, and alone.
 * ``distill_pseudo``: label-free and query-log-free: every size at once (nested
   prefixes), an asymmetric map (queries have their own), fitted by distillation alone on
-  pseudo-queries made from the corpus's titles and sentences (:mod:`smec_jax.pseudo_queries`);
+  pseudo-queries made from the corpus's titles and sentences (:mod:`smec_jax.datasets.pseudo_queries`);
   one stage as long as SMEC's four. ``distill_pseudo_log`` adds a query log: the training
   queries, their judgments unread, as half of the distillation queries. ``smec_pseudo`` adds the same asymmetric map and
   distillation to SMEC: labels where they exist, the served corpus's geometry besides.
   ``distill_pseudo_codes``: ``distill_pseudo``, then free codes for the served corpus
-  (:mod:`smec_jax.doc_codes`) fitted by the same distillation, the query map fixed.
+  (:mod:`smec_jax.training.doc_codes`) fitted by the same distillation, the query map fixed.
   ``distill_docs``: ``distill_pseudo`` where no encoder is at hand to embed texts: the
   corpus documents are the queries, each without itself (its codes, fitted the same way
   with ``--config.data.pseudo_rule=documents``, ranked worse on validation: not registered).
@@ -28,10 +28,12 @@ config; the trainer (:func:`smec_jax.train.train`) then runs that config as it i
 
 from __future__ import annotations
 
-from smec_jax import doc_codes, input_pipeline, pseudo_queries, smrl
+from smec_jax.core import smrl
+from smec_jax.datasets import pseudo_queries
 from smec_jax.methods import trainer
 from smec_jax.methods.registry import Fitted, Method, apply_overrides, register
 from smec_jax.methods.trainer import MRL
+from smec_jax.training import batches, doc_codes
 
 # SMEC and the methods built on its trainer, in registration order: the "SMEC variants"
 # that the Pareto report sets against every other method on its axis (the baselines). The
@@ -126,7 +128,7 @@ register_trainer_method(
 
 def _with_codes(overrides):
     """``fit`` of the trainer method ``overrides``, then free codes for the served corpus
-    (:mod:`smec_jax.doc_codes`), fitted by the same distillation for as many steps as the
+    (:mod:`smec_jax.training.doc_codes`), fitted by the same distillation for as many steps as the
     map took, with the query map fixed."""
     map_fit = trainer.trainer_fit(overrides)
 
@@ -134,7 +136,7 @@ def _with_codes(overrides):
         fitted = map_fit(cfg, data, workdir, verbose=verbose)
         cfg = apply_overrides(cfg, overrides)
         data = pseudo_queries.attach_for(cfg, data)
-        queries, _ = input_pipeline.unlabelled_queries(
+        queries, _ = batches.unlabelled_queries(
             data, None, cfg.train.split, cfg.train.unlabelled_queries, cfg.train.log_share
         )
         t = cfg.train
@@ -149,7 +151,7 @@ def _with_codes(overrides):
             n_random=t.distill_random,
             temperature=t.distill_temperature,
             seed=cfg.seed,
-            self_rows=input_pipeline.own_rows(cfg, data, len(queries)),
+            self_rows=batches.own_rows(cfg, data, len(queries)),
             verbose=verbose,
         )
         return Fitted(codes, fitted.val_ndcg)

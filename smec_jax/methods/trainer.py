@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from smec_jax import pseudo_queries, train
+from smec_jax.datasets import pseudo_queries
 from smec_jax.methods.registry import Fitted, Method, apply_overrides, register
+from smec_jax.training import train
 
 # Matryoshka Representation Learning: every size at once, as prefixes, no ADS, no memory.
 MRL = {"train.schedule": "joint", "ads.enabled": False, "memory.enabled": False}
 
 
 def trainer_fit(overrides: Mapping[str, Any]):
-    """``fit`` of a method that is :func:`smec_jax.train.train` on ``cfg`` + ``overrides``."""
+    """``fit`` of a method that is :func:`smec_jax.training.train.train` on ``cfg`` + ``overrides``."""
 
     def fit(cfg, data, workdir=None, *, verbose: bool = True) -> Fitted:
         cfg = apply_overrides(cfg, overrides)

@@ -28,7 +28,7 @@ def write_beir(root, name, corpus_ids, corpus, query_ids, queries, qrels, encode
 
     import numpy as np
 
-    from smec_jax import data
+    from smec_jax.datasets import data
 
     ds = Path(root) / name
     (ds / "qrels").mkdir(parents=True)

@@ -27,7 +27,8 @@ def main():
     jax.distributed.initialize(f"localhost:{port}", int(nproc), int(pid))
     assert jax.device_count() == 4 * int(nproc) and jax.local_device_count() == 4
 
-    from smec_jax import sources, train
+    from smec_jax.datasets import sources
+    from smec_jax.training import train
     from tests.helpers import tiny_config
 
     cfg = tiny_config()
@@ -44,7 +45,8 @@ def main():
         on_step=no_steps if restore_only else None,
     )
     # Exact retrieval with the corpus sharded over both processes' devices.
-    from smec_jax import parallel, retrieval
+    from smec_jax import parallel
+    from smec_jax.core import retrieval
 
     q = ds.queries[:50]
     s_global, i_global = retrieval.search(q, ds.corpus, 20, chunk=16, mesh=parallel.data_mesh())

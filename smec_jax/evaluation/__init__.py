@@ -1,0 +1,1 @@
+"""Evaluation: the Evaluator, trec_eval metrics, fidelity to the full-size ranking, reports."""

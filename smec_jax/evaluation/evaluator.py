@@ -1,0 +1,256 @@
+"""Scoring: one :class:`Evaluator` scores any compressor at any size on one split.
+
+Every command that scores (train, evaluate, reproduce, analyze, validation during training)
+goes through :class:`Evaluator`, so every option of ``config.eval`` reaches every score.
+Exact cosine search over the whole corpus (chunked, sharded over ``mesh``), then nDCG@10,
+Recall@100 and MRR@10 with trec_eval semantics (:mod:`smec_jax.evaluation.metrics`).
+
+A compressor is anything with ``compress(x, dim) -> (n, dim)`` unit vectors; one that also
+has ``doc_bias() -> (n_docs,)`` (the doc_prior control) adds that bias to every score; one
+with ``compress_queries(x, dim)`` maps queries by it (asymmetric maps), and one with
+``metric = "ip"`` is scored by raw inner products instead of cosines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from smec_jax.core import codes, retrieval
+from smec_jax.datasets.data import RetrievalData
+from smec_jax.evaluation import metrics
+from smec_jax.evaluation.fidelity import top_k_agreement
+
+METRICS = ("ndcg@10", "recall@100", "mrr@10")
+TOP_K = 100
+TIES = ("trec_eval", "row")
+SCORINGS = ("symmetric", "asymmetric")
+Results = dict[str, dict[str, dict[str, float]]]  # method -> size -> metric -> mean
+
+
+class Compressor(Protocol):
+    """A fitted compressor: original (n, D) embeddings -> (n, dim) unit vectors."""
+
+    def compress(self, x: jax.Array, dim: int) -> jax.Array: ...
+
+
+def _queries(comp: Compressor, x: jax.Array, dim: int) -> jax.Array:
+    """The query side of ``comp`` (its ``compress_queries`` where it has one)."""
+    return getattr(comp, "compress_queries", comp.compress)(x, dim)
+
+
+class Evaluator:
+    """Scores compressors on the judged queries of one split of ``data``.
+
+    Args:
+      data: the embedded dataset.
+      split: qrels split to score (its queries with at least one relevant judgment).
+      exclude_self: drop a retrieved doc whose id equals the query id (ArguAna-style).
+      mesh: shard the corpus over this mesh's data axis; None = the default device.
+      ties: "trec_eval" (default): equal scores rank by document id, descending, as
+        trec_eval (and so pytrec_eval, BEIR, MTEB) ranks them, in the top-k as well;
+        "row": by corpus row.
+
+    ``unseen`` queries (scored again under ``<metric>_unseen``): those of ``split`` none of
+    whose relevant docs is judged relevant for a training query (DESIGN.md section 3).
+    """
+
+    def __init__(
+        self,
+        data: RetrievalData,
+        split: str = "test",
+        *,
+        exclude_self: bool = False,
+        mesh: Mesh | None = None,
+        ties: str = "trec_eval",
+    ):
+        if ties not in TIES:
+            raise ValueError(f"unknown eval.ties {ties!r}; use one of {', '.join(TIES)}")
+        self.data, self.split, self.exclude_self, self.mesh = data, split, exclude_self, mesh
+        self.ties = ties
+        self.tie_order = retrieval.trec_tie_order(data.corpus_ids) if ties == "trec_eval" else None
+        self.qrels = data.qrels_for(split)
+        self.qids = data.judged_queries(split)
+        if not self.qids:
+            raise ValueError(
+                f"split {split!r} of {data.name} has no query with a relevant judgment"
+            )
+        has_train = split != "train" and "train" in data.qrels
+        unseen = set(data.unseen_queries(split)) if has_train else set()
+        self.unseen_mask = np.asarray([q in unseen for q in self.qids])
+        self.n_unseen = int(self.unseen_mask.sum())
+        self.corpus = jnp.asarray(data.corpus)
+        self._calibrations: dict = {}  # (id(comp), dim, precision) -> (comp, Calibration)
+
+    @classmethod
+    def from_config(
+        cls, data: RetrievalData, eval_cfg, *, split: str | None = None, mesh: Mesh | None = None
+    ) -> Evaluator:
+        """The evaluator of a config's ``eval`` block (``split`` overrides ``eval.split``)."""
+        return cls(
+            data,
+            eval_cfg.split if split is None else split,
+            exclude_self=bool(eval_cfg.exclude_self),
+            mesh=mesh,
+            ties=eval_cfg.get("ties", "trec_eval"),
+        )
+
+    def per_query(
+        self,
+        comp: Compressor,
+        dim: int,
+        qids: Sequence[str] | None = None,
+        precision: str = "float32",
+        scoring: str = "symmetric",
+    ) -> dict[str, np.ndarray]:
+        """Per-query metrics of ``comp`` at size ``dim`` (default: every judged query).
+
+        ``precision`` (see :mod:`smec_jax.core.codes`) stores the documents as codes calibrated
+        on this corpus; ``scoring`` "symmetric" codes the queries the same way (binary codes
+        then search by XOR and popcount), "asymmetric" keeps them float against the decoded
+        documents. float32 is the plain cosine search.
+        """
+        _, ranked = self.search(comp, dim, TOP_K, qids, precision, scoring)
+        qids = self.qids if qids is None else list(qids)
+        return metrics.score_run(ranked, qids, self.data.corpus_ids, self.qrels)
+
+    def agreement(self, comp: Compressor, dim: int, reference: np.ndarray) -> np.ndarray:
+        """Per judged query, the share of ``reference``'s top k (rows of :meth:`search`, k its
+        width; e.g. the uncompressed embeddings' ranking) that ``comp`` at ``dim`` also
+        ranks in its top k. It reads no judgment: how faithful a compressed ranking is to
+        the one it replaces, on queries no one has labelled."""
+        _, rows = self.search(comp, dim, np.shape(reference)[1])
+        return top_k_agreement(reference, rows)
+
+    def search(self, comp, dim, k, qids=None, precision="float32", scoring="symmetric"):
+        """(scores, rows) of the top ``k`` of each query, as :meth:`per_query` ranks them."""
+        if scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring {scoring!r}; use one of {', '.join(SCORINGS)}")
+        qids = self.qids if qids is None else list(qids)
+        data = self.data
+        exclude = retrieval.self_exclusion(qids, data.corpus_ids) if self.exclude_self else None
+        q = _queries(comp, jnp.asarray(data.queries[data.query_rows(qids)]), dim)
+        c = comp.compress(self.corpus, dim)
+        kw = dict(
+            exclude=exclude,
+            doc_bias=comp.doc_bias() if hasattr(comp, "doc_bias") else None,
+            mesh=self.mesh,
+            tie_order=self.tie_order,
+        )
+        if precision == "float32":
+            return retrieval.search(q, c, k, metric=getattr(comp, "metric", "cosine"), **kw)
+        cal = self.calibration(comp, dim, precision, c)
+        c_codes = codes.encode(np.asarray(c), cal)
+        q_codes = codes.encode(np.asarray(q), cal)
+        if precision in codes.BINARY and scoring == "symmetric":
+            return retrieval.search(q_codes, c_codes, k, metric="hamming", n_bits=dim, **kw)
+        qv = codes.decode(q_codes, cal) if scoring == "symmetric" else np.asarray(q, np.float32)
+        if precision == "binary_itq" and scoring == "asymmetric":  # the codes' rotated space
+            qv = (qv - cal.center) @ cal.rotation
+        return retrieval.search(qv, codes.decode(c_codes, cal), k, metric="ip", **kw)
+
+    def per_query_funnel(
+        self,
+        comp: Compressor,
+        first: tuple[int, str, str],
+        shortlist: int,
+        rescore: tuple[int, str],
+        qids: Sequence[str] | None = None,
+        rescore_comp: Compressor | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Per-query metrics of a funnel over a nested compressor: the top ``shortlist`` by
+        the ``first`` = (size, precision, scoring) codes, rescored exactly by the float query
+        against the ``rescore`` = (size, precision) documents; ties in trec_eval's order.
+        The rescoring vectors are ``rescore_comp``'s (e.g. truncation at full size: the
+        original embeddings) where given, else ``comp``'s own."""
+        qids = self.qids if qids is None else list(qids)
+        _, cand = self.search(comp, first[0], shortlist, qids, first[1], first[2])
+        comp = comp if rescore_comp is None else rescore_comp
+        dim, precision = rescore
+        q = np.asarray(
+            _queries(comp, jnp.asarray(self.data.queries[self.data.query_rows(qids)]), dim)
+        )
+        c = np.asarray(comp.compress(self.corpus, dim))
+        if precision != "float32":
+            cal = self.calibration(comp, dim, precision, c)
+            c = codes.decode(codes.encode(c, cal), cal)
+        bias = np.asarray(comp.doc_bias(), np.float32) if hasattr(comp, "doc_bias") else None
+        tie_rank = np.empty(len(self.data.corpus_ids), np.int64)
+        order = self.tie_order if self.tie_order is not None else np.arange(len(tie_rank))
+        tie_rank[order] = np.arange(len(tie_rank))
+        ranked = np.full((len(qids), TOP_K), -1, np.int64)
+        for i, rows in enumerate(cand):
+            rows = rows[rows >= 0]
+            s = c[rows] @ q[i] + (bias[rows] if bias is not None else 0.0)
+            best = rows[np.lexsort((tie_rank[rows], -s))][:TOP_K]
+            ranked[i, : len(best)] = best
+        return metrics.score_run(ranked, qids, self.data.corpus_ids, self.qrels)
+
+    def calibration(self, comp, dim: int, precision: str, corpus_codes=None) -> codes.Calibration:
+        """The codes' calibration on this corpus for (comp, dim, precision), computed once."""
+        key = (id(comp), dim, precision)
+        if key not in self._calibrations:
+            c = comp.compress(self.corpus, dim) if corpus_codes is None else corpus_codes
+            self._calibrations[key] = (comp, codes.calibrate(np.asarray(c), precision))
+        return self._calibrations[key][1]
+
+    def mean_ndcg(
+        self, comp: Compressor, dim: int, qids: Sequence[str] | None = None, precision="float32"
+    ) -> float:
+        return float(self.per_query(comp, dim, qids, precision)["ndcg@10"].mean())
+
+    def summarize(self, per_query: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Means over all judged queries, and ``<metric>_unseen`` over the unseen ones."""
+        row = {m: float(v.mean()) for m, v in per_query.items()}
+        if self.unseen_mask.any():
+            u = self.unseen_mask
+            row |= {f"{m}_unseen": float(v[u].mean()) for m, v in per_query.items()}
+        return row
+
+    def score_ranking(self, ranked_ids: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
+        """Per-query metrics of a ranking made elsewhere (a faiss index): for each judged
+        query in order, its ranked document ids, best first."""
+        if len(ranked_ids) != len(self.qids):
+            raise ValueError(f"{len(ranked_ids)} rankings for {len(self.qids)} queries")
+        row = {d: i for i, d in enumerate(self.data.corpus_ids)}
+        width = max([len(r) for r in ranked_ids] + [1])
+        ranked = np.full((len(ranked_ids), width), -1, np.int64)
+        for i, ids in enumerate(ranked_ids):
+            ranked[i, : len(ids)] = [row[d] for d in ids]
+        return metrics.score_run(ranked, self.qids, self.data.corpus_ids, self.qrels)
+
+    def evaluate(
+        self,
+        compressors: Mapping[str, Compressor],
+        sizes: Sequence[int],
+        per_query_out: dict | None = None,
+    ) -> Results:
+        """Mean metrics of each compressor at each size: method -> size -> metric (all
+        queries, and ``<metric>_unseen`` where the split has unseen queries). With
+        ``per_query_out``, also fills ``per_query_out[method]`` with the (sizes, queries)
+        nDCG@10 of every judged query, in ``self.qids`` order."""
+        out: Results = {}
+        for name, comp in compressors.items():
+            rows, ndcg = {}, []
+            for dim in sizes:
+                pq = self.per_query(comp, dim)
+                ndcg.append(pq["ndcg@10"])
+                rows[str(dim)] = self.summarize(pq) | {
+                    "bytes_per_vector": self.bytes_per_vector(comp, dim)
+                }
+            out[name] = rows
+            if per_query_out is not None:
+                per_query_out[name] = np.stack(ndcg)
+        return out
+
+    def bytes_per_vector(self, comp: Compressor, dim: int) -> int:
+        """What one document costs at ``dim`` as float32 (a compressor with its own cost,
+        such as a sparse code, says so with ``bytes_per_vector(dim)``)."""
+        if hasattr(comp, "bytes_per_vector"):
+            return int(comp.bytes_per_vector(dim))
+        return 4 * int(comp.compress(self.corpus[:1], dim).shape[1])

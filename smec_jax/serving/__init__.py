@@ -1,0 +1,1 @@
+"""Serving: compressing a corpus into codes, faiss indexes, the rescoring funnel, ONNX and sentence-transformers export."""

@@ -1,0 +1,369 @@
+"""Compress embeddings at scale: an exported compressor applied to a corpus or its queries
+at one size and precision, streamed in chunks, resumable, sharded over processes.
+
+  codes = compress_embeddings("compressor.npz", "emb/", "codes/corpus", part="corpus",
+                              size=64, precision="int8")
+  compress_embeddings("compressor.npz", "emb/", "codes/queries", part="queries",
+                      like="codes/corpus")   # same compressor, size, precision, calibration
+
+Queries (``part="queries"``) go through the query map of an asymmetric compressor. The
+output folder holds ``codes.npy`` (one row per input row), ``ids.txt`` and
+``manifest.json`` (compressor hash, source encoder and dimension, size, precision,
+calibration, rows, bytes per vector). It appears in one rename when complete; until then the
+work lives in ``<out>.partial/`` with a progress file per process, so a killed run resumes
+from its last finished chunk. Memory stays flat: the input is memory-mapped and read one
+chunk at a time. With several processes (``jax.distributed``), each takes every P-th chunk
+and process 0 finishes the folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from smec_jax import files
+from smec_jax.core import codes, export
+from smec_jax.datasets.data import DataError, read_ids
+from smec_jax.progress import eta
+
+MANIFEST = "manifest.json"
+PARTS = {"corpus": ("corpus.npy", "corpus_ids.txt"), "queries": ("queries.npy", "query_ids.txt")}
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What a codes folder holds and how it was made."""
+
+    compressor_sha256: str
+    encoder: str
+    input_dim: int
+    size: int
+    precision: str
+    calibration: dict
+    rows: int
+    bytes_per_vector: int
+    part: str
+    source: str
+
+    def settings(self) -> dict:
+        """The fields two codes folders must share to be searched together."""
+        return {
+            "compressor_sha256": self.compressor_sha256,
+            "input_dim": self.input_dim,
+            "size": self.size,
+        }
+
+
+def read_manifest(folder: str | Path) -> Manifest:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{path}: not found; make the codes with `python -m launch.compress`")
+    try:
+        return Manifest(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise DataError(f"{path}: not a codes manifest ({e})") from None
+
+
+def load_codes(folder: str | Path) -> tuple[np.ndarray, list[str], Manifest]:
+    """(codes, ids, manifest) of a codes folder, checked against each other."""
+    folder = Path(folder)
+    man = read_manifest(folder)
+    arr = np.load(folder / "codes.npy", mmap_mode="r")
+    ids = read_ids(folder / "ids.txt")
+    if len(arr) != man.rows or len(ids) != man.rows:
+        raise DataError(
+            f"{folder}: {len(arr)} code rows and {len(ids)} ids but the manifest says {man.rows}"
+        )
+    return arr, ids, man
+
+
+def check_compatible(a: Manifest, b: Manifest, a_name: str, b_name: str) -> None:
+    """Refuses to search codes made with different settings (one line, first difference).
+
+    Documents ``a`` and queries ``b`` must share the compressor and size; quantized queries
+    must also share the precision and calibration (symmetric scoring), while float queries
+    may search quantized documents (asymmetric scoring).
+    """
+    keys = list(a.settings())
+    if b.precision not in ("float32", "float16"):
+        keys += ["precision", "calibration"]
+    for key in keys:
+        va, vb = getattr(a, key), getattr(b, key)
+        if va != vb:
+            shown = (va, vb) if key != "calibration" else ("one calibration", "another")
+            raise DataError(
+                f"{b_name} were made with {key} {shown[1]} but {a_name} with {shown[0]}; "
+                "compress both with the same compressor and settings (--like)"
+            )
+
+
+def _source(path: Path, part: str, ids_file: str | None) -> tuple[Path, Path | None, str]:
+    """The .npy to read, its ids file and the encoder name."""
+    if path.is_dir():
+        npy, ids = (path / f for f in PARTS[part])
+        meta = path / "meta.json"
+        encoder = (
+            json.loads(meta.read_text()).get("model", path.name) if meta.is_file() else path.name
+        )
+        return npy, ids, str(encoder)
+    return path, Path(ids_file) if ids_file else None, ""
+
+
+def _normalized(x: np.ndarray, path: Path, start: int) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    bad = ~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0)
+    if bad.any():
+        raise DataError(f"{path}: row {start + int(np.argmax(bad))} is NaN/Inf or a zero vector")
+    return x / norms
+
+
+def _unit(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, np.float32)
+    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+
+
+def corpus_codes_table(path, ids: list[str], part: str, width: int) -> np.ndarray:
+    """The (n, N) codes of a ``corpus_codes.npz``, checked against the corpus ids."""
+    if part != "corpus":
+        raise ValueError("--corpus_codes holds document codes; use it with --part corpus")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            got_ids, table = [str(i) for i in f["ids"]], np.asarray(f["codes"], np.float32)
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: not a corpus_codes.npz ({e})") from None
+    if len(got_ids) != len(ids):
+        raise DataError(f"{path}: codes for {len(got_ids)} documents, the input has {len(ids)}")
+    for row, (a, b) in enumerate(zip(got_ids, ids, strict=True)):
+        if a != b:
+            raise DataError(
+                f"{path}: row {row} is document {a!r} but the input's row {row} is {b!r}; "
+                "these codes were fitted for another corpus"
+            )
+    if table.shape[1] != width:
+        raise DataError(f"{path}: {table.shape[1]}-d codes, the compressor outputs {width}")
+    return table
+
+
+def compress_embeddings(
+    compressor: str | Path,
+    source: str | Path,
+    out: str | Path,
+    *,
+    part: str = "corpus",
+    size: int | None = None,
+    precision: str | None = None,
+    like: str | Path | None = None,
+    ids_file: str | None = None,
+    chunk: int = 65536,
+    verbose: bool = True,
+    stop_after_chunks: int | None = None,
+    corpus_codes: str | Path | None = None,
+) -> Path:
+    """Writes the codes folder ``out``; returns it. See the module docstring.
+
+    Args:
+      compressor: an exported ``compressor.npz``.
+      source: an embedding folder (its ``part``: corpus or queries) or an (n, D) ``.npy``.
+      size, precision: the code; with ``like`` (an existing codes folder, e.g. the corpus's)
+        both and the calibration are taken from it, and must agree if given.
+      ids_file: row ids for a bare ``.npy`` (default: row numbers).
+      corpus_codes: a ``corpus_codes.npz`` of free per-document codes
+        (:mod:`smec_jax.training.doc_codes`) fitted with this compressor: the corpus's codes are
+        then its rows (same ids, same order), not the map's outputs.
+      stop_after_chunks: stop (as if killed) after this many chunks; for tests.
+    """
+    import jax
+
+    out, source = Path(out), Path(source)
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; use corpus or queries")
+    if out.exists():
+        raise ValueError(f"{out} already exists; remove it or choose another --out")
+    files.check_workdir(out, "--out")
+    exported = export.load_numpy(compressor)
+    sha = file_sha256(compressor)
+    sizes = [int(s) for s in exported["sizes"]]
+    ref = read_manifest(like) if like else None
+    if ref is not None:
+        if ref.compressor_sha256 != sha:
+            raise ValueError(f"{like} was made with another compressor than {compressor}")
+        if size is not None and size != ref.size:
+            raise ValueError(f"--size {size} but {like} holds size {ref.size}; drop --size")
+        if precision not in (None, ref.precision, "float32", "float16"):
+            raise ValueError(
+                f"--precision {precision} but {like} holds {ref.precision} codes: use the same "
+                "precision (symmetric scoring) or float32/float16 queries (asymmetric)"
+            )
+        size, precision = ref.size, precision or ref.precision
+    if size is None or precision is None:
+        raise ValueError("give --size and --precision (or --like CODES_DIR)")
+    codes.check_precision(precision)
+    if size not in sizes:
+        raise ValueError(f"size {size}: {compressor} was trained for sizes {sizes}")
+    npy, ids_path, encoder = _source(source, part, ids_file)
+    if not npy.is_file():
+        raise DataError(f"{npy}: file not found")
+    x_all = np.load(npy, mmap_mode="r", allow_pickle=False)
+    if x_all.ndim != 2:
+        raise DataError(f"{npy}: expected an (n, D) array, got shape {x_all.shape}")
+    n, in_dim = x_all.shape
+    if in_dim != export.input_dim(exported):
+        raise ValueError(
+            f"{compressor} takes {export.input_dim(exported)}-d embeddings but {npy} is {in_dim}-d "
+            "(another encoder?)"
+        )
+    want_encoder = str(exported.get("encoder", ""))
+    if want_encoder and encoder and want_encoder != encoder:
+        raise ValueError(
+            f"{compressor} was trained on {want_encoder} embeddings, {source} holds {encoder}"
+        )
+    ids = read_ids(ids_path) if ids_path else [str(i) for i in range(n)]
+    if len(ids) != n:
+        raise DataError(f"{ids_path}: {len(ids)} ids but {npy} has {n} rows")
+    table = None
+    if corpus_codes is not None:
+        table = corpus_codes_table(corpus_codes, ids, part, max(sizes))
+
+    pid, n_proc = jax.process_index(), jax.process_count()
+    work = out.with_name(out.name + ".partial")
+    settings = {
+        "compressor_sha256": sha,
+        "size": size,
+        "precision": precision,
+        "rows": n,
+        "source": str(npy),
+        "chunk": chunk,
+    }
+    if corpus_codes is not None:
+        settings["corpus_codes_sha256"] = file_sha256(corpus_codes)
+    spans = list(codes.chunks(n, chunk))
+    mine = [i for i in range(len(spans)) if i % n_proc == pid]
+
+    as_queries = part == "queries"  # the query map of an asymmetric compressor
+
+    def compressed(start, end):
+        if table is not None:
+            return _unit(table[start:end, :size])
+        x = _normalized(x_all[start:end], npy, start)
+        return export.apply_exported(exported, x, size, as_queries)
+
+    def compressed_rows(rows):
+        if table is not None:
+            return _unit(table[rows, :size])
+        x = _normalized(x_all[rows], npy, int(rows[0]))
+        return export.apply_exported(exported, x, size, as_queries)
+
+    # -- calibration: from --like, else from this corpus (int8 ranges: every row; binary
+    # thresholds: medians of evenly spaced rows), computed alike on every process
+    if ref is not None and precision == ref.precision:
+        cal = codes.Calibration.from_json(ref.calibration)
+    elif precision not in ("float32", "float16"):
+        cal = _calibrate(compressed, compressed_rows, spans, mine, precision, size, n, chunk)
+    else:
+        cal = codes.Calibration(precision, size)
+    settings["calibration"] = cal.to_json()
+
+    # -- the partial folder: created by process 0, checked by everyone
+    if pid == 0:
+        work.mkdir(parents=True, exist_ok=True)
+        sfile = work / "settings.json"
+        if sfile.is_file() and json.loads(sfile.read_text()) != settings:
+            raise ValueError(
+                f"{work} holds a partial run with other settings; delete it or use them again"
+            )
+        dtype, width = codes.code_dtype_and_width(cal)
+        if not (work / "codes.npy").is_file():
+            with files.atomic_path(work / "codes.npy", suffix=".npy") as tmp:
+                np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, width)).flush()
+        files.write_json(sfile, settings)
+    _barrier("compress: partial folder ready")
+    codes_mm = np.load(work / "codes.npy", mmap_mode="r+")
+    progress = work / f"progress-{pid}-of-{n_proc}.json"
+    done = set(json.loads(progress.read_text())["chunks"]) if progress.is_file() else set()
+    todo = [i for i in mine if i not in done]
+    t0 = time.perf_counter()
+    for k, i in enumerate(todo):
+        start, end = spans[i]
+        codes_mm[start:end] = codes.encode(compressed(start, end), cal)
+        codes_mm.flush()
+        done.add(i)
+        files.write_json(progress, {"chunks": sorted(done)})
+        if verbose and pid == 0:
+            el = time.perf_counter() - t0
+            print(
+                f"compress {part}: chunk {len(done)}/{len(mine)} | ETA {eta(el, k + 1, len(todo))}",
+                flush=True,
+            )
+        if stop_after_chunks is not None and k + 1 >= stop_after_chunks:
+            raise KeyboardInterrupt(f"stopped after {stop_after_chunks} chunks")
+    del codes_mm
+    _barrier("compress: every chunk written")
+    if pid == 0:
+        manifest = Manifest(
+            compressor_sha256=sha,
+            encoder=encoder or want_encoder,
+            input_dim=in_dim,
+            size=size,
+            precision=precision,
+            calibration=cal.to_json(),
+            rows=n,
+            bytes_per_vector=codes.bytes_per_vector(precision, size),
+            part=part,
+            source=str(npy),
+        )
+        (work / "ids.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+        files.write_json(work / MANIFEST, dataclasses.asdict(manifest))
+        for f in work.glob("progress-*.json"):
+            f.unlink()
+        (work / "settings.json").unlink()
+        work.rename(out)
+    _barrier("compress: folder complete")
+    return out
+
+
+def _calibrate(compressed, compressed_rows, spans, mine, precision, size, n, chunk):
+    import jax
+
+    cal = codes.Calibrator(precision, size, n)
+    if precision != "int8":  # the sampled rows only, read by every process alike
+        rows = np.flatnonzero(cal._keep(0, n))
+        for s in range(0, len(rows), chunk):
+            cal._sampled.append(compressed_rows(rows[s : s + chunk]))
+        return cal.finish()
+    for i in mine:  # int8: exact ranges over this process's chunks, then over all processes
+        start, end = spans[i]
+        cal.add(compressed(start, end), start)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        both = multihost_utils.process_allgather(np.stack([cal._min, cal._max]))
+        cal._min, cal._max = both[:, 0].min(axis=0), both[:, 1].max(axis=0)
+    return cal.finish()
+
+
+def _barrier(name: str) -> None:
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def remove_partial(out: str | Path) -> None:
+    shutil.rmtree(Path(out).with_name(Path(out).name + ".partial"), ignore_errors=True)

@@ -1,0 +1,241 @@
+"""faiss indexes built from codes folders (``launch.compress``), searched like the JAX path.
+
+Index kinds (``kind``), each for the codes it can hold without re-encoding them:
+
+* ``flat``: ``IndexFlatIP`` on float32/float16 codes (exact inner product);
+* ``sq8``: ``IndexScalarQuantizer`` 8-bit on int8 codes, with *our* calibration set as its
+  trained ranges and our codes copied in (``codes.py`` encodes exactly as faiss's QT_8bit,
+  so the index holds the same bytes); searched with float queries (asymmetric);
+* ``binary``: ``IndexBinaryFlat`` on packed binary codes (Hamming distance);
+* ``hnsw``: ``IndexHNSWFlat`` (inner product) on float codes; ``M``, ``ef_construction``
+  and ``ef_search`` from the index config;
+* ``scan`` (ours, no faiss: faiss has no 2-bit codes, its 4-bit codes are uniform, not our
+  quantile bins, and its binary indexes score no float query): the packed int4 / int2 /
+  binary / ITQ binary codes themselves, scored exactly by decoding them chunk by chunk
+  (:class:`PackedScan`), with coded queries (symmetric) or float ones (asymmetric; rotated
+  into the ITQ codes' space first); memory holds the packed codes.
+
+An index folder holds ``index.faiss`` (``codes.npy`` for ``scan``) and ``index.json`` (the
+kind, its parameters and the codes' manifest): searching it with query codes made with
+other settings is refused.
+Scores are inner products (float and int8) or ``d - 2 * hamming`` (binary), so higher is
+better everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from smec_jax import files
+from smec_jax.core import codes
+from smec_jax.datasets.data import DataError
+from smec_jax.serving import compress
+
+FLOATS = ("float32", "float16")
+KINDS = {
+    "flat": FLOATS,
+    "sq8": ("int8",),
+    "binary": ("binary",),
+    "hnsw": FLOATS,
+    "scan": ("int4", "int2", "binary", "binary_itq"),
+}
+
+
+class PackedScan:
+    """Exact inner-product search over packed int4 / int2 / binary codes: each chunk of ``chunk``
+    documents is decoded (:func:`codes.decode`) and scored by one matmul, and the best ``k``
+    are kept; only the packed codes stay in memory. The faiss-like face the index needs:
+    ``ntotal`` and ``search(queries, k) -> (scores, rows)``."""
+
+    def __init__(self, packed: np.ndarray, cal: codes.Calibration, chunk: int = 65536):
+        self.packed, self.cal, self.chunk = np.ascontiguousarray(packed, np.uint8), cal, chunk
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.packed)
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) (nq, k), best first, ties by row; -1 rows (score -inf) past the
+        corpus. Each chunk of ``chunk`` documents is decoded once and scored against the
+        queries in blocks of 256."""
+        q = np.asarray(q, np.float32)
+        best_s = np.zeros((len(q), 0), np.float32)
+        best_r = np.zeros((len(q), 0), np.int64)
+        for start in range(0, self.ntotal, self.chunk):
+            docs = codes.decode(self.packed[start : start + self.chunk], self.cal)
+            blocks = [_top_k_by_row(q[i : i + 256] @ docs.T, k) for i in range(0, len(q), 256)]
+            s = np.concatenate([best_s, np.concatenate([b[0] for b in blocks])], axis=1)
+            r = np.concatenate([best_r, np.concatenate([b[1] for b in blocks]) + start], axis=1)
+            # stable: equal scores keep their order, which is by row (kept rows are sorted
+            # by score then row, and all precede this chunk's rows)
+            order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+            best_s, best_r = np.take_along_axis(s, order, 1), np.take_along_axis(r, order, 1)
+        out_s = np.full((len(q), k), -np.inf, np.float32)
+        out_r = np.full((len(q), k), -1, np.int64)
+        out_s[:, : best_s.shape[1]], out_r[:, : best_r.shape[1]] = best_s, best_r
+        return out_s, out_r
+
+
+def _top_k_by_row(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` largest scores of ``s`` (nq, c) and their columns, ascending by
+    column (not sorted by score); among scores equal to the k-th largest, the lowest
+    columns. A partition, not a sort: linear in c."""
+    if s.shape[1] <= k:
+        return s, np.broadcast_to(np.arange(s.shape[1]), s.shape)
+    kth = np.partition(s, s.shape[1] - k, axis=1)[:, s.shape[1] - k][:, None]
+    above, tied = s > kth, s == kth
+    need = k - above.sum(axis=1, keepdims=True)
+    take = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    cols = np.nonzero(take)[1].reshape(len(s), k)
+    return np.take_along_axis(s, cols, 1), cols
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise ValueError("faiss is not installed: pip install faiss-cpu") from None
+    return faiss
+
+
+@dataclasses.dataclass
+class Index:
+    """A faiss index over one codes folder."""
+
+    index: object
+    kind: str
+    manifest: compress.Manifest
+    params: dict
+
+    def search(
+        self, query_codes: np.ndarray, query_manifest: compress.Manifest, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) best first for query codes (checked against the index's codes:
+        same compressor and size; float queries against int8 codes score asymmetrically);
+        -1 rows where fewer than k docs exist."""
+        compress.check_compatible(self.manifest, query_manifest, "the index", "the query codes")
+        qcal = codes.Calibration.from_json(query_manifest.calibration)
+        if self.kind == "binary":
+            if query_manifest.precision != "binary":
+                raise DataError("a binary index is searched with binary query codes")
+            dist, rows = self.index.search(np.ascontiguousarray(query_codes, np.uint8), k)
+            return (self.manifest.size - 2 * dist).astype(np.float32), rows
+        q = np.ascontiguousarray(codes.decode(np.asarray(query_codes), qcal), np.float32)
+        if self.manifest.precision == "binary_itq" and query_manifest.precision in FLOATS:
+            cal = codes.Calibration.from_json(self.manifest.calibration)
+            q = (q - cal.center) @ cal.rotation  # the ITQ codes' rotated space (asymmetric)
+        return self.index.search(q, k)
+
+
+def build(
+    codes_dir: str | Path, kind: str, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
+) -> Index:
+    """The faiss index (or :class:`PackedScan`) of ``kind`` over the codes in ``codes_dir``."""
+    arr, _, man = compress.load_codes(codes_dir)
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
+    if man.precision not in KINDS[kind]:
+        raise ValueError(
+            f"a {kind} index holds {'/'.join(KINDS[kind])} codes but {codes_dir} holds "
+            f"{man.precision} codes; compress with --precision {KINDS[kind][0]}"
+        )
+    cal = codes.Calibration.from_json(man.calibration)
+    d = man.size
+    params: dict = {}
+    if kind == "scan":
+        return Index(index=PackedScan(np.asarray(arr), cal), kind=kind, manifest=man, params={})
+    faiss = _faiss()
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+        index.add(np.ascontiguousarray(arr, np.float32))
+    elif kind == "hnsw":
+        params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
+        index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.hnsw.efSearch = ef_search
+        index.add(np.ascontiguousarray(arr, np.float32))
+    elif kind == "sq8":
+        index = faiss.IndexScalarQuantizer(
+            d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        trained = np.concatenate([cal.vmin, cal.vdiff]).astype(np.float32)
+        faiss.copy_array_to_vector(trained, index.sq.trained)
+        index.is_trained = True
+        index.add_sa_codes(np.ascontiguousarray(arr, np.uint8))
+    else:
+        index = faiss.IndexBinaryFlat(d)
+        index.add(np.ascontiguousarray(arr, np.uint8))
+    return Index(index=index, kind=kind, manifest=man, params=params)
+
+
+def save(index: Index, out: str | Path) -> Path:
+    """Writes ``out/index.faiss`` (``codes.npy``) and ``out/index.json`` (into a temp
+    folder, then renamed)."""
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"{out} already exists; remove it or choose another --out")
+    files.check_workdir(out, "--out")
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    if index.kind == "scan":
+        np.save(tmp / "codes.npy", index.index.packed)
+    else:
+        faiss = _faiss()
+        write = faiss.write_index_binary if index.kind == "binary" else faiss.write_index
+        write(index.index, str(tmp / "index.faiss"))
+    meta = {
+        "kind": index.kind,
+        "params": index.params,
+        "manifest": dataclasses.asdict(index.manifest),
+    }
+    files.write_json(tmp / "index.json", meta)
+    tmp.rename(out)
+    return out
+
+
+def load(folder: str | Path) -> Index:
+    folder = Path(folder)
+    if not (folder / "index.json").is_file():
+        raise DataError(f"{folder}: no index.json; build the index with `python -m launch.index`")
+    meta = json.loads((folder / "index.json").read_text())
+    man = compress.Manifest(**meta["manifest"])
+    if meta["kind"] == "scan":
+        cal = codes.Calibration.from_json(man.calibration)
+        return Index(PackedScan(np.load(folder / "codes.npy"), cal), "scan", man, meta["params"])
+    faiss = _faiss()
+    read = faiss.read_index_binary if meta["kind"] == "binary" else faiss.read_index
+    index = read(str(folder / "index.faiss"))
+    if meta["kind"] == "hnsw":
+        index.hnsw.efSearch = int(meta["params"]["ef_search"])
+    return Index(
+        index=index,
+        kind=meta["kind"],
+        manifest=compress.Manifest(**meta["manifest"]),
+        params=meta["params"],
+    )
+
+
+def disk_bytes(folder: str | Path) -> int:
+    folder = Path(folder)
+    return (
+        (folder / ("index.faiss" if (folder / "index.faiss").exists() else "codes.npy"))
+        .stat()
+        .st_size
+    )
+
+
+def ranked_by_trec_order(scores, rows, doc_ids, query_ids, k, exclude_self=False):
+    """Each query's hits as doc ids: self hits dropped if asked, then sorted by score
+    descending and doc id descending (trec_eval's order), the best ``k``."""
+    out = []
+    for qid, s_row, r_row in zip(query_ids, scores, rows, strict=True):
+        hits = [(float(s), doc_ids[r]) for s, r in zip(s_row, r_row, strict=True) if r >= 0]
+        if exclude_self:
+            hits = [h for h in hits if h[1] != qid]
+        hits.sort(key=lambda h: (h[0], h[1]), reverse=True)
+        out.append([d for _, d in hits[:k]])
+    return out

@@ -1,0 +1,1 @@
+"""Training: the train state, the objective, the trainer, the input pipeline, the config checks."""
