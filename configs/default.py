@@ -6,8 +6,10 @@ Override any field on the command line, e.g. ``--config.data.root=/data/beir`` (
 
 import ml_collections
 
+from smec_jax import methods  # noqa: F401  (registers the methods and their config blocks)
 from smec_jax.datasets import pseudo_queries
 from smec_jax.datasets.data import default_data_root
+from smec_jax.training import checks
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -37,10 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Sizes to train and score, largest (the original dimension) first.
     c.ladder = (384, 256, 128, 64, 32)
 
-    # What `python -m launch.train` fits: any registered method (smec_jax/methods): smec,
-    # smec_unsup (label-free), the ablations mrl, mrl_smrl, mrl_ads, mrl_sxbm, the peers
-    # matryoshka_adaptor(_2p), matryoshka_adaptor_unsup, search_adaptor, or truncate, pca,
-    # doc_prior. A method sets trainer fields below on a copy of this config.
+    # What `python -m launch.train` fits: any registered method (smec_jax/methods;
+    # `python -m launch.train --helpfull` and docs/guide/methods.md list them all). A method
+    # sets trainer fields below on a copy of this config.
     c.method = "smec"
 
     c.model = ml_collections.ConfigDict()
@@ -139,28 +140,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.memory.neighbour_mode = "auto"
     c.memory.list_size = 64
 
-    # Matryoshka-Adaptor's losses (methods matryoshka_adaptor(_2p), matryoshka_adaptor_unsup).
-    c.adaptor = ml_collections.ConfigDict()
-    c.adaptor.enabled = False
-    c.adaptor.topk = 10
-    c.adaptor.topk_weight = 1.0
-    c.adaptor.pair_weight = 1.0
-    c.adaptor.rec_weight = 1.0
-
-    # CSR (peer method csr): TopK sparse autoencoder, hidden = hidden_mult x D, trained with
-    # k active latents; served at any k (the Pareto report prices k at 4 bytes per latent).
-    c.csr = ml_collections.ConfigDict()
-    c.csr.hidden_mult = 4
-    c.csr.k = 32
-    c.csr.lr = 4e-4
-    c.csr.steps = 1200
-    c.csr.contrastive_weight = 1.0
-    c.csr.temperature = 0.1
-    # Dead-latent auxiliary loss (0 = off): latents idle for dead_steps steps reconstruct the
-    # residual with each row's top aux_k of them, weighted aux_weight (Gao et al.: 512, 1/32).
-    c.csr.aux_k = 0
-    c.csr.aux_weight = 1 / 32
-    c.csr.dead_steps = 50
+    # The blocks that serve one method family, each declared in that family's file:
+    # adaptor (Matryoshka-Adaptor's losses: smec_jax/methods/matryoshka_adaptor.py) and
+    # csr (the sparse autoencoder: smec_jax/methods/csr.py).
+    for name, block in checks.config_blocks().items():
+        c[name] = block()
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.num_devices = 0  # 0 = all visible devices

@@ -26,6 +26,7 @@ from smec_jax.core import export as export_lib
 from smec_jax.datasets import sources
 from smec_jax.evaluation import reporting
 from smec_jax.evaluation.evaluator import Evaluator
+from smec_jax.serving import codes_folder
 from smec_jax.training import checks, doc_codes
 
 
@@ -71,12 +72,12 @@ def train_and_evaluate(
         files.atomic_write(Path(workdir) / "config.json", resolved.to_json(indent=1) + "\n")
         reporting.report(doc, workdir)
         comp = fitted.compressor
-        if isinstance(comp, doc_codes.CorpusCodes):  # the corpus's codes, then its map
+        if comp.corpus_codes() is not None:  # the corpus's codes, then its map
             doc_codes.save(comp, Path(workdir) / "corpus_codes.npz", ds.corpus_ids)
             print(f"wrote {workdir}/corpus_codes.npz")
-            comp = comp.base
-        if isinstance(comp, export_lib.NestedCompressor):
-            path = export_lib.save(comp, Path(workdir) / "compressor.npz", ds.encoder)
+        nested = comp.nested_map()
+        if nested is not None:
+            path = export_lib.save(nested, Path(workdir) / "compressor.npz", ds.encoder)
             print(f"wrote {path}")
     return doc
 
@@ -105,9 +106,7 @@ def evaluate(config, workdir: str) -> dict:
 def _stage_label(stage, index_manifest) -> str:
     """``384-d float16 top 100``; codes of another compressor than the index's (e.g. the
     original embeddings) are named by their folder."""
-    from smec_jax.serving import compress as compress_lib
-
-    m = compress_lib.read_manifest(stage.doc_codes)
+    m = codes_folder.read_manifest(stage.doc_codes)
     other = m.compressor_sha256 != index_manifest.compressor_sha256
     return f"{m.size}-d {m.precision}{f' of {Path(stage.doc_codes).name}' if other else ''} top {stage.keep}"
 
@@ -150,10 +149,9 @@ def export(
     if not workdir or not (Path(workdir) / "checkpoints").is_dir():
         raise ValueError(f"no checkpoints in {workdir}; train first with launch.train")
     ds = sources.load(config.data)
-    comp = methods.get(config.method).fit(config, ds, workdir, verbose=False).compressor
-    if isinstance(comp, doc_codes.CorpusCodes):  # the map; the codes: corpus_codes.npz
-        comp = comp.base
-    if not isinstance(comp, export_lib.NestedCompressor):
+    fitted = methods.get(config.method).fit(config, ds, workdir, verbose=False).compressor
+    comp = fitted.nested_map()  # with free corpus codes: the map (codes: corpus_codes.npz)
+    if comp is None:
         raise ValueError(f"method {config.method!r} has no nested compressor to export")
     path = export_lib.save(comp, out or Path(workdir) / "compressor.npz", ds.encoder)
     print(f"wrote {path} (sizes {comp.sizes})")
@@ -245,7 +243,7 @@ def compress(
         corpus_codes=corpus_codes,
     )
     if jax.process_index() == 0:
-        man = compress_lib.read_manifest(path)
+        man = codes_folder.read_manifest(path)
         print(
             f"wrote {path}: {man.rows} x {man.size}-d {man.precision} codes, "
             f"{man.bytes_per_vector} bytes per vector"
@@ -286,7 +284,6 @@ def evaluate_index(
     from smec_jax.core import retrieval
     from smec_jax.datasets.data import DataError, read_ids
     from smec_jax.evaluation.evaluator import TOP_K
-    from smec_jax.serving import compress as compress_lib
     from smec_jax.serving import faiss_index, funnel
 
     methods.validate(config)
@@ -298,7 +295,7 @@ def evaluate_index(
     unknown = next((d for d in doc_ids if d not in set(ds.corpus_ids)), None)
     if unknown is not None:
         raise DataError(f"{index_dir}: document id {unknown!r} is not in {ds.name}'s corpus")
-    q_codes, q_ids, q_man = compress_lib.load_codes(query_codes)
+    q_codes, q_ids, q_man = codes_folder.load_codes(query_codes)
     q_row = {q: i for i, q in enumerate(q_ids)}
     missing = next((q for q in evaluator.qids if q not in q_row), None)
     if missing is not None:
@@ -337,7 +334,7 @@ def evaluate_index(
     name = f"{kind} ({man.precision})"
     size = man.size
     if rescore:
-        last = compress_lib.read_manifest(rescore[-1].doc_codes)
+        last = codes_folder.read_manifest(rescore[-1].doc_codes)
         row["rescore_bytes_per_query"] = read
         stages = " -> ".join(_stage_label(s, man) for s in rescore)
         name = f"funnel: {kind} {man.size}-d {man.precision} top {shortlist or k} -> {stages}"

@@ -14,7 +14,7 @@ import pytest
 from smec_jax import methods
 from smec_jax.core import export, retrieval
 from smec_jax.datasets.data import DataError
-from smec_jax.serving import compress
+from smec_jax.serving import codes_folder, compress
 from smec_jax.training import doc_codes, objective, train
 from tests.helpers import tiny_config
 
@@ -108,7 +108,7 @@ def test_launch_compress_writes_the_fitted_codes_for_their_corpus_only(tmp_path,
     kw = dict(size=d, precision="float32", ids_file=str(tmp_path / "ids.txt"), verbose=False)
     out = compress.compress_embeddings(npz, tmp_path / "corpus.npy", tmp_path / "c",
                                        corpus_codes=tmp_path / "corpus_codes.npz", **kw)  # fmt: skip
-    got, ids, _ = compress.load_codes(out)
+    got, ids, _ = codes_folder.load_codes(out)
     assert ids == synthetic.corpus_ids
     np.testing.assert_allclose(got, np.asarray(fitted.compress(synthetic.corpus, d)), atol=1e-6)
     (tmp_path / "ids.txt").write_text("\n".join(["x", *synthetic.corpus_ids[1:]]) + "\n")

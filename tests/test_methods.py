@@ -97,7 +97,7 @@ def test_every_registered_method_fits_and_compresses_at_every_size(tmp_path, syn
             else:
                 expect = synthetic.dim if name == "doc_prior" else d  # the control: no compression
                 assert y.shape == (7, expect), (name, d)
-            if getattr(fitted.compressor, "metric", "cosine") == "cosine":
+            if fitted.compressor.metric == "cosine":
                 np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5, err_msg=name)
             assert 0.0 < evaluator.mean_ndcg(fitted.compressor, d) <= 1.0, (name, d)
         if methods.get(name).seeded and methods.get(name).group != "label_free":

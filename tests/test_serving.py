@@ -12,7 +12,7 @@ import pytest
 from smec_jax import cli, jobs
 from smec_jax.core import codes, export, retrieval
 from smec_jax.core.export import NestedCompressor
-from smec_jax.serving import compress
+from smec_jax.serving import codes_folder, compress
 from tests.helpers import tiny_config, write_beir
 
 
@@ -129,7 +129,7 @@ def int8_codes(served, name, chunk):
 
 def test_streamed_compression_equals_the_in_memory_codes(served):
     out = int8_codes(served, "c", chunk=300)
-    arr, ids, man = compress.load_codes(out)
+    arr, ids, man = codes_folder.load_codes(out)
     from smec_jax.datasets import data
 
     ex = export.load_numpy(served["npz"])
@@ -158,10 +158,10 @@ def test_queries_of_an_asymmetric_compressor_are_compressed_by_its_query_map(ser
     ds = data.load_embedded(served["ds"], "enc")
     ex = export.load_numpy(npz)
     np.testing.assert_allclose(
-        compress.load_codes(q)[0], export.apply_exported(ex, ds.queries, 16, True), atol=1e-6
+        codes_folder.load_codes(q)[0], export.apply_exported(ex, ds.queries, 16, True), atol=1e-6
     )
     np.testing.assert_allclose(
-        compress.load_codes(c)[0], export.apply_exported(ex, ds.corpus, 16), atol=1e-6
+        codes_folder.load_codes(c)[0], export.apply_exported(ex, ds.corpus, 16), atol=1e-6
     )
     assert not np.allclose(
         export.apply_exported(ex, ds.queries, 16, True), export.apply_exported(ex, ds.queries, 16)
@@ -224,7 +224,9 @@ def test_two_processes_compress_like_one(served):
     one = int8_codes(served, "one", chunk=50)
     for f in ("codes.npy", "ids.txt"):
         assert (one / f).read_bytes() == (out / f).read_bytes(), f
-    assert compress.read_manifest(one).calibration == compress.read_manifest(out).calibration
+    assert (
+        codes_folder.read_manifest(one).calibration == codes_folder.read_manifest(out).calibration
+    )
 
 
 def refuse(capsys, fn, *words):
@@ -343,8 +345,8 @@ def test_flat_indexes_rank_like_the_jax_exact_search(served, kind, precision):
         verbose=False,
     )
     index = faiss_index.build(c, kind)
-    q_arr, _, q_man = compress.load_codes(q)
-    d_arr, _, d_man = compress.load_codes(c)
+    q_arr, _, q_man = codes_folder.load_codes(q)
+    d_arr, _, d_man = codes_folder.load_codes(c)
     f_s, f_i = index.search(np.asarray(q_arr), q_man, 20)
     qd = codes.decode(np.asarray(q_arr), codes.Calibration.from_json(q_man.calibration))
     dd = codes.decode(np.asarray(d_arr), codes.Calibration.from_json(d_man.calibration))
@@ -366,7 +368,7 @@ def test_hnsw_finds_nearly_what_the_flat_index_finds(served):
     q = compress.compress_embeddings(
         served["npz"], served["emb"], tmp / "q", part="queries", like=c, verbose=False
     )
-    q_arr, _, q_man = compress.load_codes(q)
+    q_arr, _, q_man = codes_folder.load_codes(q)
     _, exact = faiss_index.build(c, "flat").search(np.asarray(q_arr), q_man, 10)
     saved = faiss_index.save(faiss_index.build(c, "hnsw", ef_search=64), tmp / "h")
     _, approx = faiss_index.load(saved).search(np.asarray(q_arr), q_man, 10)
@@ -518,8 +520,8 @@ def test_a_funnel_whose_shortlist_is_the_whole_corpus_equals_exact_rescoring(ser
     cf = compress.compress_embeddings(npz, emb, tmp / "cf", size=32, precision="float32", **kw)
     qf = compress.compress_embeddings(npz, emb, tmp / "qf", part="queries", like=cf, **kw)
     index = faiss_index.build(cb, "binary")
-    qb_arr, q_ids, qb_man = compress.load_codes(qb)
-    d_ids = compress.load_codes(cb)[1]
+    qb_arr, q_ids, qb_man = codes_folder.load_codes(qb)
+    d_ids = codes_folder.load_codes(cb)[1]
     order = retrieval.trec_tie_order(d_ids)
     id_rank = np.empty(300, np.int64)
     id_rank[order] = np.arange(300)
@@ -528,7 +530,7 @@ def test_a_funnel_whose_shortlist_is_the_whole_corpus_equals_exact_rescoring(ser
         index, np.asarray(qb_arr), qb_man, 300, stages, q_ids, d_ids, id_rank
     )
     assert read == 300 * 128  # every shortlisted document's 32-d float32 code
-    qv, dv = np.asarray(compress.load_codes(qf)[0]), np.asarray(compress.load_codes(cf)[0])
+    qv, dv = np.asarray(codes_folder.load_codes(qf)[0]), np.asarray(codes_folder.load_codes(cf)[0])
     want_s, want_r = retrieval.search(qv, dv, 100, metric="ip", tie_order=order)
     np.testing.assert_allclose(scores, want_s, atol=1e-5)
     agree = np.mean(rows == want_r)
@@ -547,13 +549,13 @@ def test_a_shortlist_rescored_with_the_original_embeddings_is_the_original_searc
     kw = dict(verbose=False)
     co = compress.compress_embeddings(orig, emb, tmp / "co", size=32, precision="float32", **kw)
     qo = compress.compress_embeddings(orig, emb, tmp / "qo", part="queries", like=co, **kw)
-    dv, d_ids, _ = compress.load_codes(co)
-    qv, q_ids, _ = compress.load_codes(qo)
+    dv, d_ids, _ = codes_folder.load_codes(co)
+    qv, q_ids, _ = codes_folder.load_codes(qo)
     np.testing.assert_allclose(np.asarray(dv), unit(served["docs"]), atol=1e-6)
     np.testing.assert_allclose(np.asarray(qv), unit(served["queries"]), atol=1e-6)
     cb = compress.compress_embeddings(npz, emb, tmp / "cb", size=8, precision="binary", **kw)
     qb = compress.compress_embeddings(npz, emb, tmp / "qb", part="queries", like=cb, **kw)
-    qb_arr, qb_ids, qb_man = compress.load_codes(qb)
+    qb_arr, qb_ids, qb_man = codes_folder.load_codes(qb)
     assert qb_ids == q_ids
     order = retrieval.trec_tie_order(d_ids)
     id_rank = np.empty(300, np.int64)
@@ -574,7 +576,7 @@ def test_a_shortlist_rescored_with_the_original_embeddings_is_the_original_searc
     np.testing.assert_allclose(scores, want_s, atol=1e-5)
     assert np.mean(rows == want_r) > 0.99
     # the funnel's report names a stage whose codes come from another compressor
-    index_man = compress.read_manifest(cb)
+    index_man = codes_folder.read_manifest(cb)
     assert jobs._stage_label(funnel.Rescore(str(co), str(qo), 10), index_man) == (
         "32-d float32 of co top 10"
     )
@@ -606,7 +608,7 @@ def test_a_scan_index_over_packed_codes_equals_a_brute_force_loop(served, precis
     qf = compress.compress_embeddings(
         npz, emb, tmp / "qf", part="queries", like=c, precision="float32", **kw
     )
-    arr, _, man = compress.load_codes(c)
+    arr, _, man = codes_folder.load_codes(c)
     cal = codes.Calibration.from_json(man.calibration)
     docs = codes.decode(np.asarray(arr), cal)
     index = faiss_index.build(c, "scan")
@@ -614,7 +616,7 @@ def test_a_scan_index_over_packed_codes_equals_a_brute_force_loop(served, precis
     index = faiss_index.load(faiss_index.save(index, tmp_path / "idx"))
     index.index.chunk = 64
     for q_dir in (qc, qf):
-        q_arr, _, q_man = compress.load_codes(q_dir)
+        q_arr, _, q_man = codes_folder.load_codes(q_dir)
         qv = codes.decode(np.asarray(q_arr), codes.Calibration.from_json(q_man.calibration))
         if precision == "binary_itq" and q_dir == qf:
             qv = (qv - cal.center) @ cal.rotation

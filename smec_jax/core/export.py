@@ -25,11 +25,12 @@ import numpy as np
 
 from smec_jax import files
 from smec_jax.core import model
+from smec_jax.core.compressor import Compressor
 from smec_jax.core.retrieval import l2_normalize
 
 
 @dataclasses.dataclass(frozen=True)
-class NestedCompressor:
+class NestedCompressor(Compressor):
     """Compressor whose size-d output is the first d of the permuted outputs.
 
     Attributes:
@@ -40,6 +41,7 @@ class NestedCompressor:
     params: dict
     order: np.ndarray
     sizes: tuple[int, ...]
+    nests = True
 
     def compress(self, x: jax.Array, dim: int) -> jax.Array:
         y = model.apply_cols(
@@ -54,6 +56,9 @@ class NestedCompressor:
             return self.compress(x, dim)
         side = model.query_side(jax.tree.map(jnp.asarray, self.params))
         return l2_normalize(model.apply_cols(side, jnp.asarray(x, jnp.float32), self.order[:dim]))
+
+    def nested_map(self) -> NestedCompressor:
+        return self
 
     def permuted_params(self) -> dict[str, np.ndarray]:
         p = model.to_numpy(self.params)

@@ -5,23 +5,22 @@ goes through :class:`Evaluator`, so every option of ``config.eval`` reaches ever
 Exact cosine search over the whole corpus (chunked, sharded over ``mesh``), then nDCG@10,
 Recall@100 and MRR@10 with trec_eval semantics (:mod:`smec_jax.evaluation.metrics`).
 
-A compressor is anything with ``compress(x, dim) -> (n, dim)`` unit vectors; one that also
-has ``doc_bias() -> (n_docs,)`` (the doc_prior control) adds that bias to every score; one
-with ``compress_queries(x, dim)`` maps queries by it (asymmetric maps), and one with
-``metric = "ip"`` is scored by raw inner products instead of cosines.
+A compressor is a :class:`smec_jax.core.compressor.Compressor`: its ``compress_queries``
+maps the queries (asymmetric maps), its ``doc_bias()`` (the doc_prior control), where not
+None, is added to every score, and ``metric = "ip"`` scores raw inner products instead of
+cosines.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from smec_jax.core import codes, retrieval
+from smec_jax.core.compressor import Compressor
 from smec_jax.datasets.data import RetrievalData
 from smec_jax.evaluation import metrics
 from smec_jax.evaluation.fidelity import top_k_agreement
@@ -31,17 +30,6 @@ TOP_K = 100
 TIES = ("trec_eval", "row")
 SCORINGS = ("symmetric", "asymmetric")
 Results = dict[str, dict[str, dict[str, float]]]  # method -> size -> metric -> mean
-
-
-class Compressor(Protocol):
-    """A fitted compressor: original (n, D) embeddings -> (n, dim) unit vectors."""
-
-    def compress(self, x: jax.Array, dim: int) -> jax.Array: ...
-
-
-def _queries(comp: Compressor, x: jax.Array, dim: int) -> jax.Array:
-    """The query side of ``comp`` (its ``compress_queries`` where it has one)."""
-    return getattr(comp, "compress_queries", comp.compress)(x, dim)
 
 
 class Evaluator:
@@ -134,16 +122,16 @@ class Evaluator:
         qids = self.qids if qids is None else list(qids)
         data = self.data
         exclude = retrieval.self_exclusion(qids, data.corpus_ids) if self.exclude_self else None
-        q = _queries(comp, jnp.asarray(data.queries[data.query_rows(qids)]), dim)
+        q = comp.compress_queries(jnp.asarray(data.queries[data.query_rows(qids)]), dim)
         c = comp.compress(self.corpus, dim)
         kw = dict(
             exclude=exclude,
-            doc_bias=comp.doc_bias() if hasattr(comp, "doc_bias") else None,
+            doc_bias=comp.doc_bias(),
             mesh=self.mesh,
             tie_order=self.tie_order,
         )
         if precision == "float32":
-            return retrieval.search(q, c, k, metric=getattr(comp, "metric", "cosine"), **kw)
+            return retrieval.search(q, c, k, metric=comp.metric, **kw)
         cal = self.calibration(comp, dim, precision, c)
         c_codes = codes.encode(np.asarray(c), cal)
         q_codes = codes.encode(np.asarray(q), cal)
@@ -173,13 +161,14 @@ class Evaluator:
         comp = comp if rescore_comp is None else rescore_comp
         dim, precision = rescore
         q = np.asarray(
-            _queries(comp, jnp.asarray(self.data.queries[self.data.query_rows(qids)]), dim)
+            comp.compress_queries(jnp.asarray(self.data.queries[self.data.query_rows(qids)]), dim)
         )
         c = np.asarray(comp.compress(self.corpus, dim))
         if precision != "float32":
             cal = self.calibration(comp, dim, precision, c)
             c = codes.decode(codes.encode(c, cal), cal)
-        bias = np.asarray(comp.doc_bias(), np.float32) if hasattr(comp, "doc_bias") else None
+        bias = comp.doc_bias()
+        bias = None if bias is None else np.asarray(bias, np.float32)
         tie_rank = np.empty(len(self.data.corpus_ids), np.int64)
         order = self.tie_order if self.tie_order is not None else np.arange(len(tie_rank))
         tie_rank[order] = np.arange(len(tie_rank))
@@ -251,6 +240,7 @@ class Evaluator:
     def bytes_per_vector(self, comp: Compressor, dim: int) -> int:
         """What one document costs at ``dim`` as float32 (a compressor with its own cost,
         such as a sparse code, says so with ``bytes_per_vector(dim)``)."""
-        if hasattr(comp, "bytes_per_vector"):
-            return int(comp.bytes_per_vector(dim))
+        own = comp.bytes_per_vector(dim)
+        if own is not None:
+            return int(own)
         return 4 * int(comp.compress(self.corpus[:1], dim).shape[1])

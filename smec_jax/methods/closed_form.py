@@ -8,20 +8,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smec_jax.core.compressor import Compressor
 from smec_jax.core.retrieval import l2_normalize
 from smec_jax.methods.registry import Fitted, Method, register
 
 
 @dataclasses.dataclass(frozen=True)
-class Truncate:
+class Truncate(Compressor):
     """Keep the first ``dim`` coordinates of the original embedding."""
+
+    nests = True
 
     def compress(self, x: jax.Array, dim: int) -> jax.Array:
         return l2_normalize(jnp.asarray(x, jnp.float32)[:, :dim])
 
 
 @dataclasses.dataclass(frozen=True)
-class PCA:
+class PCA(Compressor):
     """Project the centred embedding on the top principal axes of the corpus.
 
     Attributes:
@@ -30,6 +33,7 @@ class PCA:
 
     mean: jax.Array
     components: jax.Array
+    nests = True
 
     def compress(self, x: jax.Array, dim: int) -> jax.Array:
         x = jnp.asarray(x, jnp.float32) - self.mean

@@ -29,17 +29,55 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
 from smec_jax import files, parallel
+from smec_jax.core.compressor import Compressor
 from smec_jax.core.retrieval import l2_normalize
 from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.methods.registry import Fitted, Method, register
 from smec_jax.progress import eta
 from smec_jax.training import batches as batching
+from smec_jax.training import checks
 
 INDEX_BYTES, VALUE_BYTES = 2, 2
+
+
+def config_block() -> ml_collections.ConfigDict:
+    """``config.csr``: the TopK sparse autoencoder, hidden = hidden_mult x D, trained with k
+    active latents; served at any k (the Pareto report prices k at 4 bytes per latent)."""
+    c = ml_collections.ConfigDict()
+    c.hidden_mult = 4
+    c.k = 32
+    c.lr = 4e-4
+    c.steps = 1200
+    c.contrastive_weight = 1.0
+    c.temperature = 0.1
+    # Dead-latent auxiliary loss (0 = off): latents idle for dead_steps steps reconstruct the
+    # residual with each row's top aux_k of them, weighted aux_weight (Gao et al.: 512, 1/32).
+    c.aux_k = 0
+    c.aux_weight = 1 / 32
+    c.dead_steps = 50
+    return c
+
+
+checks.declare_block(
+    "csr",
+    config_block,
+    {
+        "csr.hidden_mult": checks.integer(1),
+        "csr.k": checks.integer(1),
+        "csr.lr": checks.real(0.0),
+        "csr.steps": checks.integer(1),
+        "csr.contrastive_weight": checks.real(0.0),
+        "csr.temperature": checks.real(0.0, strict=True),
+        "csr.aux_k": checks.integer(0),
+        "csr.aux_weight": checks.real(0.0),
+        "csr.dead_steps": checks.integer(1),
+    },
+)
 
 
 def bytes_per_vector(k: int) -> int:
@@ -58,10 +96,11 @@ def _topk(h, k: int):
 
 
 @dataclasses.dataclass(frozen=True)
-class CSRCompressor:
+class CSRCompressor(Compressor):
     """compress(x, k): the unit k-sparse code (n, hidden) of each row."""
 
     params: dict
+    sparse = True
 
     def bytes_per_vector(self, dim: int) -> int:
         return bytes_per_vector(int(dim))

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smec_jax.core.compressor import Compressor
 from smec_jax.core.retrieval import l2_normalize
 from smec_jax.datasets.data import RetrievalData
 from smec_jax.evaluation.evaluator import Evaluator
@@ -24,7 +25,7 @@ BETAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 @dataclasses.dataclass(frozen=True)
-class DocPrior:
+class DocPrior(Compressor):
     """The original embedding at every size, plus a score bonus ``beta`` for every document
     judged relevant for a training query.
 

@@ -14,11 +14,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 
 from smec_jax.methods.registry import Fitted, Method, apply_overrides, register
 from smec_jax.methods.trainer import MRL, register_trainer_method
-from smec_jax.training import train
+from smec_jax.training import checks, train
+
+
+def config_block() -> ml_collections.ConfigDict:
+    """``config.adaptor``: Matryoshka-Adaptor's losses (the objective adds them when
+    ``enabled``; the methods below enable them)."""
+    c = ml_collections.ConfigDict()
+    c.enabled = False
+    c.topk = 10
+    c.topk_weight = 1.0
+    c.pair_weight = 1.0
+    c.rec_weight = 1.0
+    return c
+
+
+checks.declare_block(
+    "adaptor",
+    config_block,
+    {
+        "adaptor.topk": checks.integer(1),
+        "adaptor.topk_weight": checks.real(0.0),
+        "adaptor.pair_weight": checks.real(0.0),
+        "adaptor.rec_weight": checks.real(0.0),
+    },
+)
 
 ADAPTOR = {
     **MRL,

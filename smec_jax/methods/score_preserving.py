@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smec_jax.core.compressor import Compressor
 from smec_jax.core.retrieval import l2_normalize
 from smec_jax.datasets import pseudo_queries
 from smec_jax.methods.closed_form import PCA
@@ -71,7 +72,7 @@ def moments(
 
 
 @dataclasses.dataclass(frozen=True)
-class ScoreSVD:
+class ScoreSVD(Compressor):
     """Asymmetric nested maps: queries ``q G_q``, documents ``(d - mu) G_d``.
 
     ``metric``: "cosine" (default; outputs normalised, chosen on SciFact validation queries:

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from smec_jax.core import model, smrl
+from smec_jax.core.compressor import Compressor
 from smec_jax.core.export import NestedCompressor
 from smec_jax.methods.registry import Fitted, Method, apply_overrides, register
 from smec_jax.methods.trainer import MRL
@@ -30,7 +31,7 @@ OVERRIDES = {
 
 
 @dataclasses.dataclass(frozen=True)
-class PerSizeCompressor:
+class PerSizeCompressor(Compressor):
     """One separately trained compressor per size."""
 
     by_size: dict[int, NestedCompressor]

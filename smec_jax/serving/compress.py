@@ -7,21 +7,21 @@ at one size and precision, streamed in chunks, resumable, sharded over processes
                       like="codes/corpus")   # same compressor, size, precision, calibration
 
 Queries (``part="queries"``) go through the query map of an asymmetric compressor. The
-output folder holds ``codes.npy`` (one row per input row), ``ids.txt`` and
-``manifest.json`` (compressor hash, source encoder and dimension, size, precision,
-calibration, rows, bytes per vector). It appears in one rename when complete; until then the
+output folder (:mod:`smec_jax.serving.codes_folder`) holds ``codes.npy`` (one row per input
+row), ``ids.txt`` and ``manifest.json``. It appears in one rename when complete; until then the
 work lives in ``<out>.partial/`` with a progress file per process, so a killed run resumes
 from its last finished chunk. Memory stays flat: the input is memory-mapped and read one
 chunk at a time. With several processes (``jax.distributed``), each takes every P-th chunk
 and process 0 finishes the folder.
+
+The phases, in order: resolve and check every input (nothing written), calibrate, open (or
+resume) the partial folder, write the chunks, finish the folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -31,84 +31,9 @@ from smec_jax import files
 from smec_jax.core import codes, export
 from smec_jax.datasets.data import DataError, read_ids
 from smec_jax.progress import eta
+from smec_jax.serving.codes_folder import MANIFEST, Manifest, file_sha256, read_manifest
 
-MANIFEST = "manifest.json"
 PARTS = {"corpus": ("corpus.npy", "corpus_ids.txt"), "queries": ("queries.npy", "query_ids.txt")}
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class Manifest:
-    """What a codes folder holds and how it was made."""
-
-    compressor_sha256: str
-    encoder: str
-    input_dim: int
-    size: int
-    precision: str
-    calibration: dict
-    rows: int
-    bytes_per_vector: int
-    part: str
-    source: str
-
-    def settings(self) -> dict:
-        """The fields two codes folders must share to be searched together."""
-        return {
-            "compressor_sha256": self.compressor_sha256,
-            "input_dim": self.input_dim,
-            "size": self.size,
-        }
-
-
-def read_manifest(folder: str | Path) -> Manifest:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{path}: not found; make the codes with `python -m launch.compress`")
-    try:
-        return Manifest(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise DataError(f"{path}: not a codes manifest ({e})") from None
-
-
-def load_codes(folder: str | Path) -> tuple[np.ndarray, list[str], Manifest]:
-    """(codes, ids, manifest) of a codes folder, checked against each other."""
-    folder = Path(folder)
-    man = read_manifest(folder)
-    arr = np.load(folder / "codes.npy", mmap_mode="r")
-    ids = read_ids(folder / "ids.txt")
-    if len(arr) != man.rows or len(ids) != man.rows:
-        raise DataError(
-            f"{folder}: {len(arr)} code rows and {len(ids)} ids but the manifest says {man.rows}"
-        )
-    return arr, ids, man
-
-
-def check_compatible(a: Manifest, b: Manifest, a_name: str, b_name: str) -> None:
-    """Refuses to search codes made with different settings (one line, first difference).
-
-    Documents ``a`` and queries ``b`` must share the compressor and size; quantized queries
-    must also share the precision and calibration (symmetric scoring), while float queries
-    may search quantized documents (asymmetric scoring).
-    """
-    keys = list(a.settings())
-    if b.precision not in ("float32", "float16"):
-        keys += ["precision", "calibration"]
-    for key in keys:
-        va, vb = getattr(a, key), getattr(b, key)
-        if va != vb:
-            shown = (va, vb) if key != "calibration" else ("one calibration", "another")
-            raise DataError(
-                f"{b_name} were made with {key} {shown[1]} but {a_name} with {shown[0]}; "
-                "compress both with the same compressor and settings (--like)"
-            )
 
 
 def _source(path: Path, part: str, ids_file: str | None) -> tuple[Path, Path | None, str]:
@@ -159,6 +84,37 @@ def corpus_codes_table(path, ids: list[str], part: str, width: int) -> np.ndarra
     return table
 
 
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What one compression reads and writes, resolved and checked before anything is written."""
+
+    out: Path
+    exported: dict
+    sha: str
+    part: str
+    size: int
+    precision: str
+    ref: Manifest | None
+    npy: Path
+    x_all: np.ndarray
+    ids: list[str]
+    encoder: str
+    table: np.ndarray | None
+
+    def compressed(self, start: int, end: int) -> np.ndarray:
+        """Rows ``start:end`` as unit vectors at the job's size (before quantization)."""
+        if self.table is not None:
+            return _unit(self.table[start:end, : self.size])
+        x = _normalized(self.x_all[start:end], self.npy, start)
+        return export.apply_exported(self.exported, x, self.size, self.part == "queries")
+
+    def compressed_rows(self, rows: np.ndarray) -> np.ndarray:
+        if self.table is not None:
+            return _unit(self.table[rows, : self.size])
+        x = _normalized(self.x_all[rows], self.npy, int(rows[0]))
+        return export.apply_exported(self.exported, x, self.size, self.part == "queries")
+
+
 def compress_embeddings(
     compressor: str | Path,
     source: str | Path,
@@ -189,6 +145,32 @@ def compress_embeddings(
     """
     import jax
 
+    job = _resolve(compressor, source, out, part, size, precision, like, ids_file, corpus_codes)
+    pid, n_proc = jax.process_index(), jax.process_count()
+    n = len(job.ids)
+    spans = list(codes.chunks(n, chunk))
+    mine = [i for i in range(len(spans)) if i % n_proc == pid]
+    cal = _calibration(job, spans, mine, chunk)
+    settings = {
+        "compressor_sha256": job.sha,
+        "size": job.size,
+        "precision": job.precision,
+        "rows": n,
+        "source": str(job.npy),
+        "chunk": chunk,
+    }
+    if corpus_codes is not None:
+        settings["corpus_codes_sha256"] = file_sha256(corpus_codes)
+    settings["calibration"] = cal.to_json()
+    work = job.out.with_name(job.out.name + ".partial")
+    _open_partial(work, settings, cal, n)
+    _write_chunks(job, work, cal, spans, mine, verbose, stop_after_chunks)
+    _finish(job, work, cal)
+    return job.out
+
+
+def _resolve(compressor, source, out, part, size, precision, like, ids_file, corpus_codes) -> _Job:
+    """Checks every argument against the compressor, ``like`` and the input (nothing written)."""
     out, source = Path(out), Path(source)
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; use corpus or queries")
@@ -238,48 +220,28 @@ def compress_embeddings(
     table = None
     if corpus_codes is not None:
         table = corpus_codes_table(corpus_codes, ids, part, max(sizes))
+    return _Job(
+        out, exported, sha, part, size, precision, ref, npy, x_all, ids,
+        encoder or want_encoder, table,
+    )  # fmt: skip
 
-    pid, n_proc = jax.process_index(), jax.process_count()
-    work = out.with_name(out.name + ".partial")
-    settings = {
-        "compressor_sha256": sha,
-        "size": size,
-        "precision": precision,
-        "rows": n,
-        "source": str(npy),
-        "chunk": chunk,
-    }
-    if corpus_codes is not None:
-        settings["corpus_codes_sha256"] = file_sha256(corpus_codes)
-    spans = list(codes.chunks(n, chunk))
-    mine = [i for i in range(len(spans)) if i % n_proc == pid]
 
-    as_queries = part == "queries"  # the query map of an asymmetric compressor
+def _calibration(job: _Job, spans, mine, chunk) -> codes.Calibration:
+    """From ``like``, else from this corpus (int8 ranges: every row; binary thresholds:
+    medians of evenly spaced rows), computed alike on every process."""
+    if job.ref is not None and job.precision == job.ref.precision:
+        return codes.Calibration.from_json(job.ref.calibration)
+    if job.precision in ("float32", "float16"):
+        return codes.Calibration(job.precision, job.size)
+    return _calibrate(job, spans, mine, chunk)
 
-    def compressed(start, end):
-        if table is not None:
-            return _unit(table[start:end, :size])
-        x = _normalized(x_all[start:end], npy, start)
-        return export.apply_exported(exported, x, size, as_queries)
 
-    def compressed_rows(rows):
-        if table is not None:
-            return _unit(table[rows, :size])
-        x = _normalized(x_all[rows], npy, int(rows[0]))
-        return export.apply_exported(exported, x, size, as_queries)
+def _open_partial(work: Path, settings: dict, cal: codes.Calibration, n: int) -> None:
+    """The partial folder: created by process 0 (or resumed if its settings agree), checked
+    by everyone."""
+    import jax
 
-    # -- calibration: from --like, else from this corpus (int8 ranges: every row; binary
-    # thresholds: medians of evenly spaced rows), computed alike on every process
-    if ref is not None and precision == ref.precision:
-        cal = codes.Calibration.from_json(ref.calibration)
-    elif precision not in ("float32", "float16"):
-        cal = _calibrate(compressed, compressed_rows, spans, mine, precision, size, n, chunk)
-    else:
-        cal = codes.Calibration(precision, size)
-    settings["calibration"] = cal.to_json()
-
-    # -- the partial folder: created by process 0, checked by everyone
-    if pid == 0:
+    if jax.process_index() == 0:
         work.mkdir(parents=True, exist_ok=True)
         sfile = work / "settings.json"
         if sfile.is_file() and json.loads(sfile.read_text()) != settings:
@@ -292,6 +254,13 @@ def compress_embeddings(
                 np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, width)).flush()
         files.write_json(sfile, settings)
     _barrier("compress: partial folder ready")
+
+
+def _write_chunks(job: _Job, work: Path, cal, spans, mine, verbose, stop_after_chunks) -> None:
+    """This process's chunks not yet done, each flushed and recorded before the next."""
+    import jax
+
+    pid, n_proc = jax.process_index(), jax.process_count()
     codes_mm = np.load(work / "codes.npy", mmap_mode="r+")
     progress = work / f"progress-{pid}-of-{n_proc}.json"
     done = set(json.loads(progress.read_text())["chunks"]) if progress.is_file() else set()
@@ -299,55 +268,61 @@ def compress_embeddings(
     t0 = time.perf_counter()
     for k, i in enumerate(todo):
         start, end = spans[i]
-        codes_mm[start:end] = codes.encode(compressed(start, end), cal)
+        codes_mm[start:end] = codes.encode(job.compressed(start, end), cal)
         codes_mm.flush()
         done.add(i)
         files.write_json(progress, {"chunks": sorted(done)})
         if verbose and pid == 0:
             el = time.perf_counter() - t0
             print(
-                f"compress {part}: chunk {len(done)}/{len(mine)} | ETA {eta(el, k + 1, len(todo))}",
+                f"compress {job.part}: chunk {len(done)}/{len(mine)} | ETA {eta(el, k + 1, len(todo))}",
                 flush=True,
             )
         if stop_after_chunks is not None and k + 1 >= stop_after_chunks:
             raise KeyboardInterrupt(f"stopped after {stop_after_chunks} chunks")
     del codes_mm
     _barrier("compress: every chunk written")
-    if pid == 0:
+
+
+def _finish(job: _Job, work: Path, cal: codes.Calibration) -> None:
+    """Process 0 writes the ids and the manifest, then renames the folder into place."""
+    import jax
+
+    if jax.process_index() == 0:
         manifest = Manifest(
-            compressor_sha256=sha,
-            encoder=encoder or want_encoder,
-            input_dim=in_dim,
-            size=size,
-            precision=precision,
+            compressor_sha256=job.sha,
+            encoder=job.encoder,
+            input_dim=job.x_all.shape[1],
+            size=job.size,
+            precision=job.precision,
             calibration=cal.to_json(),
-            rows=n,
-            bytes_per_vector=codes.bytes_per_vector(precision, size),
-            part=part,
-            source=str(npy),
+            rows=len(job.ids),
+            bytes_per_vector=codes.bytes_per_vector(job.precision, job.size),
+            part=job.part,
+            source=str(job.npy),
         )
-        (work / "ids.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+        (work / "ids.txt").write_text("".join(f"{i}\n" for i in job.ids), encoding="utf-8")
         files.write_json(work / MANIFEST, dataclasses.asdict(manifest))
         for f in work.glob("progress-*.json"):
             f.unlink()
         (work / "settings.json").unlink()
-        work.rename(out)
+        work.rename(job.out)
     _barrier("compress: folder complete")
-    return out
 
 
-def _calibrate(compressed, compressed_rows, spans, mine, precision, size, n, chunk):
+def _calibrate(job: _Job, spans, mine, chunk):
     import jax
 
-    cal = codes.Calibrator(precision, size, n)
-    if precision != "int8":  # the sampled rows only, read by every process alike
+    n = len(job.ids)
+    cal = codes.Calibrator(job.precision, job.size, n)
+    if job.precision != "int8":  # the sampled rows only, read by every process alike
         rows = np.flatnonzero(cal._keep(0, n))
         for s in range(0, len(rows), chunk):
-            cal._sampled.append(compressed_rows(rows[s : s + chunk]))
+            cal._sampled.append(job.compressed_rows(rows[s : s + chunk]))
         return cal.finish()
     for i in mine:  # int8: exact ranges over this process's chunks, then over all processes
         start, end = spans[i]
-        cal.add(compressed(start, end), start)
+        cal.add(job.compressed(start, end), start)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
@@ -363,7 +338,3 @@ def _barrier(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
-
-
-def remove_partial(out: str | Path) -> None:
-    shutil.rmtree(Path(out).with_name(Path(out).name + ".partial"), ignore_errors=True)

@@ -33,7 +33,7 @@ import numpy as np
 from smec_jax import files
 from smec_jax.core import codes
 from smec_jax.datasets.data import DataError
-from smec_jax.serving import compress
+from smec_jax.serving import codes_folder
 
 FLOATS = ("float32", "float16")
 KINDS = {
@@ -108,16 +108,16 @@ class Index:
 
     index: object
     kind: str
-    manifest: compress.Manifest
+    manifest: codes_folder.Manifest
     params: dict
 
     def search(
-        self, query_codes: np.ndarray, query_manifest: compress.Manifest, k: int
+        self, query_codes: np.ndarray, query_manifest: codes_folder.Manifest, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) best first for query codes (checked against the index's codes:
         same compressor and size; float queries against int8 codes score asymmetrically);
         -1 rows where fewer than k docs exist."""
-        compress.check_compatible(self.manifest, query_manifest, "the index", "the query codes")
+        codes_folder.check_compatible(self.manifest, query_manifest, "the index", "the query codes")
         qcal = codes.Calibration.from_json(query_manifest.calibration)
         if self.kind == "binary":
             if query_manifest.precision != "binary":
@@ -135,7 +135,7 @@ def build(
     codes_dir: str | Path, kind: str, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
 ) -> Index:
     """The faiss index (or :class:`PackedScan`) of ``kind`` over the codes in ``codes_dir``."""
-    arr, _, man = compress.load_codes(codes_dir)
+    arr, _, man = codes_folder.load_codes(codes_dir)
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
     if man.precision not in KINDS[kind]:
@@ -202,7 +202,7 @@ def load(folder: str | Path) -> Index:
     if not (folder / "index.json").is_file():
         raise DataError(f"{folder}: no index.json; build the index with `python -m launch.index`")
     meta = json.loads((folder / "index.json").read_text())
-    man = compress.Manifest(**meta["manifest"])
+    man = codes_folder.Manifest(**meta["manifest"])
     if meta["kind"] == "scan":
         cal = codes.Calibration.from_json(man.calibration)
         return Index(PackedScan(np.load(folder / "codes.npy"), cal), "scan", man, meta["params"])
@@ -214,7 +214,7 @@ def load(folder: str | Path) -> Index:
     return Index(
         index=index,
         kind=meta["kind"],
-        manifest=compress.Manifest(**meta["manifest"]),
+        manifest=codes_folder.Manifest(**meta["manifest"]),
         params=meta["params"],
     )
 

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from smec_jax.core import codes
-from smec_jax.serving import compress
+from smec_jax.serving import codes_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +50,9 @@ def funnel_search(
     prev_keep = shortlist
     scores = None
     for st in stages:
-        d_arr, d_ids, d_man = compress.load_codes(st.doc_codes)
-        q_arr, q_ids, q_man = compress.load_codes(st.query_codes)
-        compress.check_compatible(d_man, q_man, st.doc_codes, st.query_codes)
+        d_arr, d_ids, d_man = codes_folder.load_codes(st.doc_codes)
+        q_arr, q_ids, q_man = codes_folder.load_codes(st.query_codes)
+        codes_folder.check_compatible(d_man, q_man, st.doc_codes, st.query_codes)
         if d_ids != doc_ids:
             raise ValueError(f"{st.doc_codes}: its documents are not the index's, row for row")
         d_vecs = codes.decode(np.asarray(d_arr), codes.Calibration.from_json(d_man.calibration))

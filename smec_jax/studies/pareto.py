@@ -30,7 +30,6 @@ import numpy as np
 
 from smec_jax import files, methods
 from smec_jax.core import codes
-from smec_jax.core.export import NestedCompressor
 from smec_jax.datasets import sources
 from smec_jax.datasets.data import DataError
 from smec_jax.evaluation import reporting
@@ -55,8 +54,7 @@ DEFAULT_METHODS = (
     "smec_binary",
 )
 BUDGETS = (16, 32, 64, 128, 256)
-GOAL_BUDGETS = (16, 32, 64, 128)  # where issue 11 asks SMEC to lead every baseline
-NESTED = (NestedCompressor,)
+GOAL_BUDGETS = (16, 32, 64, 128)  # the budgets where SMEC is compared with every baseline
 
 
 @dataclasses.dataclass
@@ -77,12 +75,10 @@ def points(comp, ladder, nested: bool, original=None) -> list[Point]:
     With ``original`` (truncation: the original embeddings), a nested compressor also gets
     funnels whose shortlist is rescored with the original full-size float16 vectors instead
     of its own: the same bytes in the index and the same bytes read per query."""
-    from smec_jax.methods import csr
-
-    if isinstance(comp, csr.CSRCompressor):
+    if comp.sparse:
         return [
             Point(
-                f"{k}-sparse", csr.bytes_per_vector(k), lambda ev, q, k=k: ev.per_query(comp, k, q)
+                f"{k}-sparse", comp.bytes_per_vector(k), lambda ev, q, k=k: ev.per_query(comp, k, q)
             )
             for k in CSR_KS
         ]
@@ -124,12 +120,6 @@ def points(comp, ladder, nested: bool, original=None) -> list[Point]:
                     )
                 )
     return out
-
-
-def _is_nested(comp) -> bool:
-    from smec_jax.methods.closed_form import PCA, Truncate
-
-    return isinstance(comp, NESTED + (PCA, Truncate))
 
 
 def _fixed_rule(p: dict) -> tuple:
@@ -190,7 +180,7 @@ def run(config, workdir: str | Path, method_names=DEFAULT_METHODS, seeds=(0, 1, 
         # Rescoring with the original embeddings: for every nested compressor but
         # truncation, whose own funnels are exactly that.
         orig = None if m == "truncate" else original
-        for pt in points(comp, tuple(config.ladder), _is_nested(comp), orig):
+        for pt in points(comp, tuple(config.ladder), comp.nests, orig):
             name = f"{m}: {pt.label}"
             t = pt.run(test, None)["ndcg@10"]
             v = float(pt.run(val_ev, val_q)["ndcg@10"].mean()) if val_q else float("nan")

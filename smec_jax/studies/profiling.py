@@ -31,6 +31,7 @@ from smec_jax import files, methods, parallel
 from smec_jax.core import codes, memory, smrl
 from smec_jax.datasets import sources
 from smec_jax.evaluation.evaluator import Evaluator
+from smec_jax.serving import codes_folder
 from smec_jax.training import state
 from smec_jax.training.train import make_train_step
 
@@ -643,8 +644,8 @@ def bench_faiss(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -> d
             )
             index = faiss_index.build(c, kind)
             path = faiss_index.save(index, f"{tmp}/{kind}-i")
-            q_arr, q_ids, q_man = compress_lib.load_codes(q)
-            d_arr, d_ids, d_man = compress_lib.load_codes(c)
+            q_arr, q_ids, q_man = codes_folder.load_codes(q)
+            d_arr, d_ids, d_man = codes_folder.load_codes(c)
             sel = np.asarray([q_ids.index(x) for x in evaluator.qids])
             qa = np.asarray(q_arr[sel])
             f = timed(lambda qa=qa, index=index, q_man=q_man: index.search(qa, q_man, 100), repeats)

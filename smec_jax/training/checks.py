@@ -3,6 +3,11 @@
 :func:`validate_config` checks the type and range of every field of ``configs/default.py``
 (every command calls it first); :func:`validate_trainer_config` adds what depends on the
 data and the devices. A refusal names the field, the value and what to do.
+
+The table of checks, :func:`schema`, is derived from the defaults, so it cannot miss a
+field: each field gets its rule from :data:`RULES` (shared fields) or from the block a
+method family declares with :func:`declare_block`, and any field without one gets the type
+of its default value.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ ADS_INITS = ("zeros", "variance")
 MODEL_INITS = ("identity", "pca")
 
 
-def _int(lo: int = 0) -> Callable:
+def integer(lo: int = 0) -> Callable:
     def check(v):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             return f"must be an integer, got {v!r}"
@@ -40,7 +45,7 @@ def _int(lo: int = 0) -> Callable:
     return check
 
 
-def _float(lo: float = 0.0, *, strict: bool = False, hi: float | None = None) -> Callable:
+def real(lo: float = 0.0, *, strict: bool = False, hi: float | None = None) -> Callable:
     def check(v):
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             return f"must be a number, got {v!r}"
@@ -55,24 +60,24 @@ def _float(lo: float = 0.0, *, strict: bool = False, hi: float | None = None) ->
     return check
 
 
-def _bool(v):
+def boolean(v):
     return None if isinstance(v, bool) else f"must be True or False, got {v!r}"
 
 
-def _str(v):
+def text(v):
     return None if isinstance(v, str) and v else f"must be a non-empty string, got {v!r}"
 
 
-def _one_of(options) -> Callable:
+def one_of(options) -> Callable:
     return lambda v: None if v in options else f"is {v!r}; use one of {', '.join(options)}"
 
 
-def _names(v):
+def method_names(v):
     ok = isinstance(v, tuple | list) and all(isinstance(x, str) and x for x in v)
     return None if ok else f"must be a tuple of method names, got {v!r}"
 
 
-def _ladder(v):
+def ladder_sizes(v):
     if not isinstance(v, tuple | list) or not v:
         return f"must be a non-empty tuple of sizes such as (384, 128, 32), got {v!r}"
     if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in v):
@@ -82,96 +87,140 @@ def _ladder(v):
     return None
 
 
-# Every field of configs/default.py and its check. A field missing from a config is an error
-# too: configs derive from default.py, so one missing means a file from another version.
-SCHEMA: dict[str, Callable] = {
-    "seed": _int(0),
-    "method": _str,
-    "ladder": _ladder,
-    "distributed": _bool,
-    "data.source": _one_of(tuple(sources.SOURCES)),
+# Range and choice rules of the shared fields of configs/default.py (see schema()).
+RULES: dict[str, Callable] = {
+    "seed": integer(0),
+    "method": text,
+    "ladder": ladder_sizes,
+    "distributed": boolean,
+    "data.source": one_of(tuple(sources.SOURCES)),
     "data.root": lambda v: None if isinstance(v, str) else f"must be a path, got {v!r}",
-    "data.dataset": _str,
-    "data.encoder": _str,
+    "data.dataset": text,
+    "data.encoder": text,
     "data.tfds_dir": lambda v: None if isinstance(v, str) else f"must be a path, got {v!r}",
     "data.pseudo_queries": lambda v: None if isinstance(v, str) else f"must be a path, got {v!r}",
-    "data.pseudo_rule": _one_of((*pseudo_queries.RULES, pseudo_queries.DOCUMENTS)),
-    "data.pseudo_cache": _str,
+    "data.pseudo_rule": one_of((*pseudo_queries.RULES, pseudo_queries.DOCUMENTS)),
+    "data.pseudo_cache": text,
     "data.encoder_model": lambda v: None if isinstance(v, str) else f"must be a path, got {v!r}",
-    "data.synthetic.n_docs": _int(1),
-    "data.synthetic.n_train": _int(0),
-    "data.synthetic.n_test": _int(1),
-    "data.synthetic.dim": _int(2),
-    "data.synthetic.rank": _int(1),
-    "data.synthetic.seed": _int(0),
-    "model.kind": _one_of(model.KINDS),
-    "model.out_dim": _int(0),
-    "model.hidden": _int(1),
-    "model.init": _one_of(MODEL_INITS),
-    "model.asymmetric": _bool,
-    "train.supervised": _bool,
-    "train.schedule": _one_of(SCHEDULES),
-    "train.joint_budget": _one_of(JOINT_BUDGETS),
-    "train.split": _str,
-    "train.val_fraction": _float(0.0, strict=True, hi=1.0),
-    "train.val_split": _one_of(STRATEGIES),
-    "train.batch_queries": _int(1),
-    "train.n_pos": _int(1),
-    "train.n_hard": _int(0),
-    "train.hard_pool": _int(0),
-    "train.unsup_batch": _int(1),
-    "train.lr": _float(0.0),
-    "train.lr_decay": _one_of(LR_DECAYS),
-    "train.ads_lr": _float(0.0),
-    "train.score_scale": _float(0.0, strict=True),
-    "train.full_weight": _float(0.0),
-    "train.keep_weight": _float(0.0),
-    "train.distill_weight": _float(0.0),
-    "train.distill_temperature": _float(0.0, strict=True),
-    "train.distill_source_weight": _float(0.0, hi=1.0),
-    "train.code_lr": _float(0.0, strict=True),
-    "train.distill_batch": _int(1),
-    "train.distill_top": _int(1),
-    "train.distill_random": _int(0),
-    "train.unlabelled_queries": _one_of(UNLABELLED),
-    "train.log_share": _float(0.0, hi=1.0),
-    "train.quantize": _one_of(QUANTIZERS),
-    "train.val_precision": _one_of(codes.PRECISIONS),
-    "train.steps_per_stage": _int(1),
-    "train.eval_every": _int(1),
-    "train.patience": _int(1),
-    "train.log_every": _int(1),
-    "train.ckpt_every": _int(1),
-    "train.steps_per_call": _int(1),
-    "ads.enabled": _bool,
-    "ads.tau_start": _float(0.0, strict=True),
-    "ads.tau_end": _float(0.0, strict=True),
-    "ads.init": _one_of(ADS_INITS),
-    "ads.init_scale": _float(0.0),
-    "memory.enabled": _bool,
-    "memory.size": _int(1),
-    "memory.k": _int(1),
-    "memory.alpha": _float(0.0),
-    "memory.sharded": _bool,
-    "memory.neighbour_mode": _one_of(NEIGHBOUR_MODES),
-    "memory.list_size": _int(1),
-    "adaptor.enabled": _bool,
-    "adaptor.topk": _int(1),
-    "adaptor.topk_weight": _float(0.0),
-    "adaptor.pair_weight": _float(0.0),
-    "adaptor.rec_weight": _float(0.0),
-    "csr.hidden_mult": _int(1),
-    "csr.k": _int(1),
-    "csr.lr": _float(0.0),
-    "csr.steps": _int(1),
-    "csr.contrastive_weight": _float(0.0),
-    "csr.temperature": _float(0.0, strict=True),
-    "mesh.num_devices": _int(0),
-    "eval.split": _str,
-    "eval.methods": _names,
-    "eval.exclude_self": _bool,
-    "eval.ties": _one_of(TIES),
+    "data.synthetic.n_docs": integer(1),
+    "data.synthetic.n_train": integer(0),
+    "data.synthetic.n_test": integer(1),
+    "data.synthetic.dim": integer(2),
+    "data.synthetic.rank": integer(1),
+    "data.synthetic.seed": integer(0),
+    "model.kind": one_of(model.KINDS),
+    "model.out_dim": integer(0),
+    "model.hidden": integer(1),
+    "model.init": one_of(MODEL_INITS),
+    "model.asymmetric": boolean,
+    "train.supervised": boolean,
+    "train.schedule": one_of(SCHEDULES),
+    "train.joint_budget": one_of(JOINT_BUDGETS),
+    "train.split": text,
+    "train.val_fraction": real(0.0, strict=True, hi=1.0),
+    "train.val_split": one_of(STRATEGIES),
+    "train.batch_queries": integer(1),
+    "train.n_pos": integer(1),
+    "train.n_hard": integer(0),
+    "train.hard_pool": integer(0),
+    "train.unsup_batch": integer(1),
+    "train.lr": real(0.0),
+    "train.lr_decay": one_of(LR_DECAYS),
+    "train.ads_lr": real(0.0),
+    "train.score_scale": real(0.0, strict=True),
+    "train.full_weight": real(0.0),
+    "train.keep_weight": real(0.0),
+    "train.distill_weight": real(0.0),
+    "train.distill_temperature": real(0.0, strict=True),
+    "train.distill_source_weight": real(0.0, hi=1.0),
+    "train.code_lr": real(0.0, strict=True),
+    "train.distill_batch": integer(1),
+    "train.distill_top": integer(1),
+    "train.distill_random": integer(0),
+    "train.unlabelled_queries": one_of(UNLABELLED),
+    "train.log_share": real(0.0, hi=1.0),
+    "train.quantize": one_of(QUANTIZERS),
+    "train.val_precision": one_of(codes.PRECISIONS),
+    "train.steps_per_stage": integer(1),
+    "train.eval_every": integer(1),
+    "train.patience": integer(1),
+    "train.log_every": integer(1),
+    "train.ckpt_every": integer(1),
+    "train.steps_per_call": integer(1),
+    "ads.enabled": boolean,
+    "ads.tau_start": real(0.0, strict=True),
+    "ads.tau_end": real(0.0, strict=True),
+    "ads.init": one_of(ADS_INITS),
+    "ads.init_scale": real(0.0),
+    "memory.enabled": boolean,
+    "memory.size": integer(1),
+    "memory.k": integer(1),
+    "memory.alpha": real(0.0),
+    "memory.sharded": boolean,
+    "memory.neighbour_mode": one_of(NEIGHBOUR_MODES),
+    "memory.list_size": integer(1),
+    "mesh.num_devices": integer(0),
+    "eval.split": text,
+    "eval.methods": method_names,
+    "eval.exclude_self": boolean,
+    "eval.ties": one_of(TIES),
 }
+
+
+# The config blocks method families declare in their own files: name -> (defaults, rules).
+BLOCKS: dict[str, tuple[Callable, dict[str, Callable]]] = {}
+
+
+def declare_block(name: str, defaults: Callable, rules: dict[str, Callable]) -> None:
+    """A method family's own config block ``config.<name>``: ``defaults()`` builds it (a
+    ConfigDict), ``rules`` holds its fields' range and choice checks (``"<name>.<field>"``)."""
+    stray = [f for f in rules if not f.startswith(name + ".")]
+    if stray:
+        raise ValueError(f"config block {name}: rules for fields outside it: {stray}")
+    BLOCKS[name] = (defaults, rules)
+
+
+def config_blocks() -> dict[str, Callable]:
+    """name -> defaults() of every declared block (``configs/default.py`` adds them)."""
+    return {name: defaults for name, (defaults, _) in BLOCKS.items()}
+
+
+def fields(cfg, prefix: str = "") -> dict[str, object]:
+    """Every leaf field of ``cfg`` as ``{"a.b.c": value}``, in declaration order."""
+    out = {}
+    for key, value in cfg.items():
+        dotted = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            out.update(fields(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _like(default) -> Callable:
+    """The check of a field with no rule: the type of its default value."""
+    if isinstance(default, bool):
+        return boolean
+    if isinstance(default, numbers.Integral):
+        return integer(-math.inf)
+    if isinstance(default, numbers.Real):
+        return real(-math.inf)
+    if isinstance(default, str):
+        return lambda v: None if isinstance(v, str) else f"must be a string, got {v!r}"
+    if isinstance(default, tuple | list):
+        return lambda v: None if isinstance(v, tuple | list) else f"must be a tuple, got {v!r}"
+    return lambda v: None
+
+
+def schema() -> dict[str, Callable]:
+    """Every field of ``configs/default.py`` with its check, derived from the defaults: the
+    rule of :data:`RULES` or of the field's block where there is one, else its default's type."""
+    from configs import default  # the defaults; importing them declares every block
+
+    rules = dict(RULES)
+    for _, block_rules in BLOCKS.values():
+        rules.update(block_rules)
+    return {f: rules.get(f) or _like(v) for f, v in fields(default.get_config()).items()}
 
 
 def _get(cfg, dotted: str):
@@ -186,8 +235,10 @@ def _get(cfg, dotted: str):
 
 
 def validate_config(cfg) -> None:
-    """Type and range of every field (see :data:`SCHEMA`); ValueError naming the first bad one."""
-    for dotted, check in SCHEMA.items():
+    """Type and range of every field (see :func:`schema`); ValueError naming the first bad one.
+    A field missing from ``cfg`` is an error too: configs derive from default.py, so one
+    missing means a file from another version."""
+    for dotted, check in schema().items():
         problem = check(_get(cfg, dotted))
         if problem:
             raise ValueError(f"--config.{dotted} {problem}")

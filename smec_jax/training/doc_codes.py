@@ -28,6 +28,7 @@ import optax
 
 from smec_jax import files
 from smec_jax.core import retrieval
+from smec_jax.core.compressor import Compressor
 from smec_jax.core.export import NestedCompressor
 from smec_jax.core.retrieval import l2_normalize
 from smec_jax.datasets.data import RetrievalData
@@ -44,7 +45,7 @@ def digest(x) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class CorpusCodes:
+class CorpusCodes(Compressor):
     """A nested compressor whose fitted corpus has free codes.
 
     Attributes:
@@ -69,6 +70,12 @@ class CorpusCodes:
 
     def compress_queries(self, x, dim: int) -> jax.Array:
         return self.base.compress_queries(x, dim)
+
+    def nested_map(self) -> NestedCompressor:
+        return self.base
+
+    def corpus_codes(self) -> np.ndarray:
+        return self.codes
 
 
 def _loss(codes, q_full, q_comp, corpus, rows, valid, sizes, temperature):

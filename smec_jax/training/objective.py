@@ -21,6 +21,7 @@ it. Brute-force checks of every term are in ``tests/test_losses.py``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import jax
@@ -34,12 +35,75 @@ from smec_jax.core.retrieval import l2_normalize
 _NEG = -1e9  # the logit of a left-out candidate
 
 
-def stage_masks(stage: smrl.Stage, cfg, z: jax.Array | None, rng, tau) -> tuple:
+@dataclasses.dataclass(frozen=True)
+class AdaptorLoss:
+    """Matryoshka-Adaptor's loss weights (``config.adaptor``)."""
+
+    topk: int
+    topk_weight: float
+    pair_weight: float
+    rec_weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """The settings the traced loss reads: a frozen view of the config, built once per stage
+    by :meth:`from_config`, so no traced code reads the mutable ConfigDict."""
+
+    supervised: bool
+    steps_per_stage: int
+    score_scale: float
+    full_weight: float
+    keep_weight: float
+    quantize: str
+    ads_enabled: bool
+    tau_start: float
+    tau_end: float
+    memory_enabled: bool
+    memory_k: int
+    memory_alpha: float
+    memory_sharded: bool
+    neighbour_mode: str
+    distill_weight: float
+    distill_temperature: float
+    distill_source_weight: float
+    adaptor: AdaptorLoss | None  # None: Matryoshka-Adaptor's losses off
+
+    @classmethod
+    def from_config(cls, cfg) -> LossConfig:
+        t, m, a, ad = cfg.train, cfg.memory, cfg.ads, cfg.adaptor
+        return cls(
+            supervised=t.supervised,
+            steps_per_stage=t.steps_per_stage,
+            score_scale=t.score_scale,
+            full_weight=t.full_weight,
+            keep_weight=t.keep_weight,
+            quantize=t.quantize,
+            ads_enabled=a.enabled,
+            tau_start=a.tau_start,
+            tau_end=a.tau_end,
+            memory_enabled=m.enabled,
+            memory_k=m.k,
+            memory_alpha=m.alpha,
+            memory_sharded=m.sharded,
+            neighbour_mode=m.neighbour_mode,
+            distill_weight=t.distill_weight,
+            distill_temperature=t.distill_temperature,
+            distill_source_weight=t.distill_source_weight,
+            adaptor=(
+                AdaptorLoss(ad.topk, ad.topk_weight, ad.pair_weight, ad.rec_weight)
+                if ad.enabled
+                else None
+            ),
+        )
+
+
+def stage_masks(stage: smrl.Stage, ads_enabled: bool, z: jax.Array | None, rng, tau) -> tuple:
     """(None, mask_1, ...): all kept dims, then the mask of each smaller size in the loss.
 
     With ADS, one noise draw serves every size, so on the joint schedule the masks nest.
     """
-    if cfg.ads.enabled:
+    if ads_enabled:
         smaller = tuple(ads.gumbel_topk_mask(rng, z, d, tau) for d in stage.loss_sizes)
     else:
         smaller = tuple(
@@ -283,7 +347,7 @@ def _sxbm_sum(y_nd, y_nbr, nbr_sq, weights, orig_sim, count):
     return total
 
 
-def adaptor_terms(x_nd, y_nd, keep_n, masks, ad) -> list[tuple[str, float, jax.Array]]:
+def adaptor_terms(x_nd, y_nd, keep_n, masks, ad: AdaptorLoss) -> list[tuple[str, float, jax.Array]]:
     """Matryoshka-Adaptor's losses on the batch's own samples, as (name, weight, value):
     L_rec always, L_topk and L_pair where their weight is non-zero."""
     terms = [
@@ -314,21 +378,23 @@ def adaptor_terms(x_nd, y_nd, keep_n, masks, ad) -> list[tuple[str, float, jax.A
 
 def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Callable:
     """The stage's loss ``(tree, state, batch, rng) -> (loss, (metrics, x, ids, keep))``,
-    with ``tree = {"params", "ads"}``; ``x, ids, keep`` are the samples to enqueue."""
+    with ``tree = {"params", "ads"}``; ``x, ids, keep`` are the samples to enqueue. ``cfg``
+    is read here, once, into a :class:`LossConfig`; the traced function reads only that."""
+    lc = LossConfig.from_config(cfg)
     kept, name = stage.kept, ads.stage_name(stage.index)
     trainable_n = stage.trainable(out_dim)
-    supervised, steps = cfg.train.supervised, cfg.train.steps_per_stage
-    scale = cfg.train.score_scale
-    size_weights = (cfg.train.full_weight,) + (1.0,) * len(stage.loss_sizes)
-    earlier = stage.earlier if cfg.train.keep_weight else ()
-    sharded_mesh = mesh if cfg.memory.sharded else None
-    quant = cfg.train.quantize
+    supervised, steps = lc.supervised, lc.steps_per_stage
+    scale = lc.score_scale
+    size_weights = (lc.full_weight,) + (1.0,) * len(stage.loss_sizes)
+    earlier = stage.earlier if lc.keep_weight else ()
+    sharded_mesh = mesh if lc.memory_sharded else None
+    quant = lc.quantize
 
     def loss_fn(tree, state, batch, rng):
         params = model.freeze_columns(tree["params"], trainable_n)
         view, cols = model.column_view(params, kept)  # the stage's kept columns, once
-        tau = ads.tau_schedule(state.stage_step, steps, cfg.ads.tau_start, cfg.ads.tau_end)
-        masks = stage_masks(stage, cfg, tree["ads"].get(name), rng, tau)
+        tau = ads.tau_schedule(state.stage_step, steps, lc.tau_start, lc.tau_end)
+        masks = stage_masks(stage, lc.ads_enabled, tree["ads"].get(name), rng, tau)
         metrics = {"tau": tau}
         if supervised:
             x = jnp.concatenate([batch["q"], batch["d"]])  # queries and documents: one matmul
@@ -341,16 +407,16 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Call
             rank = rank_term(yq, yd, batch, masks, size_weights, scale)
             if earlier:
                 metrics["keep"] = keep_term(params, batch, earlier, scale)
-                rank = rank + cfg.train.keep_weight * metrics["keep"]
+                rank = rank + lc.keep_weight * metrics["keep"]
             metrics["rank"] = rank
         else:
             x, ids, keep = batch["x"], batch["ids"], batch["keep"]
             y = outputs(view, x, cols, quant)
             rank = 0.0
-        if cfg.memory.enabled:
-            mode = cfg.memory.neighbour_mode
+        if lc.memory_enabled:
+            mode = lc.neighbour_mode
             nbrs = memory_neighbours(
-                state.memory, x, ids, keep, cfg.memory.k, mode, sharded_mesh, lists
+                state.memory, x, ids, keep, lc.memory_k, mode, sharded_mesh, lists
             )
             if mode == "list":  # 1 in a step where some list ran short (the full search ran)
                 metrics["list_miss"] = nbrs[3]
@@ -358,20 +424,20 @@ def make_loss_fn(stage: smrl.Stage, cfg, out_dim: int, mesh, lists=None) -> Call
         else:
             unsup = jnp.zeros(())
         metrics["unsup"] = unsup
-        loss = rank + (cfg.memory.alpha if supervised else 1.0) * unsup
-        if cfg.train.distill_weight:
+        loss = rank + (lc.memory_alpha if supervised else 1.0) * unsup
+        if lc.distill_weight:
             metrics["distill"] = distill_term(
                 view,
                 batch,
                 cols,
                 masks,
-                cfg.train.distill_temperature,
+                lc.distill_temperature,
                 quant,
-                cfg.train.distill_source_weight,
+                lc.distill_source_weight,
             )
-            loss = loss + cfg.train.distill_weight * metrics["distill"]
-        if cfg.adaptor.enabled:
-            for term, weight, value in adaptor_terms(x, y, keep, masks, cfg.adaptor):
+            loss = loss + lc.distill_weight * metrics["distill"]
+        if lc.adaptor is not None:
+            for term, weight, value in adaptor_terms(x, y, keep, masks, lc.adaptor):
                 metrics[term] = value
                 loss = loss + weight * value
         return loss, (metrics, x, ids, keep)

@@ -18,6 +18,7 @@ import numpy as np
 
 from smec_jax import methods
 from smec_jax.core import retrieval
+from smec_jax.core.compressor import Compressor
 from smec_jax.core.retrieval import l2_normalize
 from smec_jax.datasets.data import RetrievalData
 from smec_jax.evaluation import reporting
@@ -86,7 +87,7 @@ def ads_selection(
 
 
 @dataclasses.dataclass(frozen=True)
-class DimSubset:
+class DimSubset(Compressor):
     """A compressor that keeps a chosen set of original dims per size (no transform)."""
 
     by_size: dict[int, np.ndarray]

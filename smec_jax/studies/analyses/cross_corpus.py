@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smec_jax import methods
+from smec_jax.core.compressor import Compressor
 from smec_jax.datasets import data
 from smec_jax.evaluation import reporting
 from smec_jax.evaluation.evaluator import Evaluator
@@ -39,7 +40,7 @@ AGREE_K = 10
 AGREE = f"agree@{AGREE_K}"  # share of the uncompressed top 10 a compressor keeps
 
 
-class FullSize:
+class FullSize(Compressor):
     """The original embeddings (unit rows) at every size: the ceiling of the comparison."""
 
     def __init__(self, dim: int):
