@@ -146,7 +146,9 @@ def sentence_transformer_encoder(model: str, batch_size: int = 32, device: str =
             "&& pip install -e '.[encode]'"
         ) from None
     try:
-        st = SentenceTransformer(model, device=device)
+        # local_files_only: offline even where huggingface_hub was imported before
+        # HF_HUB_OFFLINE was set (it reads the variable once, at import)
+        st = SentenceTransformer(model, device=device, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - any load failure becomes one line
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(
