@@ -54,6 +54,7 @@ def test_inference_selection_is_deterministic_top_k():
     np.testing.assert_array_equal(np.flatnonzero(hard), sel)
 
 
+@pytest.mark.slow
 def test_gumbel_topk_follows_the_logits():
     """Sampled selections favour high logits; at tau -> 0 they equal the inference top-k."""
     z = jnp.asarray([2.0, 1.0, 0.0, -1.0, -2.0, -3.0])

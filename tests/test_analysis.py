@@ -70,8 +70,13 @@ def test_gradient_probe_runs_both_schedules(synthetic):
     assert set(smrl["stage"]) == {1, 2} and set(mrl["stage"]) == {1}
     for p in (mrl, smrl):
         for key in ("mag_small", "mag_other", "var_all", "var_small"):
-            assert np.all(np.isfinite(p[key])) and np.all(np.asarray(p[key]) >= 0)
+            assert np.all(np.isfinite(p[key]))
         assert np.all(np.asarray(p["mag_small"]) > 0)
+    # The paper's mechanism, at the first record (same state, same probe batches): MRL sums a
+    # loss term per size, and every one of them reaches the smallest size's columns, so they
+    # get a larger share of the gradient than under SMRL's first stage (two sizes).
+    ratio = {n: p["mag_small"][0] / p["mag_other"][0] for n, p in (("mrl", mrl), ("smrl", smrl))}
+    assert ratio["mrl"] > ratio["smrl"], ratio
 
 
 def test_ads_selection_and_table_on_the_tiny_config(synthetic):
@@ -83,14 +88,25 @@ def test_ads_selection_and_table_on_the_tiny_config(synthetic):
     table = ads_ware.ads_table(synthetic, {"ads": sets}, (32, 16, 8), qids)
     assert set(table["achievement_rate"]) == {"16", "8"}
     imp = np.asarray(table["importance"])
+
+    def brute_rate(selected, d):
+        """Share of ``selected`` among the d most important dims, by counting for each dim how
+        many others rank above it (higher importance, or equal and earlier)."""
+        n = len(imp)
+        above = [
+            sum(imp[j] > imp[i] or (imp[j] == imp[i] and j < i) for j in range(n)) for i in range(n)
+        ]
+        top = {i for i in range(n) if above[i] < d}
+        return len(set(map(int, selected)) & top) / d
+
     for d, s in ((16, sets[1]), (8, sets[2])):
         row = table["achievement_rate"][str(d)]
-        assert row["ads"] == ads_ware.achievement_rate(s, imp)
-        assert row["prefix"] == ads_ware.achievement_rate(np.arange(d), imp)
-        assert all(0.0 <= v <= 1.0 for v in row.values())
+        assert row["ads"] == brute_rate(s, d)
+        assert row["prefix"] == brute_rate(range(d), d)
     assert table["pairs"] == 20 * 20
 
 
+@pytest.mark.slow
 def test_analyze_command_writes_every_section(tmp_path, synthetic, capsys):
     """launch.analyze end to end on the tiny config: all four analyses, their plots, and a
     report whose tables hold the measured values; the cross-corpus target is a second
@@ -176,6 +192,7 @@ def test_analyze_command_writes_every_section(tmp_path, synthetic, capsys):
         assert (tmp_path / "runs" / f"smec-s{seed}" / "train" / "checkpoints").is_dir()
 
 
+@pytest.mark.slow
 def test_query_log_analysis_scores_each_held_out_half_apart_by_topic(tmp_path, synthetic):
     """The query-log analysis: the halves partition the judged training queries; "log
     topics" is a brute-force check of shared relevant documents; the log pool holds the log

@@ -31,6 +31,7 @@ def test_the_readme_and_the_data_guide_have_runnable_blocks():
     assert found["README.md"] >= 2 and found["data-format.md"] >= 2, found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "page", [p for p in PAGES if runnable_blocks(p.read_text())], ids=lambda p: p.name
 )

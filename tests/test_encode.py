@@ -38,8 +38,12 @@ def test_real_model_reproduces_shipped_scifact_embeddings(tmp_path):
     ref_c = np.load(shipped / "corpus.npy")[:60].astype(np.float32)
     ref_q = np.load(shipped / "queries.npy")[:200].astype(np.float32)
     assert corpus_ids == (shipped / "corpus_ids.txt").read_text().split()[:60]
-    np.testing.assert_allclose(corpus, ref_c, atol=2e-3)
-    np.testing.assert_allclose(queries, ref_q, atol=2e-3)
+    # float16 storage leaves each component about 3e-5 off; a wrong pooling, truncation or
+    # text field moves a row far more than the cosine 0.9999 allows
+    for got, ref in ((corpus, ref_c), (queries, ref_q)):
+        ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+        cos = np.sum(got * ref, axis=1) / np.linalg.norm(got, axis=1)
+        assert cos.min() >= 0.9999, (int(cos.argmin()), float(cos.min()))
     assert not (beir / "embeddings" / "m.partial").exists()
 
 

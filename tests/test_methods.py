@@ -81,10 +81,13 @@ def test_every_override_names_a_config_field_and_is_applied_to_a_copy():
         methods.apply_overrides(cfg, {"train.lerning_rate": 1.0})
 
 
+@pytest.mark.slow
 def test_every_registered_method_fits_and_compresses_at_every_size(tmp_path, synthetic):
     """Fit each method (training ones resumable in their own workdir), then: unit vectors of
     each ladder size (unit vectors unless the method scores by inner products), a validation
-    score for every size a supervised trained method reports, and a test score in (0, 1]."""
+    score for every size a supervised trained method reports, a test score in (0, 1], and,
+    for every compressor that says it nests, each size equal to the normalised prefix of the
+    largest (documents and queries)."""
     cfg = tiny_config()
     x = synthetic.queries[:7]
     evaluator = Evaluator(synthetic)
@@ -100,5 +103,13 @@ def test_every_registered_method_fits_and_compresses_at_every_size(tmp_path, syn
             if fitted.compressor.metric == "cosine":
                 np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5, err_msg=name)
             assert 0.0 < evaluator.mean_ndcg(fitted.compressor, d) <= 1.0, (name, d)
+        comp = fitted.compressor
+        if comp.nests:  # every size is the normalised prefix of the largest, for both routes
+            for route in (comp.compress, comp.compress_queries):
+                full = np.asarray(route(jax.numpy.asarray(x), cfg.ladder[0]))
+                for d in cfg.ladder[1:]:
+                    prefix = full[:, :d] / np.linalg.norm(full[:, :d], axis=1, keepdims=True)
+                    got = np.asarray(route(jax.numpy.asarray(x), d))
+                    np.testing.assert_allclose(got, prefix, atol=1e-5, err_msg=f"{name} {d}")
         if methods.get(name).seeded and methods.get(name).group != "label_free":
             assert {str(d) for d in cfg.ladder[1:]} <= set(fitted.val_ndcg), name

@@ -1,9 +1,9 @@
 """Two processes x 4 CPU devices (jax.distributed, gloo) train exactly like one process with
-8 devices, and checkpoints move between the two layouts."""
+8 devices, and checkpoints move between the two layouts (one flow, one helper that stops
+every process when one fails)."""
 
-import socket
-import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -13,38 +13,27 @@ from smec_jax.core import retrieval
 from smec_jax.datasets import sources
 from smec_jax.training import train
 from tests.helpers import tiny_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
+from tests.helpers.processes import run_together
 
 
 def run_two_processes(out_dir, workdir="-", restore_only=False):
-    port = str(_free_port())
-    procs = [
-        subprocess.Popen(
+    def commands(port):
+        return [
             [
                 sys.executable,
                 "-m",
                 "tests.helpers.multihost_worker",
                 str(i),
                 "2",
-                port,
+                str(port),
                 str(out_dir),
                 str(workdir),
                 *(["restore-only"] if restore_only else []),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    for p in procs:
-        out, _ = p.communicate(timeout=600)
-        assert p.returncode == 0, out[-3000:]
+            ]
+            for i in range(2)
+        ]
+
+    run_together(commands)
     with np.load(out_dir / "params.npz") as f:
         return {k: f[k] for k in f.files}
 
@@ -67,32 +56,46 @@ def one_process(workdir=None, restore_only=False):
 
 
 @pytest.fixture(scope="module")
-def eight_devices():
-    return one_process()
+def eight_devices(tmp_path_factory):
+    """One process, 8 devices, checkpoints in its workdir (restored by two processes below)."""
+    workdir = tmp_path_factory.mktemp("by_one")
+    return workdir, one_process(workdir)
 
 
-def test_two_processes_match_one_process_with_eight_devices(tmp_path, eight_devices):
-    two = run_two_processes(tmp_path)
-    np.testing.assert_array_equal(two["order"], eight_devices["order"])
+@pytest.mark.slow
+def test_two_processes_train_like_one_and_checkpoints_cross_between_layouts(
+    tmp_path, eight_devices
+):
+    by_one, eight = eight_devices
+    # two processes x 4 devices train what one process with 8 devices trains
+    two = run_two_processes(tmp_path, tmp_path / "by_two")
+    np.testing.assert_array_equal(two["order"], eight["order"])
     for k in ("w", "b"):
-        np.testing.assert_allclose(two[k], eight_devices[k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(two[k], eight[k], rtol=1e-5, atol=1e-6)
     # retrieval over a corpus sharded across both processes == one device
     cfg = tiny_config()
     ds = sources.load(cfg.data)
     s1, i1 = retrieval.search(ds.queries[:50], ds.corpus, 20, chunk=16)
     np.testing.assert_array_equal(two["search_rows"], i1)
     np.testing.assert_allclose(two["search_scores"], s1, atol=1e-6)
-
-
-def test_checkpoints_cross_between_layouts(tmp_path, eight_devices):
     # written by two processes, restored by one (the run is finished: restore, no training)
-    run_two_processes(tmp_path, tmp_path / "by_two")
     restored = one_process(tmp_path / "by_two", restore_only=True)
     for k in ("w", "b"):
-        np.testing.assert_allclose(restored[k], eight_devices[k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(restored[k], eight[k], rtol=1e-5, atol=1e-6)
     # written by one process, restored by two
-    one_process(tmp_path / "by_one")
     (tmp_path / "out").mkdir()
-    two = run_two_processes(tmp_path / "out", tmp_path / "by_one", restore_only=True)
+    two = run_two_processes(tmp_path / "out", by_one, restore_only=True)
     for k in ("w", "b"):
-        np.testing.assert_allclose(two[k], eight_devices[k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(two[k], eight[k], rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_process_stops_its_siblings_at_once():
+    start = time.monotonic()
+    with pytest.raises(AssertionError, match="process 0 exited with 3; the others were stopped"):
+        run_together(
+            lambda port: [
+                [sys.executable, "-c", "import sys; sys.exit(3)"],
+                [sys.executable, "-c", "import time; time.sleep(120)"],
+            ]
+        )
+    assert time.monotonic() - start < 30

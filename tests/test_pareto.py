@@ -39,6 +39,7 @@ def test_paired_bootstrap_brackets_the_difference_and_sees_a_real_gain():
         stats.paired_bootstrap(base, base[:, :10])
 
 
+@pytest.mark.slow
 def test_pareto_command_on_the_tiny_config(tmp_path):
     doc = pareto.run(tiny_config(), tmp_path, ["truncate", "pca", "smec", "smec_int2"], [0, 1])
     for f in ("pareto.md", "pareto.json", "pareto.png", "variants.png", "per_query.npz"):

@@ -67,6 +67,7 @@ def test_pool_refuses_mixed_encoders_repeated_names_missing_splits_and_no_labels
     assert pooling.parse_sources(" a:train, b ,") == [("a", "train"), ("b", None)]
 
 
+@pytest.mark.slow
 def test_leave_one_out_never_trains_on_the_target_judgments(
     tmp_path, monkeypatch, synthetic, capsys
 ):

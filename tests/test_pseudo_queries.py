@@ -111,6 +111,7 @@ def test_pseudo_queries_of_another_encoder_corpus_or_text_are_refused(tmp_path):
         pseudo_queries.load(tmp_path, _dataset())
 
 
+@pytest.mark.slow
 def test_attach_reads_the_configured_folder_and_unlabelled_sources_combine(tmp_path, synthetic):
     beir = _beir(tmp_path)
     folder = pseudo_queries.make(beir, tmp_path / "p", FlakyEncoder(), model_name="fake",

@@ -11,6 +11,7 @@ from smec_jax.training import train
 from tests.helpers import tiny_config
 
 
+@pytest.mark.slow
 def test_report_with_std_and_resume(tmp_path, monkeypatch):
     cfg = tiny_config()
     names = ["truncate", "smec", "mrl"]

@@ -13,7 +13,7 @@ from smec_jax import methods, parallel
 from smec_jax.checkpoint import Checkpointer
 from smec_jax.core import ads, export, model, smrl
 from smec_jax.training import batches as batching
-from smec_jax.training import state, train
+from smec_jax.training import objective, state, train
 from tests.helpers import tiny_config
 
 
@@ -154,6 +154,7 @@ def launch_train(workdir, *flags, **kwargs):
     )
 
 
+@pytest.mark.slow
 def test_launch_train_end_to_end(tmp_path):
     out = launch_train(tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -305,6 +306,7 @@ def test_resuming_with_other_shapes_is_refused_in_one_line(tmp_path, synthetic):
     assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_blocks_of_steps_in_one_dispatch_train_like_one_step_per_call(tmp_path, synthetic):
     """train.steps_per_call = 3 (a lax.scan over prefetched batches per dispatch, log,
     checkpoint and validation steps between dispatches) gives the compressor, the
@@ -382,3 +384,43 @@ def test_lr_factor_runs_from_one_to_zero():
         f = [float(state.lr_factor(decay, s, 100)) for s in (0, 50, 100)]
         np.testing.assert_allclose(f, [1.0, 0.5, 0.0], atol=1e-6)
     assert float(state.lr_factor("constant", 99, 100)) == 1.0
+
+
+def first_step_grads(data, n_devices: int, loss_scale_by_devices: bool = False):
+    """The gradient of stage 1's first step on ``n_devices`` (batch sharded over them)."""
+    cfg = tiny_config()
+    sizes = smrl.sizes_for(cfg.ladder, data.dim)
+    mesh = parallel.data_mesh(n_devices)
+    tq = batching.resolve(data, "train", data.judged_queries("train"), 8)
+    batch = batching.supervised_batches(data, tq, batch_queries=16, n_pos=2, n_hard=3, seed=0)[0]
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(parallel.DATA))
+    st = jax.device_put(state.create_train_state(cfg, data.dim, 32, sizes, data.corpus), replicated)
+    stage = smrl.make_stage(1, sizes, jax.tree.map(np.asarray, st.ads))
+    loss_fn = objective.make_loss_fn(stage, cfg, 32, mesh)
+    if loss_scale_by_devices:  # the bug a device test must catch: a sum over devices, not a mean
+        inner = loss_fn
+
+        def loss_fn(*args):
+            loss, aux = inner(*args)
+            return loss * n_devices, aux
+
+    rng = jax.random.fold_in(jax.random.wrap_key_data(st.rng), st.step)
+    grads, _ = jax.jit(jax.grad(loss_fn, has_aux=True))(
+        state.trainable(st), st, parallel.put_batch(batch, sharding), rng
+    )
+    return leaves(grads)
+
+
+def test_first_step_gradients_equal_on_one_and_eight_devices(synthetic):
+    """Adam's update is invariant to the gradient's scale, so trained parameters cannot show
+    a loss summed over devices instead of averaged; the first step's gradients can."""
+    one = first_step_grads(synthetic, 1)
+    eight = first_step_grads(synthetic, 8)
+    assert any(np.abs(g).max() > 0 for g in one)
+    for a, b in zip(one, eight, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    scaled = first_step_grads(synthetic, 8, loss_scale_by_devices=True)
+    assert not all(
+        np.allclose(b, a, rtol=1e-4, atol=1e-6) for a, b in zip(one, scaled, strict=True)
+    )

@@ -5,18 +5,27 @@ from configs import tiny
 tiny_config = tiny.get_config
 
 
-def tiny_flags() -> list[str]:
-    """configs/tiny.py as ``--config.x=y`` overrides, to shrink another config file (the pod's)
-    to the same tiny run: its data, ladder and every train and memory field (memory sharding
-    stays the other file's)."""
+def tiny_overrides() -> dict[str, object]:
+    """configs/tiny.py as ``{"dotted.field": value}``, to shrink another config file (the
+    pod's) to the same tiny run: its data, ladder and every train and memory field (memory
+    sharding stays the other file's)."""
     t = tiny.get_config()
-    out = [f"--config.data.source={t.data.source}"]
-    out += [f"--config.data.synthetic.{k}={v}" for k, v in t.data.synthetic.items()]
-    out.append("--config.ladder=(" + ",".join(map(str, t.ladder)) + ")")
+    out: dict[str, object] = {"data.source": t.data.source}
+    out.update({f"data.synthetic.{k}": v for k, v in t.data.synthetic.items()})
+    out["ladder"] = tuple(t.ladder)
     for section in ("train", "memory"):
         for k, v in t[section].items():
             if (section, k) != ("memory", "sharded"):
-                out.append(f"--config.{section}.{k}={v}")
+                out[f"{section}.{k}"] = v
+    return out
+
+
+def tiny_flags() -> list[str]:
+    """:func:`tiny_overrides` as ``--config.x=y`` flags."""
+    out = []
+    for dotted, v in tiny_overrides().items():
+        v = "(" + ",".join(map(str, v)) + ")" if isinstance(v, tuple) else v
+        out.append(f"--config.{dotted}={v}")
     return out
 
 
