@@ -126,3 +126,18 @@ def test_agreement_is_the_share_of_the_full_size_top_k_kept(synthetic):
     np.testing.assert_allclose(got, want)
     assert 0.0 < got.mean() < 1.0
     np.testing.assert_array_equal(ev.agreement(full, synthetic.dim, reference), 1.0)
+
+
+def test_with_no_training_judgments_every_test_query_is_unseen(synthetic):
+    """A corpus with no training split (e.g. SQuAD-dev here): no test query can have a relevant
+    document judged in training, so the unseen columns are all the queries, not none."""
+    import dataclasses
+
+    from smec_jax.methods.closed_form import Truncate
+
+    no_train = dataclasses.replace(synthetic, qrels={"test": synthetic.qrels["test"]})
+    ev = Evaluator(no_train, "test")
+    assert ev.n_unseen == len(ev.qids) > 0
+    row = ev.summarize(ev.per_query(Truncate(), 16))
+    assert row["ndcg@10_unseen"] == row["ndcg@10"]
+    assert Evaluator(synthetic, "test").n_unseen < len(ev.qids)  # with training judgments: fewer

@@ -4,6 +4,7 @@ JAX exact search, and the sentence-transformers and ONNX exports against numpy."
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,6 +246,11 @@ def test_bad_serving_input_is_one_line_and_writes_nothing(served, capsys):
     )
     other = np.random.default_rng(9).normal(size=(10, 48)).astype(np.float32)
     np.save(tmp / "wide.npy", other)
+    truncated = tmp / "truncated.npz"
+    truncated.write_bytes(Path(npz).read_bytes()[: Path(npz).stat().st_size // 2])
+    expw = tmp / "finished"  # a finished run's folder: its compressor.npz
+    expw.mkdir()
+    (expw / "compressor.npz").write_bytes(Path(npz).read_bytes())
     cases = [
         (
             lambda: jobs.compress(
@@ -283,6 +289,24 @@ def test_bad_serving_input_is_one_line_and_writes_nothing(served, capsys):
                 str(tmp / "none.npz"), str(emb), str(tmp / "x"), size=16, precision="int8"
             ),
             "compressor file not found",
+        ),
+        (
+            lambda: jobs.compress(
+                str(truncated), str(emb), str(tmp / "x"), size=16, precision="int8"
+            ),
+            "truncated.npz: not a compressor .npz",
+            "write it again",
+        ),
+        (
+            lambda: jobs.export(
+                _cfg(served),
+                str(expw),
+                str(tmp / "x"),
+                fmt="sentence_transformers",
+                encoder=str(tmp / "no" / "such" / "folder"),
+            ),  # fmt: skip
+            "cannot load sentence-transformers model",
+            "pass a local model folder",
         ),
         (
             lambda: jobs.build_index(str(corpus), "binary", str(tmp / "x")),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import zipfile
 from pathlib import Path
 
 import jax
@@ -98,8 +99,11 @@ def load_numpy(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
             out = {k: f[k] for k in f.files}
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{path}: not a compressor .npz ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"{path}: not a compressor .npz ({e}): a truncated or damaged copy? write it again "
+            "with `python -m launch.export`"
+        ) from None
     missing = {"w", "b", "sizes", "kind"} - set(out)
     if missing:
         raise ValueError(f"{path}: not a compressor .npz (no {', '.join(sorted(missing))})")

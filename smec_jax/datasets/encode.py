@@ -131,8 +131,9 @@ def encode_beir(
     return out_dir
 
 
-def sentence_transformer_encoder(model: str, batch_size: int = 32, device: str = "cpu") -> EncodeFn:
-    """A sentence-transformers model (name or local path) as an ``EncodeFn``, offline.
+def load_sentence_transformer(model: str, device: str = "cpu"):
+    """A sentence-transformers model (name or local path), offline; any failure to load is a
+    one-line :class:`DataError` naming the model.
 
     Needs the ``encode`` extra (on CPU machines install ``torch==2.13.0`` first). The hub is
     never contacted: a name must resolve to a local folder or cached model.
@@ -148,12 +149,19 @@ def sentence_transformer_encoder(model: str, batch_size: int = 32, device: str =
     try:
         # local_files_only: offline even where huggingface_hub was imported before
         # HF_HUB_OFFLINE was set (it reads the variable once, at import)
-        st = SentenceTransformer(model, device=device, local_files_only=True)
+        return SentenceTransformer(model, device=device, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - any load failure becomes one line
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(
-            f"cannot load sentence-transformers model {model!r} offline: {first}"
+            f"cannot load sentence-transformers model {model!r} offline: {first}; pass a local "
+            "model folder or an installed model package's name"
         ) from None
+
+
+def sentence_transformer_encoder(model: str, batch_size: int = 32, device: str = "cpu") -> EncodeFn:
+    """A sentence-transformers model (name or local path) as an ``EncodeFn``, offline
+    (:func:`load_sentence_transformer`)."""
+    st = load_sentence_transformer(model, device)
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         return st.encode(

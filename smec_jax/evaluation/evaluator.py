@@ -68,8 +68,9 @@ class Evaluator:
             raise ValueError(
                 f"split {split!r} of {data.name} has no query with a relevant judgment"
             )
-        has_train = split != "train" and "train" in data.qrels
-        unseen = set(data.unseen_queries(split)) if has_train else set()
+        # unseen: no relevant document judged for a training query; with no training
+        # judgments at all, every query (scoring the training split itself: none)
+        unseen = set(data.unseen_queries(split)) if split != "train" else set()
         self.unseen_mask = np.asarray([q in unseen for q in self.qids])
         self.n_unseen = int(self.unseen_mask.sum())
         self.corpus = jnp.asarray(data.corpus)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,7 @@ def corpus_codes_table(path, ids: list[str], part: str, width: int) -> np.ndarra
     try:
         with np.load(path, allow_pickle=False) as f:
             got_ids, table = [str(i) for i in f["ids"]], np.asarray(f["codes"], np.float32)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a corpus_codes.npz ({e})") from None
     if len(got_ids) != len(ids):
         raise DataError(f"{path}: codes for {len(got_ids)} documents, the input has {len(ids)}")

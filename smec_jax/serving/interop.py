@@ -46,7 +46,7 @@ def to_sentence_transformers(compressor: str | Path, encoder: str, out: str | Pa
             f"{compressor} is a residual MLP; the sentence-transformers export takes the linear "
             "kind (use --format onnx for a residual MLP)"
         )
-    base = SentenceTransformer(encode.resolve_model(encoder), device="cpu", local_files_only=True)
+    base = encode.load_sentence_transformer(encode.resolve_model(encoder))
     get_dim = (
         getattr(base, "get_embedding_dimension", None) or base.get_sentence_embedding_dimension
     )
