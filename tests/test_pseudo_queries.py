@@ -342,7 +342,9 @@ def test_documents_rule_needs_no_encoder_and_leaves_each_document_out_of_its_own
     cfg_codes = tiny_config()
     cfg_codes.data.pseudo_rule = "documents"
     cfg_codes.train.steps_per_stage = 6
-    codes = methods.get("distill_pseudo_codes").fit(cfg_codes, blind, tmp_path, verbose=False)
+    codes = methods.get("distill_pseudo_codes").fit(
+        cfg_codes, blind, tmp_path / "codes", verbose=False
+    )
     assert seen["self_rows"].tolist() == list(range(len(synthetic.corpus_ids)))
     base = codes.compressor.base.compress(synthetic.corpus, max(cfg.ladder))
     assert not np.allclose(codes.compressor.codes, np.asarray(base), atol=1e-4)

@@ -1,6 +1,7 @@
 """The SMEC trainer: frozen columns, determinism, resume, 1 vs 8 devices, NaN guard, config
 errors, the nested export, and the launcher end to end (tiny synthetic config)."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -113,6 +114,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synt
     with pytest.raises(KeyboardInterrupt):
         train.train(cfg, synthetic, tmp_path, verbose=False, on_step=kill_at_5)
     cfg.train.score_scale = 3e38  # finite, but the scaled scores overflow to inf
+    (tmp_path / "run_config.json").unlink()  # resume under the new scale on purpose
     with pytest.raises(
         train.NonFiniteLoss, match=r"non-finite loss at step 4 .*checkpoint \(step 4\) is kept"
     ):
@@ -301,9 +303,44 @@ def test_resuming_with_other_shapes_is_refused_in_one_line(tmp_path, synthetic):
     cfg.train.steps_per_stage = 4
     train_method("smec", synthetic, cfg, workdir=tmp_path)
     cfg.memory.size = 32
+    (tmp_path / "run_config.json").unlink()  # a workdir from before run records
     with pytest.raises(ValueError, match="other array shapes than this config's") as err:
         train_method("smec", synthetic, cfg, workdir=tmp_path)
     assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_only_the_same_run_resumes(tmp_path, synthetic):
+    """A killed run rerun with settings that keep every shape (here the learning rate and the
+    seed), or on other data, is refused in one line naming the differences, the workdir
+    untouched; a rerun that changes only the logging cadence resumes, bit-identically."""
+
+    def kill_at_6(step):
+        if step == 6:  # mid-stage 1; last checkpoint at step 4
+            raise KeyboardInterrupt
+
+    cfg = tiny_config()
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, synthetic, tmp_path / "b", verbose=False, on_step=kill_at_6)
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "b").rglob("*")) if p.is_file()}
+    other = tiny_config()
+    other.train.lr, other.seed = 2e-3, 1
+    with pytest.raises(ValueError) as err:
+        train.train(other, synthetic, tmp_path / "b", verbose=False)
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path / "b") in msg
+    assert "seed 0 -> 1" in msg and "train.lr 0.001 -> 0.002" in msg, msg
+    reembedded = dataclasses.replace(synthetic, corpus=-synthetic.corpus)  # same ids, other vectors
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(data \(sha256 differ"):
+        train.train(cfg, reembedded, tmp_path / "b", verbose=False)
+    after = {p: p.read_bytes() for p in sorted((tmp_path / "b").rglob("*")) if p.is_file()}
+    assert after == before
+    cfg.train.log_every = 3  # resume-safe
+    resumed = train.train(cfg, synthetic, tmp_path / "b", verbose=False)
+    straight = train.train(tiny_config(), synthetic, tmp_path / "a", verbose=False)
+    for x, y in zip(
+        leaves(straight.compressor.params), leaves(resumed.compressor.params), strict=True
+    ):
+        np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.slow

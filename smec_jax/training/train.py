@@ -42,7 +42,7 @@ from smec_jax.datasets.data import RetrievalData
 from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.progress import fmt_duration
 from smec_jax.training import batches as batching
-from smec_jax.training import checks, objective
+from smec_jax.training import checks, objective, run_record
 from smec_jax.training.state import (
     TrainState,
     create_train_state,
@@ -240,6 +240,11 @@ def train(
         cfg = cfg.copy_and_resolve_references()  # one stage as long as the ladder's stages
         cfg.train.steps_per_stage *= len(sizes) - 1
     mesh = parallel.data_mesh(n_dev)
+    # only the same run resumes: same settings, same data (checked before any work)
+    record = run_record.record(cfg, data) if workdir else None
+    ckpt_dir = Path(workdir) / "checkpoints" if workdir else None
+    if ckpt_dir and ckpt_dir.is_dir() and Checkpointer(ckpt_dir).latest_step() is not None:
+        run_record.check(workdir, record)
 
     # -- input: batches indexed by global step; validation carved from the train split
     if cfg.train.supervised:
@@ -272,7 +277,9 @@ def train(
         state_shardings(cfg, mesh),
     )
     best = snapshot(state, replicated)
-    ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir else None
+    ckpt = Checkpointer(ckpt_dir) if workdir else None
+    if ckpt and ckpt.latest_step() is None and jax.process_index() == 0:
+        run_record.write(workdir, record)  # a fresh run: what a resume must match
     if ckpt and ckpt.latest_step() is not None:
         restored = ckpt.restore({"state": state, "best": best})
         state, best = restored["state"], restored["best"]
