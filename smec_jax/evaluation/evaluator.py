@@ -45,7 +45,8 @@ class Evaluator:
         "row": by corpus row.
 
     ``unseen`` queries (scored again under ``<metric>_unseen``): those of ``split`` none of
-    whose relevant docs is judged relevant for a training query (DESIGN.md section 3).
+    whose relevant docs is judged relevant for a training query (DESIGN.md section 3); with
+    no training judgments, every query of ``split``.
     """
 
     def __init__(

@@ -102,18 +102,19 @@ class _Job:
     encoder: str
     table: np.ndarray | None
 
-    def compressed(self, start: int, end: int) -> np.ndarray:
-        """Rows ``start:end`` as unit vectors at the job's size (before quantization)."""
+    def _mapped(self, take, first_row: int) -> np.ndarray:
         if self.table is not None:
-            return _unit(self.table[start:end, : self.size])
-        x = _normalized(self.x_all[start:end], self.npy, start)
+            return _unit(self.table[take, : self.size])
+        x = _normalized(self.x_all[take], self.npy, first_row)
         return export.apply_exported(self.exported, x, self.size, self.part == "queries")
 
+    def compressed(self, start: int, end: int) -> np.ndarray:
+        """Rows ``start:end`` as unit vectors at the job's size (before quantization)."""
+        return self._mapped(slice(start, end), start)
+
     def compressed_rows(self, rows: np.ndarray) -> np.ndarray:
-        if self.table is not None:
-            return _unit(self.table[rows, : self.size])
-        x = _normalized(self.x_all[rows], self.npy, int(rows[0]))
-        return export.apply_exported(self.exported, x, self.size, self.part == "queries")
+        """The given rows (sorted), as :meth:`compressed`."""
+        return self._mapped(rows, int(rows[0]))
 
 
 def compress_embeddings(

@@ -243,7 +243,11 @@ def train(
     # only the same run resumes: same settings, same data (checked before any work)
     record = run_record.record(cfg, data) if workdir else None
     ckpt_dir = Path(workdir) / "checkpoints" if workdir else None
-    if ckpt_dir and ckpt_dir.is_dir() and Checkpointer(ckpt_dir).latest_step() is not None:
+    # an existing folder only: a Checkpointer creates its folder, and nothing is written
+    # before the input is checked
+    ckpt = Checkpointer(ckpt_dir) if ckpt_dir and ckpt_dir.is_dir() else None
+    resuming = ckpt is not None and ckpt.latest_step() is not None
+    if resuming:
         run_record.check(workdir, record)
 
     # -- input: batches indexed by global step; validation carved from the train split
@@ -277,10 +281,11 @@ def train(
         state_shardings(cfg, mesh),
     )
     best = snapshot(state, replicated)
-    ckpt = Checkpointer(ckpt_dir) if workdir else None
-    if ckpt and ckpt.latest_step() is None and jax.process_index() == 0:
+    if workdir and ckpt is None:
+        ckpt = Checkpointer(ckpt_dir)
+    if ckpt and not resuming and jax.process_index() == 0:
         run_record.write(workdir, record)  # a fresh run: what a resume must match
-    if ckpt and ckpt.latest_step() is not None:
+    if resuming:
         restored = ckpt.restore({"state": state, "best": best})
         state, best = restored["state"], restored["best"]
         log.info(
