@@ -7,9 +7,10 @@ import re
 import numpy as np
 import pytest
 
+from smec_jax.evaluation import stats
 from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.methods.closed_form import Truncate
-from smec_jax.studies import analyses, stats
+from smec_jax.studies import analyses
 from smec_jax.studies.analyses import ads_ware, gradient_probe
 from tests.helpers import tiny_config
 

@@ -9,8 +9,9 @@ import pytest
 from smec_jax import methods
 from smec_jax.datasets import sources
 from smec_jax.datasets.data import DataError
+from smec_jax.evaluation import stats
 from smec_jax.evaluation.evaluator import Evaluator
-from smec_jax.studies import pareto, stats
+from smec_jax.studies import pareto
 from tests.helpers import tiny_config
 
 

@@ -13,7 +13,8 @@ import pytest
 from smec_jax.datasets import pooling
 from smec_jax.datasets.data import DataError
 from smec_jax.datasets.synthetic import make_synthetic
-from smec_jax.studies import analyses, stats
+from smec_jax.evaluation import stats
+from smec_jax.studies import analyses
 from smec_jax.training import train
 from tests.test_train import tiny_config
 

@@ -32,11 +32,10 @@ from smec_jax import files, methods
 from smec_jax.core import codes
 from smec_jax.datasets import sources
 from smec_jax.datasets.data import DataError
-from smec_jax.evaluation import reporting
+from smec_jax.evaluation import reporting, stats
 from smec_jax.evaluation.evaluator import SCORINGS, Evaluator
 from smec_jax.methods import smec as smec_methods
 from smec_jax.progress import eta
-from smec_jax.studies import stats
 from smec_jax.training import splits
 
 GRID = [("float32", "symmetric"), ("float16", "symmetric")] + [

@@ -25,10 +25,9 @@ import numpy as np
 from smec_jax import files, methods, parallel
 from smec_jax.datasets import sources
 from smec_jax.datasets.data import RetrievalData
-from smec_jax.evaluation import reporting
+from smec_jax.evaluation import reporting, stats
 from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.progress import eta
-from smec_jax.studies import stats
 
 # Config fields added after runs were first cached, each with the value that reproduces the
 # behaviour from before it existed: a cached run whose config lacks such a field still

@@ -26,9 +26,8 @@ import numpy as np
 
 from smec_jax import files, methods
 from smec_jax.datasets import pseudo_queries
-from smec_jax.evaluation import reporting
+from smec_jax.evaluation import reporting, stats
 from smec_jax.evaluation.evaluator import Evaluator
-from smec_jax.studies import stats
 from smec_jax.studies.reproduction import config_matches, save_per_query
 from smec_jax.training import train
 
