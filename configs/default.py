@@ -17,11 +17,22 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "beir"  # beir | tfds | synthetic
+    c.data.source = "beir"  # beir | arrays | tfds | synthetic
     c.data.root = default_data_root()
     c.data.dataset = "scifact"
     c.data.encoder = "all-MiniLM-L6-v2"
     c.data.tfds_dir = ""
+    # source=arrays (smec_jax/datasets/arrays.py, docs/guide/your-data.md): an (n, D) .npy of
+    # documents, optionally a .npy of queries (a query log), ids files (one id per line;
+    # default row numbers), training judgments (TSV; validation is carved from them) and
+    # test judgments (TSV; read only by the evaluation). With no judgments, only label-free
+    # methods train.
+    c.data.corpus = ""
+    c.data.queries = ""
+    c.data.corpus_ids = ""
+    c.data.query_ids = ""
+    c.data.qrels = ""
+    c.data.test_qrels = ""
     # Pseudo-queries (smec_jax/datasets/pseudo_queries.py): the corpus's titles and sentences embedded
     # with its encoder, the unlabelled queries of train.unlabelled_queries = pseudo. A folder
     # made by `launch.embed --pseudo_queries RULE`, or "" = pseudo_cache/<dataset>/<encoder>/

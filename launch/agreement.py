@@ -2,7 +2,8 @@
 judgment needed (see :mod:`smec_jax.evaluation.fidelity`).
 
   python -m launch.agreement --embeddings EMB_DIR --compressor RUN/compressor.npz \
-      [--corpus_codes RUN/corpus_codes.npz] [--k 10] [--out agreement.json]
+      [--corpus_codes RUN/corpus_codes.npz] [--k 10] [--out agreement.json] \
+      [--query_ids IDS.txt] [--versus OTHER/compressor.npz]
 
 Prints one row per trained size: the share of each query's full-size top k that the
 compressed search keeps, averaged over every query of EMB_DIR, by the map and (with
@@ -21,13 +22,23 @@ flags.DEFINE_string("compressor", None, "Exported compressor.npz.", required=Tru
 flags.DEFINE_string("corpus_codes", None, "corpus_codes.npz of free document codes.")
 flags.DEFINE_integer("k", 10, "Top k compared.")
 flags.DEFINE_string("out", None, "Also write the result here as JSON.")
+flags.DEFINE_string("query_ids", None, "Score only these queries (an ids file, one per line).")
+flags.DEFINE_string(
+    "versus", None, "Another compressor.npz: its agreement too, and the paired 95% interval."
+)
 
 
 def main():
     from smec_jax.evaluation import fidelity
 
     doc = fidelity.run(
-        FLAGS.embeddings, FLAGS.compressor, FLAGS.corpus_codes, k=FLAGS.k, out=FLAGS.out
+        FLAGS.embeddings,
+        FLAGS.compressor,
+        FLAGS.corpus_codes,
+        k=FLAGS.k,
+        out=FLAGS.out,
+        query_ids=FLAGS.query_ids,
+        versus=FLAGS.versus,
     )
     print(fidelity.table(doc))
 

@@ -24,7 +24,7 @@ import numpy as np
 from smec_jax import files, methods, parallel
 from smec_jax.core import export as export_lib
 from smec_jax.datasets import sources
-from smec_jax.evaluation import reporting
+from smec_jax.evaluation import fidelity, reporting
 from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.serving import codes_folder
 from smec_jax.training import checks, doc_codes
@@ -48,34 +48,58 @@ def train_and_evaluate(
         parallel.initialize_distributed(coordinator_address, num_processes, process_id)
     methods.validate(config)
     files.check_workdir(workdir)
-    method = methods.get(config.method)
     ds = sources.load(config.data)
-    ds.qrels_for(config.eval.split)  # the scoring split exists: checked before training
+    if not methods.auto.label_free_ok(config.method, ds, config.train.split):
+        print(
+            f"{ds.name}: no judgments, so only label-free methods are offered; {config.method} "
+            "needs judgments: training method auto (label-free candidates) instead",
+            flush=True,
+        )
+        config = config.copy_and_resolve_references()
+        config.method = methods.auto.NAME
+    judged = config.eval.split in ds.qrels  # else: scored by agreement, no judgment read
+    if not judged and config.data.source != "arrays":
+        ds.qrels_for(config.eval.split)  # a BEIR folder without the scoring split: refused
     n_dev = config.mesh.num_devices or jax.device_count()
-    resolved = method.resolve(config)
-    if method.seeded:  # a trained method: bad trainer fields fail before anything compiles
-        checks.validate_trainer_config(resolved, ds, n_dev)
+    resolved = config
+    if config.method != methods.auto.NAME:
+        method = methods.get(config.method)
+        resolved = method.resolve(config)
+        if method.seeded:  # a trained method: bad trainer fields fail before anything compiles
+            checks.validate_trainer_config(resolved, ds, n_dev)
     print(
-        f"{ds.name}: {len(ds.corpus_ids)} docs, {ds.dim}-d {ds.encoder}; method {config.method}, "
-        f"ladder {tuple(config.ladder)}, {n_dev} device(s) [{jax.default_backend()}]",
+        f"{ds.name}: {len(ds.corpus_ids)} docs, {ds.dim}-d {ds.encoder or 'embeddings'}; "
+        f"method {config.method}, ladder {tuple(config.ladder)}, {n_dev} device(s) "
+        f"[{jax.default_backend()}]",
         flush=True,
     )
+    if not judged:
+        print(
+            f"{ds.name}: no {config.eval.split!r} judgments: the result is scored by "
+            f"top-{methods.auto.K} agreement with the full-size ranking",
+            flush=True,
+        )
     start = time.perf_counter()
-    fitted = method.fit(config, ds, workdir)
+    name, fitted, _ = methods.auto.fit_any(config, ds, workdir)
     print(f"trained in {time.perf_counter() - start:.1f}s; validation nDCG@10: {fitted.val_ndcg}")
     comps = {m: methods.get(m).fit(config, ds).compressor for m in config.eval.methods}
-    comps[config.method] = fitted.compressor
-    evaluator = _evaluator(config, ds, n_dev)
-    results = evaluator.evaluate(comps, config.ladder)
-    doc = reporting.results_document(ds, evaluator.split, results, evaluator.n_unseen)
+    comps[name] = fitted.compressor
+    doc = None
+    if judged:
+        evaluator = _evaluator(config, ds, n_dev)
+        results = evaluator.evaluate(comps, config.ladder)
+        doc = reporting.results_document(ds, evaluator.split, results, evaluator.n_unseen)
     if jax.process_index() == 0:  # every process scored; one writes
         files.atomic_write(Path(workdir) / "config.json", resolved.to_json(indent=1) + "\n")
-        reporting.report(doc, workdir)
+        if doc is not None:
+            reporting.report(doc, workdir)
+        else:
+            doc = fidelity.report_unjudged(comps, ds, config.ladder, workdir)
         comp = fitted.compressor
         if comp.corpus_codes() is not None:  # the corpus's codes, then its map
             doc_codes.save(comp, Path(workdir) / "corpus_codes.npz", ds.corpus_ids)
             print(f"wrote {workdir}/corpus_codes.npz")
-        nested = comp.nested_map()
+        nested = export_lib.nested_of(comp, config.ladder)
         if nested is not None:
             path = export_lib.save(nested, Path(workdir) / "compressor.npz", ds.encoder)
             print(f"wrote {path}")
@@ -146,11 +170,13 @@ def export(
         print(f"wrote {path}")
         return path
     methods.validate(config)
-    if not workdir or not (Path(workdir) / "checkpoints").is_dir():
-        raise ValueError(f"no checkpoints in {workdir}; train first with launch.train")
+    done = "auto.json" if config.method == methods.auto.NAME else "checkpoints"
+    if not workdir or not (Path(workdir) / done).exists():
+        raise ValueError(f"no {done} in {workdir}; train first with launch.train")
     ds = sources.load(config.data)
-    fitted = methods.get(config.method).fit(config, ds, workdir, verbose=False).compressor
-    comp = fitted.nested_map()  # with free corpus codes: the map (codes: corpus_codes.npz)
+    _, fit, _ = methods.auto.fit_any(config, ds, workdir, verbose=False)
+    # with free corpus codes: the map (codes: corpus_codes.npz)
+    comp = export_lib.nested_of(fit.compressor, config.ladder)
     if comp is None:
         raise ValueError(f"method {config.method!r} has no nested compressor to export")
     path = export_lib.save(comp, out or Path(workdir) / "compressor.npz", ds.encoder)

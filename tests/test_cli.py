@@ -69,7 +69,7 @@ CONFIG_CASES = [
     ("eval.split", "dev", "has no split 'dev'; splits: ['test', 'train']"),
     ("eval.methods", ("truncate", "nope"), "--config.eval.methods: unknown method 'nope'"),
     ("eval.ties", "random", "--config.eval.ties is 'random'; use one of trec_eval, row"),
-    ("data.source", "s3", "--config.data.source is 's3'; use one of beir, tfds, synthetic"),
+    ("data.source", "s3", "--config.data.source is 's3'; use one of beir, arrays, tfds, synthetic"),
     ("mesh.num_devices", 16, "--config.mesh.num_devices 16: only 8 devices are visible"),
     ("seed", -1, "--config.seed must be >= 0, got -1"),
     ("adaptor.topk", 0, "--config.adaptor.topk must be >= 1"),

@@ -78,6 +78,42 @@ def test_map_and_codes_agreement_equal_brute_force(folder):
     assert "codes" in fidelity.table(doc) and doc["queries"] == 40
 
 
+def test_some_queries_against_another_compressor_with_a_paired_interval(folder):
+    """--query_ids scores only the listed queries; --versus scores another compressor on
+    them and the paired interval of the difference (a bootstrap over those queries)."""
+    tmp, corpus, queries, w, _ = folder
+    w2 = np.random.default_rng(5).normal(size=(32, 8)).astype(np.float32)
+    np.savez(
+        tmp / "other.npz", w=w2, b=np.zeros(8, np.float32), sizes=np.array([8]),
+        kind=np.asarray("linear"), encoder=np.asarray(""),
+    )  # fmt: skip
+    picked = [3, 7, 11, 19, 30, 31, 38]
+    (tmp / "ids.txt").write_text("".join(f"q{i}\n" for i in picked))
+    doc = fidelity.run(
+        tmp / "emb", tmp / "compressor.npz", k=10, query_ids=tmp / "ids.txt",
+        versus=tmp / "other.npz",
+    )  # fmt: skip
+    assert doc["queries"] == len(picked) and list(doc["versus"]["diff"]) == ["8"]
+    q = queries[picked]
+    full = _top(q, corpus, 10)
+
+    def per_query(m):
+        got = _top(_unit(q @ m[:, :8]), _unit(corpus @ m[:, :8]), 10)
+        return np.array([len(a & b) / 10 for a, b in zip(full, got, strict=True)])
+
+    mine, theirs = per_query(w), per_query(w2)
+    assert doc["map"]["8"] == pytest.approx(mine.mean())
+    assert doc["versus"]["map"]["8"] == pytest.approx(theirs.mean())
+    r = doc["versus"]["diff"]["8"]
+    assert r["diff"] == pytest.approx(mine.mean() - theirs.mean())
+    diffs = mine - theirs
+    assert diffs.min() - 1e-9 <= r["lo"] <= r["diff"] <= r["hi"] <= diffs.max() + 1e-9
+    assert "versus" in fidelity.table(doc)
+    (tmp / "bad.txt").write_text("q3\nnope\n")
+    with pytest.raises(DataError, match="bad.txt: query id 'nope' is not in"):
+        fidelity.run(tmp / "emb", tmp / "compressor.npz", query_ids=tmp / "bad.txt")
+
+
 def test_codes_of_another_corpus_and_bad_k_are_one_line_errors(folder):
     tmp, *_ = folder
     ids = [f"x{i}" for i in range(300)]

@@ -69,6 +69,16 @@ class NestedCompressor(Compressor):
         return p
 
 
+def nested_of(comp: Compressor, sizes) -> NestedCompressor | None:
+    """The exportable nested map of ``comp``: its own (:meth:`Compressor.nested_map`), else
+    that of a closed-form compressor with an ``as_nested(sizes)`` (PCA, truncation), else
+    None (e.g. a sparse code)."""
+    nested = comp.nested_map()
+    if nested is None and hasattr(comp, "as_nested"):
+        nested = comp.as_nested(tuple(int(d) for d in sizes))
+    return nested
+
+
 def original(dim: int) -> NestedCompressor:
     """The identity nested map of ``dim``-d embeddings, one size: its output is the original
     embedding, L2-normalised. Exported, it lets ``launch.compress`` write the original
@@ -82,18 +92,29 @@ def original(dim: int) -> NestedCompressor:
 def save(comp: NestedCompressor, path: str | Path, encoder: str = "") -> Path:
     """Writes the permuted compressor as .npz (atomically); ``encoder`` names the model whose
     embeddings it takes (recorded for the serving tools' checks)."""
-    p = comp.permuted_params()
-    kind = "residual_mlp" if "w1" in p else "linear"
     buf = io.BytesIO()
-    meta = {"kind": np.asarray(kind), "sizes": np.asarray(comp.sizes, np.int64)}
-    np.savez(buf, encoder=np.asarray(encoder), **meta, **p)
+    np.savez(buf, **to_arrays(comp, encoder))
     files.atomic_write(path, buf.getvalue())
     return Path(path)
 
 
+def to_arrays(comp: NestedCompressor, encoder: str = "") -> dict[str, np.ndarray]:
+    """The arrays ``compressor.npz`` holds (what :func:`load_numpy` returns), in memory."""
+    p = comp.permuted_params()
+    kind = "residual_mlp" if "w1" in p else "linear"
+    meta = {"kind": np.asarray(kind), "sizes": np.asarray(comp.sizes, np.int64)}
+    return {"encoder": np.asarray(encoder), **meta, **p}
+
+
+def npz_path(path: str | Path) -> Path:
+    """``path``, or ``path/compressor.npz`` for a folder (``smec_jax.api``'s ``save``)."""
+    path = Path(path)
+    return path / "compressor.npz" if path.is_dir() else path
+
+
 def load_numpy(path: str | Path) -> dict[str, np.ndarray]:
     """An exported compressor's arrays; one-line errors for anything that is not one."""
-    path = Path(path)
+    path = npz_path(path)
     if not path.is_file():
         raise ValueError(f"{path}: compressor file not found; write it with launch.export")
     try:

@@ -1,6 +1,7 @@
 """Where a config's dataset comes from: one dispatch table above the data modules.
 
 ``data.source`` names a loader: "beir" (``root/dataset`` with ``embeddings/<encoder>``),
+"arrays" (plain ``.npy`` matrices, ids files and qrels TSVs: :mod:`smec_jax.datasets.arrays`),
 "tfds" (an array_record dataset written by :mod:`smec_jax.datasets.tfds_dataset` at ``tfds_dir``) or
 "synthetic" (generated in memory from ``synthetic``). The leaves (:mod:`smec_jax.datasets.data`,
 :mod:`smec_jax.datasets.synthetic`, :mod:`smec_jax.datasets.tfds_dataset`) never import this module.
@@ -22,6 +23,12 @@ def _beir(cfg) -> RetrievalData:
     return data.load_embedded(root / cfg.dataset, cfg.encoder)
 
 
+def _arrays(cfg) -> RetrievalData:
+    from smec_jax.datasets import arrays
+
+    return arrays.load(cfg)
+
+
 def _tfds(cfg) -> RetrievalData:
     from smec_jax.datasets.tfds_dataset import (
         read_tfds,  # imports tensorflow_datasets: only when used
@@ -38,6 +45,7 @@ def _synthetic(cfg) -> RetrievalData:
 
 SOURCES: dict[str, Callable[..., RetrievalData]] = {
     "beir": _beir,
+    "arrays": _arrays,
     "tfds": _tfds,
     "synthetic": _synthetic,
 }

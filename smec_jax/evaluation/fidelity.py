@@ -24,6 +24,7 @@ import numpy as np
 from smec_jax import files
 from smec_jax.core import export, retrieval
 from smec_jax.datasets.data import DataError, load_embedding_matrix, read_ids
+from smec_jax.evaluation import stats
 from smec_jax.serving import compress
 
 
@@ -42,9 +43,15 @@ def run(
     corpus_codes: str | Path | None = None,
     k: int = 10,
     out: str | Path | None = None,
+    query_ids: str | Path | None = None,
+    versus: str | Path | None = None,
 ) -> dict:
     """{"k", "queries", "sizes", "map": {size: mean}, "codes": {size: mean}} for every
-    query of ``embeddings``; with ``out``, also written there as JSON (atomically)."""
+    query of ``embeddings`` (or those listed in the ids file ``query_ids``); with
+    ``versus`` (another compressor), also ``"versus": {"compressor", "map": {size: mean},
+    "diff": {size: {"diff", "lo", "hi"}}}``: its agreement at the sizes both have, and the
+    paired bootstrap 95% interval of this one's minus its, over the queries; with ``out``,
+    also written there as JSON (atomically)."""
     folder = Path(embeddings)
     missing = [f for pair in compress.PARTS.values() for f in pair if not (folder / f).is_file()]
     if missing:
@@ -56,7 +63,9 @@ def run(
     for part, (matrix, ids_file) in compress.PARTS.items():
         ids = read_ids(folder / ids_file)
         parts[part] = (load_embedding_matrix(folder / matrix, ids), ids)
-    (corpus, corpus_ids), (queries, _) = parts["corpus"], parts["queries"]
+    (corpus, corpus_ids), (queries, all_qids) = parts["corpus"], parts["queries"]
+    if query_ids is not None:
+        queries = queries[_rows_of(read_ids(Path(query_ids)), all_qids, Path(query_ids), folder)]
     exported = export.load_numpy(compressor)
     if export.input_dim(exported) != corpus.shape[1]:
         raise DataError(
@@ -73,16 +82,42 @@ def run(
     doc = {"k": k, "queries": len(queries), "sizes": sizes, "map": {}}
     if table is not None:
         doc["codes"] = {}
+    per_query = {}
     for d in sizes:
         q = export.apply_exported(exported, queries, d, queries=True)
         _, top = retrieval.search(q, export.apply_exported(exported, corpus, d), k)
-        doc["map"][str(d)] = float(top_k_agreement(full_top, top).mean())
+        per_query[d] = top_k_agreement(full_top, top)
+        doc["map"][str(d)] = float(per_query[d].mean())
         if table is not None:
             _, top = retrieval.search(q, table[:, :d], k)  # cosine: it normalises the rows
             doc["codes"][str(d)] = float(top_k_agreement(full_top, top).mean())
+    if versus is not None:
+        other = export.load_numpy(versus)
+        if export.input_dim(other) != corpus.shape[1]:
+            raise DataError(
+                f"{versus}: takes {export.input_dim(other)}-d inputs, not {corpus.shape[1]}"
+            )
+        both = [d for d in sizes if d in {int(s) for s in other["sizes"]}]
+        if not both:
+            raise ValueError(f"{versus} has none of the sizes {sizes} of {compressor}")
+        doc["versus"] = {"compressor": str(versus), "map": {}, "diff": {}}
+        for d in both:
+            q = export.apply_exported(other, queries, d, queries=True)
+            _, top = retrieval.search(q, export.apply_exported(other, corpus, d), k)
+            theirs = top_k_agreement(full_top, top)
+            doc["versus"]["map"][str(d)] = float(theirs.mean())
+            doc["versus"]["diff"][str(d)] = stats.paired_bootstrap(per_query[d], theirs)
     if out is not None:
         files.atomic_write(out, json.dumps(doc, indent=1).encode())
     return doc
+
+
+def _rows_of(wanted: list[str], ids: list[str], path: Path, folder: Path) -> np.ndarray:
+    row = {q: i for i, q in enumerate(ids)}
+    missing = next((q for q in wanted if q not in row), None)
+    if missing is not None:
+        raise DataError(f"{path}: query id {missing!r} is not in {folder / 'query_ids.txt'}")
+    return np.asarray([row[q] for q in wanted], np.int64)
 
 
 def table(doc: dict) -> str:
@@ -92,6 +127,63 @@ def table(doc: dict) -> str:
         f"top-{doc['k']} agreement with the full-size ranking ({doc['queries']} queries)",
         "size  " + "  ".join(f"{c:>6}" for c in cols),
     ]
+    versus = doc.get("versus")
+    if versus:
+        lines[1] += f"  {'versus':>6}  difference [95% interval]"
     for d in doc["sizes"]:
-        lines.append(f"{d:>4}  " + "  ".join(f"{doc[c][str(d)]:6.3f}" for c in cols))
+        line = f"{d:>4}  " + "  ".join(f"{doc[c][str(d)]:6.3f}" for c in cols)
+        if versus and str(d) in versus["diff"]:
+            r = versus["diff"][str(d)]
+            line += (
+                f"  {versus['map'][str(d)]:6.3f}  {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+            )
+        lines.append(line)
+    if versus:
+        lines.append(f"versus: {versus['compressor']}")
     return "\n".join(lines)
+
+
+def agreement_at(comp, corpus, queries, sizes, k: int = 10, exclude=None) -> dict[str, float]:
+    """Mean top-``k`` agreement of ``comp`` (a :class:`~smec_jax.core.compressor.Compressor`)
+    with the full-size ranking of ``queries`` over ``corpus``, at each size; ``exclude``:
+    per query, a corpus row to leave out of both rankings (a document used as a query)."""
+    k = min(k, len(corpus) - (exclude is not None))
+    _, full = retrieval.search(queries, corpus, k, exclude=exclude)
+    out = {}
+    for d in sizes:
+        q = np.asarray(comp.compress_queries(queries, int(d)))
+        _, top = retrieval.search(q, np.asarray(comp.compress(corpus, int(d))), k, exclude=exclude)
+        out[str(d)] = float(top_k_agreement(full, top).mean())
+    return out
+
+
+def report_unjudged(comps: dict, data, sizes, workdir, k: int = 10, max_docs: int = 1000) -> dict:
+    """Where no judgment scores a run: each compressor's top-``k`` agreement with the
+    full-size ranking at every size, on the data's queries (a log), else on up to
+    ``max_docs`` documents as queries (each without itself); printed and written to
+    ``workdir/agreement.json``."""
+    if len(data.query_ids):
+        queries, exclude = data.queries, None
+        on = f"the {len(data.query_ids)} given queries"
+    else:
+        rows = np.sort(np.random.default_rng(0).permutation(len(data.corpus_ids))[:max_docs])
+        queries, exclude = data.corpus[rows], rows.astype(np.int32)
+        on = f"{len(rows)} documents as queries, each without itself"
+    doc = {
+        "k": k,
+        "on": on,
+        "sizes": [int(d) for d in sizes],
+        "agreement": {
+            name: agreement_at(c, data.corpus, queries, sizes, k, exclude)
+            for name, c in comps.items()
+        },
+    }
+    names = list(comps)
+    lines = [f"top-{k} agreement with the full-size ranking on {on} (no judgments read)"]
+    lines.append("size  " + "".join(f"{n:>20}" for n in names))
+    for d in doc["sizes"]:
+        lines.append(f"{d:>4}  " + "".join(f"{doc['agreement'][n][str(d)]:>20.4f}" for n in names))
+    print("\n".join(lines), flush=True)
+    files.write_json(Path(workdir) / "agreement.json", doc)
+    print(f"wrote {workdir}/agreement.json")
+    return doc

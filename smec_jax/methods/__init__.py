@@ -4,6 +4,7 @@
   fitted = methods.get("smec").fit(cfg, data, workdir)   # -> Fitted(compressor, val_ndcg)
   fitted.compressor.compress(x, 64)
   methods.names(group="ablation")                         # report order
+  name, fitted, choice = methods.auto.fit_any(cfg, data, workdir)  # cfg.method may be "auto"
 
 One file per family: :mod:`.closed_form` (truncate, pca), :mod:`.score_preserving`
 (closed-form maps that keep query-document scores), :mod:`.doc_prior` (the
@@ -34,11 +35,13 @@ from smec_jax.methods import search_adaptor  # noqa: E402
 from smec_jax.methods import matryoshka_adaptor  # noqa: E402
 from smec_jax.methods import csr  # noqa: E402
 from smec_jax.methods import smec  # noqa: E402
+from smec_jax.methods import auto  # noqa: E402  (chooses among the methods above)
 # isort: on
 
 __all__ = [
     "GROUPS",
     "Fitted",
+    "auto",
     "Method",
     "apply_overrides",
     "get",

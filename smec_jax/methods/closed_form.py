@@ -22,6 +22,14 @@ class Truncate(Compressor):
     def compress(self, x: jax.Array, dim: int) -> jax.Array:
         return l2_normalize(jnp.asarray(x, jnp.float32)[:, :dim])
 
+    def as_nested(self, sizes):
+        """The identity map of ``max(sizes)``-d embeddings (the original dimension) at
+        ``sizes``: truncation, exportable like a trained compressor."""
+        from smec_jax.core.export import original
+
+        full = original(max(sizes))
+        return dataclasses.replace(full, sizes=tuple(int(s) for s in sizes))
+
 
 @dataclasses.dataclass(frozen=True)
 class PCA(Compressor):

@@ -104,7 +104,8 @@ def validate(cfg) -> None:
     """Every config field's type and range, then the method names it holds (``method`` and
     ``eval.methods``): what every command checks before it reads data or writes a file."""
     checks.validate_config(cfg)
-    get(cfg.method)
+    if cfg.method != "auto":  # auto: chosen among registered methods (smec_jax.methods.auto)
+        get(cfg.method)
     for name in cfg.eval.methods:
         if name not in _REGISTRY:
             raise ValueError(

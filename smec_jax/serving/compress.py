@@ -180,7 +180,7 @@ def _resolve(compressor, source, out, part, size, precision, like, ids_file, cor
         raise ValueError(f"{out} already exists; remove it or choose another --out")
     files.check_workdir(out, "--out")
     exported = export.load_numpy(compressor)
-    sha = file_sha256(compressor)
+    sha = file_sha256(export.npz_path(compressor))
     sizes = [int(s) for s in exported["sizes"]]
     ref = read_manifest(like) if like else None
     if ref is not None:

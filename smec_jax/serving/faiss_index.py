@@ -94,7 +94,7 @@ def _top_k_by_row(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(s, cols, 1), cols
 
 
-def _faiss():
+def faiss_module():
     try:
         import faiss
     except ImportError:
@@ -144,32 +144,53 @@ def build(
             f"{man.precision} codes; compress with --precision {KINDS[kind][0]}"
         )
     cal = codes.Calibration.from_json(man.calibration)
-    d = man.size
-    params: dict = {}
     if kind == "scan":
         return Index(index=PackedScan(np.asarray(arr), cal), kind=kind, manifest=man, params={})
-    faiss = _faiss()
-    if kind == "flat":
-        index = faiss.IndexFlatIP(d)
-        index.add(np.ascontiguousarray(arr, np.float32))
-    elif kind == "hnsw":
+    params = {}
+    if kind == "hnsw":
         params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
-        index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
-        index.add(np.ascontiguousarray(arr, np.float32))
-    elif kind == "sq8":
+    index = new_index(kind, man.size, cal, **params)
+    add_codes(index, kind, arr)
+    return Index(index=index, kind=kind, manifest=man, params=params)
+
+
+def new_index(kind: str, d: int, cal: codes.Calibration, **params):
+    """An empty faiss index of ``kind`` (not ``scan``) for ``d``-d codes of calibration
+    ``cal``: ready for :func:`add_codes` (the 8-bit scalar quantizer takes ``cal``'s ranges as
+    its trained state, so faiss stores exactly our int8 codes)."""
+    faiss = faiss_module()
+    if kind == "flat":
+        return faiss.IndexFlatIP(d)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, params["m"], faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = params["ef_construction"]
+        index.hnsw.efSearch = params["ef_search"]
+        return index
+    if kind == "sq8":
         index = faiss.IndexScalarQuantizer(
             d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
         trained = np.concatenate([cal.vmin, cal.vdiff]).astype(np.float32)
         faiss.copy_array_to_vector(trained, index.sq.trained)
         index.is_trained = True
-        index.add_sa_codes(np.ascontiguousarray(arr, np.uint8))
+        return index
+    if kind == "binary":
+        return faiss.IndexBinaryFlat(d)
+    raise ValueError(f"unknown faiss index kind {kind!r}; use one of flat, hnsw, sq8, binary")
+
+
+def add_codes(index, kind: str, arr: np.ndarray, ids: np.ndarray | None = None) -> None:
+    """Adds codes (float rows, int8 codes, packed bits) to an index of :func:`new_index`,
+    or to its ``IndexIDMap`` / ``IndexBinaryIDMap`` with int64 ``ids``."""
+    if kind == "sq8":
+        args = (np.ascontiguousarray(arr, np.uint8),)
+        index.add_sa_codes(*args, *(() if ids is None else (np.asarray(ids, np.int64),)))
+        return
+    x = np.ascontiguousarray(arr, np.uint8 if kind == "binary" else np.float32)
+    if ids is None:
+        index.add(x)
     else:
-        index = faiss.IndexBinaryFlat(d)
-        index.add(np.ascontiguousarray(arr, np.uint8))
-    return Index(index=index, kind=kind, manifest=man, params=params)
+        index.add_with_ids(x, np.asarray(ids, np.int64))
 
 
 def save(index: Index, out: str | Path) -> Path:
@@ -184,7 +205,7 @@ def save(index: Index, out: str | Path) -> Path:
     if index.kind == "scan":
         np.save(tmp / "codes.npy", index.index.packed)
     else:
-        faiss = _faiss()
+        faiss = faiss_module()
         write = faiss.write_index_binary if index.kind == "binary" else faiss.write_index
         write(index.index, str(tmp / "index.faiss"))
     meta = {
@@ -206,7 +227,7 @@ def load(folder: str | Path) -> Index:
     if meta["kind"] == "scan":
         cal = codes.Calibration.from_json(man.calibration)
         return Index(PackedScan(np.load(folder / "codes.npy"), cal), "scan", man, meta["params"])
-    faiss = _faiss()
+    faiss = faiss_module()
     read = faiss.read_index_binary if meta["kind"] == "binary" else faiss.read_index
     index = read(str(folder / "index.faiss"))
     if meta["kind"] == "hnsw":

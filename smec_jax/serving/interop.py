@@ -79,7 +79,7 @@ def to_sentence_transformers(compressor: str | Path, encoder: str, out: str | Pa
     model.save(str(tmp))
     meta = {
         "sizes": [int(s) for s in exported["sizes"]],
-        "compressor_sha256": codes_folder.file_sha256(compressor),
+        "compressor_sha256": codes_folder.file_sha256(export.npz_path(compressor)),
         "usage": "encode(texts, truncate_dim=d, normalize_embeddings=True), d in sizes",
     }
     if export.is_asymmetric(exported):

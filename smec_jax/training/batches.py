@@ -211,7 +211,8 @@ def unlabelled_queries(
     maps; no judgment is read. ``source`` (:data:`UNLABELLED`):
 
     * "train": the embeddings of ``qids`` (training queries), else the queries of ``split``,
-      else the corpus documents as pseudo-queries;
+      else, in data with no judgments at all, every query (a query log), else the corpus
+      documents as pseudo-queries;
     * "pseudo": the pseudo-queries made from the corpus (``data.pseudo_queries``, attached
       by :func:`smec_jax.datasets.pseudo_queries.attach`);
     * "train+pseudo": both; with ``log_share`` > 0 the training queries are repeated
@@ -229,6 +230,8 @@ def unlabelled_queries(
     if source.startswith("train"):
         if qids is None and split in data.qrels:
             qids = [q for q in data.query_ids if q in data.qrels[split]]
+        elif qids is None and not data.qrels:  # no judgments at all: the queries are a log
+            qids = list(data.query_ids)
         if qids:
             log = data.queries[data.query_rows(list(qids))]
             copies = 1

@@ -1,0 +1,257 @@
+"""``method="auto"``: the candidates our reports support for what you supplied, each fitted,
+scored on a held-out validation set, and the best kept, with the table beside the choice.
+
+What you supplied decides the candidates and the validation:
+
+=======================  ====================================================  ==========================================
+you have                 candidates                                            validation (never trained on)
+=======================  ====================================================  ==========================================
+judgments (``train``)    smec_distill, smec, distill_pseudo (texts and their   nDCG@10 on held-out training queries none
+                         encoder at hand) or distill_docs, pca, truncate       of whose relevant documents training sees
+                                                                               (the trainer's own validation split)
+a query log, no          distill_pseudo_log (the log, and pseudo-queries or    top-10 agreement with the full-size ranking
+judgments                the documents as queries), distill_docs, pca,         on a held-out fifth of the log
+                         truncate
+documents alone          distill_docs, pca, truncate                           top-10 agreement on held-out documents used
+                                                                               as queries, left out of the fitted corpus
+=======================  ====================================================  ==========================================
+
+Where the texts are at hand (a BEIR folder with ``corpus.jsonl``), ``distill_pseudo`` joins
+the label-free lists (before ``distill_docs``).
+
+The score is the mean over the compressed sizes (every ladder size but the first, the
+original). A candidate that cannot run here (no texts or encoder for pseudo-queries) is
+listed with the reason and skipped. The trained candidates with judgments early-stop on the
+same validation queries, which favours them slightly against the closed-form ones.
+Without judgments the chosen compressor is the one fitted without the held-out rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from smec_jax import files, parallel
+from smec_jax.datasets import pseudo_queries
+from smec_jax.datasets.data import DataError, RetrievalData
+from smec_jax.evaluation.evaluator import Evaluator
+from smec_jax.evaluation.fidelity import agreement_at
+from smec_jax.methods.registry import Fitted, apply_overrides, get
+from smec_jax.training.splits import split_train_val
+
+NAME = "auto"
+MIN_LOG = 20  # fewer logged queries than this: validated on held-out documents instead
+MAX_VAL = 1000  # held-out queries at most (log or documents)
+K = 10  # top-k agreement without judgments
+
+JUDGED = "judgments"
+LOG = "query log"
+DOCS = "documents alone"
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """What ``auto`` chose and why.
+
+    Attributes:
+      name: the chosen method. fitted: its fit.
+      situation: judgments | query log | documents alone.
+      metric: what the table holds. validation: which queries it was measured on.
+      table: per candidate, ``{"sizes": {size: score}, "mean": score}`` or ``{"skipped": why}``.
+    """
+
+    name: str
+    fitted: Fitted
+    situation: str
+    metric: str
+    validation: str
+    table: dict[str, dict]
+
+    def summary(self) -> str:
+        """The table as text, the choice last."""
+        sizes = next(iter(r["sizes"] for r in self.table.values() if "sizes" in r), {})
+        head = f"{'candidate':<22}" + "".join(f"{d:>8}" for d in sizes) + f"{'mean':>8}"
+        lines = [f"auto ({self.situation}): {self.metric} on {self.validation}", head]
+        for name, r in self.table.items():
+            if "skipped" in r:
+                lines.append(f"{name:<22}  skipped: {r['skipped']}")
+                continue
+            mark = "  <- chosen" if name == self.name else ""
+            cells = "".join(f"{r['sizes'][d]:>8.4f}" for d in r["sizes"])
+            lines.append(f"{name:<22}{cells}{r['mean']:>8.4f}{mark}")
+        lines.append(f"auto chose {self.name}: the highest mean {self.metric} over the sizes")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "chosen": self.name,
+            "situation": self.situation,
+            "metric": self.metric,
+            "validation": self.validation,
+            "table": self.table,
+        }
+
+
+def situation(data: RetrievalData, split: str = "train") -> str:
+    if split in data.qrels:
+        return JUDGED
+    if len(data.query_ids) >= MIN_LOG:
+        return LOG
+    return DOCS
+
+
+def _has_texts(data: RetrievalData) -> bool:
+    return bool(data.source_dir) and (Path(data.source_dir) / "corpus.jsonl").is_file()
+
+
+def candidates(data: RetrievalData, split: str = "train") -> list[str]:
+    """The candidate methods for ``data`` (see the module docstring), in table order."""
+    s = situation(data, split)
+    texts = _has_texts(data)
+    if s == JUDGED:
+        return [
+            "smec_distill",
+            "smec",
+            "distill_pseudo" if texts else "distill_docs",
+            "pca",
+            "truncate",
+        ]
+    pseudo = ["distill_pseudo"] if texts else []
+    if s == LOG:
+        return ["distill_pseudo_log", *pseudo, "distill_docs", "pca", "truncate"]
+    return [*pseudo, "distill_docs", "pca", "truncate"]
+
+
+def _subset(data: RetrievalData, doc_rows=None, query_rows=None) -> RetrievalData:
+    out = data
+    if doc_rows is not None:
+        out = dataclasses.replace(
+            out, corpus=data.corpus[doc_rows], corpus_ids=[data.corpus_ids[i] for i in doc_rows]
+        )
+    if query_rows is not None:
+        out = dataclasses.replace(
+            out, queries=data.queries[query_rows], query_ids=[data.query_ids[i] for i in query_rows]
+        )
+    return out
+
+
+def _split_rows(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept rows, held-out rows), each sorted: ``share`` of ``n`` held out, at least one and
+    at most :data:`MAX_VAL`."""
+    n_val = int(min(MAX_VAL, max(1, round(share * n))))
+    perm = np.random.default_rng(seed + 11).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> Choice:
+    """Fits every candidate of ``data`` (checkpoints under ``workdir/auto/<name>``, so a
+    rerun resumes), scores each on the validation set, returns the best (ties: the earlier
+    candidate, the table's order) and writes ``workdir/auto.json``."""
+    sizes = [int(d) for d in cfg.ladder[1:]] or [int(cfg.ladder[0])]
+    s = situation(data, cfg.train.split)
+    fit_data, score = data, None
+    if s == JUDGED:
+        vs = split_train_val(
+            data, cfg.train.split, cfg.train.val_fraction, cfg.seed, cfg.train.val_split
+        )
+        evaluator = Evaluator.from_config(
+            data, cfg.eval, split=cfg.train.split, mesh=parallel.local_mesh()
+        )
+        metric = "validation nDCG@10"
+        validation = f"{len(vs.val)} held-out training queries ({vs.strategy})"
+
+        def score(comp):
+            return {str(d): evaluator.mean_ndcg(comp, d, vs.val) for d in sizes}
+
+    elif s == LOG:
+        keep, val = _split_rows(len(data.query_ids), 0.2, cfg.seed)
+        fit_data = _subset(data, query_rows=keep)
+        metric, validation = f"validation top-{K} agreement", f"{len(val)} held-out logged queries"
+        val_q, corpus = data.queries[val], data.corpus
+
+        def score(comp):
+            return agreement_at(comp, corpus, val_q, sizes, K)
+
+    else:
+        keep, val = _split_rows(len(data.corpus_ids), 0.1, cfg.seed)
+        fit_data = _subset(data, doc_rows=keep)
+        metric = f"validation top-{K} agreement"
+        validation = f"{len(val)} held-out documents as queries (left out of the fitted corpus)"
+        val_q, corpus = data.corpus[val], fit_data.corpus
+
+        def score(comp):
+            return agreement_at(comp, corpus, val_q, sizes, K)
+
+    table: dict[str, dict] = {}
+    fits: dict[str, Fitted] = {}
+    names = candidates(data, cfg.train.split)
+    for i, name in enumerate(names):
+        method = get(name)
+        run_cfg = cfg
+        if not _has_texts(data) and name == "distill_pseudo_log":  # the documents as queries
+            run_cfg = apply_overrides(cfg, {"data.pseudo_rule": pseudo_queries.DOCUMENTS})
+        sub = Path(workdir) / NAME / name if workdir and method.seeded else None
+        if verbose:
+            print(f"auto: fitting candidate {i + 1}/{len(names)}, {name}", flush=True)
+        try:
+            fitted = method.fit(run_cfg, fit_data, sub, verbose=verbose)
+        except DataError as e:  # e.g. no texts or encoder for pseudo-queries
+            table[name] = {"skipped": str(e)}
+            continue
+        fits[name] = fitted
+        by_size = score(fitted.compressor)
+        table[name] = {"sizes": by_size, "mean": float(np.mean(list(by_size.values())))}
+    if not fits:
+        raise DataError(
+            "auto: no candidate could be fitted: "
+            + "; ".join(f"{n}: {r['skipped']}" for n, r in table.items())
+        )
+    best = max(fits, key=lambda n: (table[n]["mean"], -list(table).index(n)))
+    choice = Choice(best, fits[best], s, metric, validation, table)
+    if workdir:
+        files.write_json(Path(workdir) / "auto.json", choice.to_json())
+    if verbose:
+        print(choice.summary(), flush=True)
+    return choice
+
+
+def record(workdir) -> dict | None:
+    """The ``auto.json`` of a finished ``auto`` run, or None."""
+    p = Path(workdir) / "auto.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+LABEL_FREE_GROUPS = ("baseline", "label_free")
+
+
+def label_free_ok(name: str, data: RetrievalData, split: str = "train") -> bool:
+    """Whether ``name`` can train on ``data``: it has judgments (some: a missing ``split``
+    is refused where it is read), or the method needs none."""
+    return bool(data.qrels) or name == NAME or get(name).group in LABEL_FREE_GROUPS
+
+
+def check_judgments(name: str, data: RetrievalData, split: str = "train") -> None:
+    """Refuses, in one line, a method that needs judgments on data that has none."""
+    if not label_free_ok(name, data, split):
+        from smec_jax.methods.registry import names
+
+        free = [n for g in LABEL_FREE_GROUPS for n in names(g)]
+        raise DataError(
+            f"{data.name} has no judgments, so only label-free methods "
+            f"train; {name} needs them. Use --config.method=auto or one of: {', '.join(free)}"
+        )
+
+
+def fit_any(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True):
+    """``(name, Fitted, Choice or None)`` of ``cfg.method``: a registered method, or
+    ``auto`` (:func:`choose`) whose ``name`` is the chosen one."""
+    check_judgments(cfg.method, data, cfg.train.split)
+    if data.qrels:
+        data.qrels_for(cfg.train.split)  # judgments, but not this split: refused in one line
+    if cfg.method == NAME:
+        choice = choose(cfg, data, workdir, verbose=verbose)
+        return choice.name, choice.fitted, choice
+    return cfg.method, get(cfg.method).fit(cfg, data, workdir, verbose=verbose), None
