@@ -164,6 +164,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.split = "test"
     c.eval.methods = ("truncate", "pca")
+    # launch.train ends with a verdict at this size (the nearest compressed ladder size):
+    # the trained method against eval.methods on all and on unseen test queries, with
+    # paired intervals
+    c.eval.verdict_size = 64
     c.eval.exclude_self = False  # drop hits whose doc id equals the query id (ArguAna-style)
     # Score ties: trec_eval (doc id descending, as trec_eval / pytrec_eval / BEIR / MTEB) | row
     c.eval.ties = "trec_eval"

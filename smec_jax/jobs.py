@@ -49,9 +49,10 @@ def train_and_evaluate(
     methods.validate(config)
     files.check_workdir(workdir)
     ds = sources.load(config.data)
-    if not methods.auto.label_free_ok(config.method, ds, config.train.split):
+    only_test = set(ds.qrels) <= {config.eval.split}  # no judgments to train on
+    if only_test and not methods.auto.label_free_ok(config.method, ds, config.train.split):
         print(
-            f"{ds.name}: no judgments, so only label-free methods are offered; {config.method} "
+            f"{ds.name}: no training judgments, so only label-free methods are offered; {config.method} "
             "needs judgments: training method auto (label-free candidates) instead",
             flush=True,
         )
@@ -80,19 +81,29 @@ def train_and_evaluate(
             flush=True,
         )
     start = time.perf_counter()
-    name, fitted, _ = methods.auto.fit_any(config, ds, workdir)
+    name, fitted, choice = methods.auto.fit_any(config, ds, workdir)
     print(f"trained in {time.perf_counter() - start:.1f}s; validation nDCG@10: {fitted.val_ndcg}")
     comps = {m: methods.get(m).fit(config, ds).compressor for m in config.eval.methods}
+    if choice is not None:  # every candidate, scored too: did validation choose well?
+        comps.update({f"auto:{n}": f.compressor for n, f in choice.fits.items()})
     comps[name] = fitted.compressor
     doc = None
     if judged:
         evaluator = _evaluator(config, ds, n_dev)
-        results = evaluator.evaluate(comps, config.ladder)
+        per_query: dict = {}
+        results = evaluator.evaluate(comps, config.ladder, per_query)
         doc = reporting.results_document(ds, evaluator.split, results, evaluator.n_unseen)
+        ladder = [int(d) for d in config.ladder]
+        compressed = ladder[1:] or ladder  # the first size is the original
+        size = min(compressed, key=lambda d: (abs(d - config.eval.verdict_size), d))
+        doc["verdict"] = reporting.verdict(
+            name, size, ladder, per_query, evaluator.unseen_mask, config.eval.methods
+        )
     if jax.process_index() == 0:  # every process scored; one writes
         files.atomic_write(Path(workdir) / "config.json", resolved.to_json(indent=1) + "\n")
         if doc is not None:
             reporting.report(doc, workdir)
+            print(reporting.verdict_lines(doc["verdict"]))
         else:
             doc = fidelity.report_unjudged(comps, ds, config.ladder, workdir)
         comp = fitted.compressor

@@ -193,7 +193,7 @@ def test_launch_train_takes_a_bare_npy_without_judgments(tmp_path):
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "no judgments, so only label-free methods are offered" in out.stdout
+    assert "no training judgments, so only label-free methods are offered" in out.stdout
     assert "auto chose" in out.stdout
     loaded = smec_jax.load(workdir / "compressor.npz")
     assert loaded.sizes == (32, 16, 8)
@@ -252,7 +252,7 @@ def test_the_api_refuses_without_writing(label_free, tmp_path, capsys):
         )
     line = capsys.readouterr().err.strip()
     assert err.value.code == 2 and "\n" not in line
-    assert "no judgments, so only label-free methods train; smec needs them" in line
+    assert "no 'train' judgments, so only label-free methods train; smec needs them" in line
     assert not workdir.exists()
     with pytest.raises(ValueError, match="sizes .*give distinct sizes from 1 to"):
         smec_jax.fit(docs, sizes=(64,))
@@ -278,6 +278,21 @@ def test_a_query_log_without_judgments_is_what_distillation_reads():
     data = arrays.from_arrays(docs, q)
     got, source = batches.unlabelled_queries(data, None, "train", "train")
     np.testing.assert_array_equal(got, data.queries)
-    assert source == "30 training queries"
+    assert source == "30 logged queries (judged in no split)"
     assert auto.situation(data) == auto.LOG
     assert auto.candidates(data)[0] == "distill_pseudo_log"
+
+
+def test_test_queries_are_never_part_of_the_log():
+    """With test judgments beside a log, the log is the queries no split judges: auto's
+    situation counts them alone and distillation reads them alone."""
+    from smec_jax.training import batches
+
+    docs, q = low_rank(n=100), low_rank(n=45, seed=2)
+    test = {str(i): {str(i): 1} for i in range(25)}  # queries 0..24 judged for scoring
+    data = arrays.from_arrays(docs, q, test_qrels=test)
+    got, _ = batches.unlabelled_queries(data, None, "train", "train")
+    np.testing.assert_array_equal(got, data.queries[25:])
+    assert auto.situation(data) == auto.LOG  # 20 logged queries
+    fewer = arrays.from_arrays(docs, q[:44], test_qrels=test)
+    assert auto.situation(fewer) == auto.DOCS  # 19: too few to hold a fifth out

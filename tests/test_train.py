@@ -169,6 +169,21 @@ def test_launch_train_end_to_end(tmp_path):
     written = json.loads((tmp_path / "config.json").read_text())
     assert written["method"] == "smec" and written["ladder"] == [32, 16, 8]
     assert list((tmp_path / "tensorboard").iterdir())
+    # the verdict: the trained method at the compressed size nearest eval.verdict_size (64:
+    # 16 of this ladder) against each baseline, means as in the table, intervals around them
+    v = doc["verdict"]
+    assert (v["method"], v["size"]) == ("smec", 16)
+    mine = doc["results"]["smec"]["16"]
+    assert v["all"] == pytest.approx(mine["ndcg@10"]) and v["unseen"] == pytest.approx(
+        mine["ndcg@10_unseen"]
+    )
+    assert set(v["versus"]) == {"truncate", "pca"}
+    for b, r in v["versus"].items():
+        theirs = doc["results"][b]["16"]
+        for part, key in (("all", "ndcg@10"), ("unseen", "ndcg@10_unseen")):
+            assert r[part]["diff"] == pytest.approx(mine[key] - theirs[key], abs=1e-9)
+            assert r[part]["lo"] <= r[part]["diff"] <= r[part]["hi"]
+    assert "verdict: smec at 16 dims" in out.stdout and "vs pca: all" in out.stdout
     bad = launch_train(tmp_path / "bad", "--config.ladder=(64,64)")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
         "error: --config.ladder"

@@ -111,7 +111,8 @@ def test_the_evaluator_scores_an_asymmetric_map_by_its_inner_products():
 
 def test_score_methods_read_no_judgment_and_fall_back_to_the_corpus():
     """The fit depends on which queries are in the training split, not on their judgments;
-    a dataset without a training split uses the corpus as pseudo-queries."""
+    a dataset without a training split uses the queries no split judges (a query log, never
+    the test queries), and with none of those the corpus as pseudo-queries."""
     data = _data(seed=4)
     other = RetrievalData(
         "toy", "enc", data.corpus_ids, data.corpus, data.query_ids, data.queries,
@@ -125,6 +126,17 @@ def test_score_methods_read_no_judgment_and_fall_back_to_the_corpus():
         {"test": data.qrels["test"]},
     )  # fmt: skip
     _, source = score_preserving.fit_score_pca(test_only)
+    log = [q for q in data.query_ids if q not in data.qrels["test"]]
+    assert log and source == f"{len(log)} logged queries (judged in no split)"
+    got, _ = batches.unlabelled_queries(test_only, None, "train", "train")
+    np.testing.assert_array_equal(got, data.queries[data.query_rows(log)])
+    judged_only = data.query_rows(list(data.qrels["test"]))
+    no_log = RetrievalData(
+        "toy", "enc", data.corpus_ids, data.corpus,
+        [data.query_ids[i] for i in judged_only], data.queries[judged_only],
+        {"test": data.qrels["test"]},
+    )  # fmt: skip
+    _, source = score_preserving.fit_score_pca(no_log)
     assert source == "300 corpus docs as pseudo-queries"
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from smec_jax import files
 from smec_jax.datasets.data import RetrievalData
+from smec_jax.evaluation import stats
 
 
 def results_document(
@@ -34,6 +35,45 @@ def results_document(
     if unseen_queries is not None:
         doc["unseen_queries"] = unseen_queries
     return doc
+
+
+def verdict(
+    method: str, size: int, ladder, per_query: Mapping, unseen_mask, baselines=("pca", "truncate")
+) -> dict:
+    """The trained method at ``size`` against each baseline (of ``per_query``, from
+    :meth:`~smec_jax.evaluation.evaluator.Evaluator.evaluate`) on all and on unseen test
+    queries: means and the paired bootstrap 95% interval of the difference."""
+    row = list(ladder).index(size)
+    mask = np.asarray(unseen_mask, bool)
+    mine = per_query[method][row]
+    out = {"method": method, "size": size, "all": float(mine.mean()), "versus": {}}
+    if mask.any():
+        out["unseen"] = float(mine[mask].mean())
+    for b in baselines:
+        if b == method or b not in per_query:
+            continue
+        theirs = per_query[b][row]
+        v = {"all": stats.paired_bootstrap(mine, theirs)}
+        if mask.any():
+            v["unseen"] = stats.paired_bootstrap(mine[mask], theirs[mask])
+        out["versus"][b] = v
+    return out
+
+
+def verdict_lines(v: Mapping) -> str:
+    """The verdict in a few lines: the method's score, then one line per baseline."""
+    unseen = f", {v['unseen']:.3f} on unseen" if "unseen" in v else ""
+    lines = [
+        f"verdict: {v['method']} at {v['size']} dims: nDCG@10 {v['all']:.3f} on all test queries{unseen}"
+    ]
+    for b, r in v["versus"].items():
+        parts = [
+            f"{k} {r[k]['diff']:+.3f} [{r[k]['lo']:+.3f}, {r[k]['hi']:+.3f}]"
+            for k in ("all", "unseen")
+            if k in r
+        ]
+        lines.append(f"  vs {b}: " + ", ".join(parts) + " (paired 95% interval)")
+    return "\n".join(lines)
 
 
 NO_UNSEEN = (

@@ -40,6 +40,7 @@ from smec_jax.datasets.data import DataError, RetrievalData
 from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.evaluation.fidelity import agreement_at
 from smec_jax.methods.registry import Fitted, apply_overrides, get
+from smec_jax.training import batches
 from smec_jax.training.splits import split_train_val
 
 NAME = "auto"
@@ -69,6 +70,7 @@ class Choice:
     metric: str
     validation: str
     table: dict[str, dict]
+    fits: dict[str, Fitted] = dataclasses.field(default_factory=dict)  # every candidate fitted
 
     def summary(self) -> str:
         """The table as text, the choice last."""
@@ -96,9 +98,11 @@ class Choice:
 
 
 def situation(data: RetrievalData, split: str = "train") -> str:
+    """JUDGED (``split`` judgments), LOG (at least :data:`MIN_LOG` queries that no split
+    judges: test queries are never a log) or DOCS."""
     if split in data.qrels:
         return JUDGED
-    if len(data.query_ids) >= MIN_LOG:
+    if len(batches.unjudged_queries(data)) >= MIN_LOG:
         return LOG
     return DOCS
 
@@ -167,10 +171,12 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
             return {str(d): evaluator.mean_ndcg(comp, d, vs.val) for d in sizes}
 
     elif s == LOG:
-        keep, val = _split_rows(len(data.query_ids), 0.2, cfg.seed)
-        fit_data = _subset(data, query_rows=keep)
+        log_rows = data.query_rows(batches.unjudged_queries(data))
+        keep, val = _split_rows(len(log_rows), 0.2, cfg.seed)
+        others = np.setdiff1d(np.arange(len(data.query_ids)), log_rows[val])
+        fit_data = _subset(data, query_rows=others)  # the log without its held-out fifth
         metric, validation = f"validation top-{K} agreement", f"{len(val)} held-out logged queries"
-        val_q, corpus = data.queries[val], data.corpus
+        val_q, corpus = data.queries[log_rows[val]], data.corpus
 
         def score(comp):
             return agreement_at(comp, corpus, val_q, sizes, K)
@@ -210,7 +216,7 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
             + "; ".join(f"{n}: {r['skipped']}" for n, r in table.items())
         )
     best = max(fits, key=lambda n: (table[n]["mean"], -list(table).index(n)))
-    choice = Choice(best, fits[best], s, metric, validation, table)
+    choice = Choice(best, fits[best], s, metric, validation, table, fits)
     if workdir:
         files.write_json(Path(workdir) / "auto.json", choice.to_json())
     if verbose:
@@ -228,9 +234,9 @@ LABEL_FREE_GROUPS = ("baseline", "label_free")
 
 
 def label_free_ok(name: str, data: RetrievalData, split: str = "train") -> bool:
-    """Whether ``name`` can train on ``data``: it has judgments (some: a missing ``split``
-    is refused where it is read), or the method needs none."""
-    return bool(data.qrels) or name == NAME or get(name).group in LABEL_FREE_GROUPS
+    """Whether ``name`` can train on ``data``: it has ``split`` judgments, or the method
+    needs none."""
+    return split in data.qrels or name == NAME or get(name).group in LABEL_FREE_GROUPS
 
 
 def check_judgments(name: str, data: RetrievalData, split: str = "train") -> None:
@@ -240,8 +246,8 @@ def check_judgments(name: str, data: RetrievalData, split: str = "train") -> Non
 
         free = [n for g in LABEL_FREE_GROUPS for n in names(g)]
         raise DataError(
-            f"{data.name} has no judgments, so only label-free methods "
-            f"train; {name} needs them. Use --config.method=auto or one of: {', '.join(free)}"
+            f"{data.name} has no {split!r} judgments, so only label-free methods train; "
+            f"{name} needs them. Use --config.method=auto or one of: {', '.join(free)}"
         )
 
 
@@ -249,8 +255,6 @@ def fit_any(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True):
     """``(name, Fitted, Choice or None)`` of ``cfg.method``: a registered method, or
     ``auto`` (:func:`choose`) whose ``name`` is the chosen one."""
     check_judgments(cfg.method, data, cfg.train.split)
-    if data.qrels:
-        data.qrels_for(cfg.train.split)  # judgments, but not this split: refused in one line
     if cfg.method == NAME:
         choice = choose(cfg, data, workdir, verbose=verbose)
         return choice.name, choice.fitted, choice

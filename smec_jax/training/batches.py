@@ -200,6 +200,12 @@ def unsupervised_batches(data: RetrievalData, *, batch_size: int, seed: int) -> 
 UNLABELLED = ("train", "pseudo", "train+pseudo")
 
 
+def unjudged_queries(data: RetrievalData) -> list[str]:
+    """Query ids, in row order, that no split judges: a query log."""
+    judged = {q for split in data.qrels.values() for q in split}
+    return [q for q in data.query_ids if q not in judged]
+
+
 def unlabelled_queries(
     data: RetrievalData,
     qids: list[str] | None = None,
@@ -211,8 +217,8 @@ def unlabelled_queries(
     maps; no judgment is read. ``source`` (:data:`UNLABELLED`):
 
     * "train": the embeddings of ``qids`` (training queries), else the queries of ``split``,
-      else, in data with no judgments at all, every query (a query log), else the corpus
-      documents as pseudo-queries;
+      else (no ``split`` judgments) the queries that no split judges (a query log: never
+      the test queries), else the corpus documents as pseudo-queries;
     * "pseudo": the pseudo-queries made from the corpus (``data.pseudo_queries``, attached
       by :func:`smec_jax.datasets.pseudo_queries.attach`);
     * "train+pseudo": both; with ``log_share`` > 0 the training queries are repeated
@@ -230,8 +236,9 @@ def unlabelled_queries(
     if source.startswith("train"):
         if qids is None and split in data.qrels:
             qids = [q for q in data.query_ids if q in data.qrels[split]]
-        elif qids is None and not data.qrels:  # no judgments at all: the queries are a log
-            qids = list(data.query_ids)
+        what = "training queries"
+        if qids is None and split not in data.qrels:  # the queries no split judges: a log
+            qids, what = unjudged_queries(data), "logged queries (judged in no split)"
         if qids:
             log = data.queries[data.query_rows(list(qids))]
             copies = 1
@@ -239,7 +246,7 @@ def unlabelled_queries(
                 others = len(parts[0][0])
                 copies = max(1, round(log_share * others / ((1 - log_share) * len(log))))
             times = f" x{copies}" if copies > 1 else ""
-            parts.append((np.tile(log, (copies, 1)), f"{len(qids)} training queries{times}"))
+            parts.append((np.tile(log, (copies, 1)), f"{len(qids)} {what}{times}"))
         elif source == "train":
             parts.append((data.corpus, f"{len(data.corpus_ids)} corpus docs as pseudo-queries"))
     if len(parts) == 1:

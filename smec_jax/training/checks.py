@@ -163,6 +163,7 @@ RULES: dict[str, Callable] = {
     "eval.split": text,
     "eval.methods": method_names,
     "eval.exclude_self": boolean,
+    "eval.verdict_size": integer(1),
     "eval.ties": one_of(TIES),
 }
 
