@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from smec_jax import interrupts
+
 
 class Checkpointer:
     """A thin wrapper around ``ocp.CheckpointManager`` for one pytree."""
@@ -35,7 +37,9 @@ class Checkpointer:
         if step in self._mngr.all_steps():
             self._mngr.wait_until_finished()
             self._mngr.delete(step)
+            interrupts.point("checkpoint-deleted", step)  # the kill tests' window
         self._mngr.save(step, args=ocp.args.StandardSave(tree), force=True)
+        interrupts.point("checkpoint-saving", step)  # the asynchronous save in flight
 
     def restore(self, target: Any, step: int | None = None) -> Any:
         """Restores into the structure, shapes, dtypes and shardings of ``target``."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from absl import flags
 from ml_collections import config_flags
 
+from smec_jax import interrupts
 from smec_jax.datasets.data import DataError
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "default.py")
@@ -142,7 +143,8 @@ def _unknown_field(arg: str) -> str:
 
 def guarded(main: Callable[[], object]) -> None:
     """Runs ``main``; bad input ends the program with one clear line and exit status 2, a
-    non-finite loss with exit status 3."""
+    non-finite loss with exit status 3, a SIGTERM that saved and stopped (preemption) with
+    one line and status 143."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     for noisy in ("absl", "jax._src.xla_bridge", "tensorflow_datasets", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -154,3 +156,6 @@ def guarded(main: Callable[[], object]) -> None:
     except FloatingPointError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
+    except interrupts.Preempted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        sys.exit(interrupts.PREEMPTED_STATUS)

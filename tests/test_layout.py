@@ -76,7 +76,7 @@ ORDER = (
     "plumbing",
 )
 COMMANDS = {"jobs", "cli", "api"}
-PLUMBING = {"files", "progress", "parallel", "checkpoint"}
+PLUMBING = {"files", "progress", "parallel", "checkpoint", "interrupts"}
 
 
 def wing(module: str) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smec_jax import files
+from smec_jax import files, interrupts
 from smec_jax.core import codes, export
 from smec_jax.datasets.data import DataError, read_ids
 from smec_jax.progress import eta
@@ -272,6 +272,7 @@ def _write_chunks(job: _Job, work: Path, cal, spans, mine, verbose, stop_after_c
         start, end = spans[i]
         codes_mm[start:end] = codes.encode(job.compressed(start, end), cal)
         codes_mm.flush()
+        interrupts.point("compress-chunk-written", i)  # written, not yet recorded as done
         done.add(i)
         files.write_json(progress, {"chunks": sorted(done)})
         if verbose and pid == 0:

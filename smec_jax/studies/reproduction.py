@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from smec_jax import files, methods, parallel
+from smec_jax import files, interrupts, methods, parallel
 from smec_jax.datasets import sources
 from smec_jax.datasets.data import RetrievalData
 from smec_jax.evaluation import reporting, stats
@@ -171,6 +171,7 @@ def run(config, workdir: str | Path, method_names: Sequence[str], seeds: Sequenc
         )
         run_dir = Path(workdir) / "runs" / f"{method}-s{seed}"
         res, pq = run_one(config, ds, method, seed, run_dir, evaluator)
+        interrupts.point("reproduce-run-done", i)
         per_method.setdefault(method, []).append(res)
         per_query.setdefault(method, []).append(pq)
     doc = reporting.results_document(

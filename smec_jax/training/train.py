@@ -34,7 +34,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from smec_jax import parallel
+from smec_jax import interrupts, parallel
 from smec_jax.checkpoint import Checkpointer
 from smec_jax.core import ads, memory, model, smrl
 from smec_jax.core.export import NestedCompressor
@@ -202,6 +202,7 @@ class _Run:
     history: list[dict] = dataclasses.field(default_factory=list)
     t_start: float = 0.0
     step_start: int = 0
+    term: Any = None  # interrupts.on_sigterm's flag
 
     @property
     def replicated(self) -> NamedSharding:
@@ -312,19 +313,21 @@ def train(
         step_start=int(state.step),
     )
 
-    # -- stages: each compiles its own step; a resumed run starts in its unfinished stage
-    try:
-        while int(state.stage) <= n_stages:
-            state = _run_stage(run, state, best)
-            best = snapshot(state, replicated)
+    # -- stages: each compiles its own step; a resumed run starts in its unfinished stage;
+    # a SIGTERM (preemption) saves and stops between dispatches
+    with interrupts.on_sigterm() as run.term:
+        try:
+            while int(state.stage) <= n_stages:
+                state = _run_stage(run, state, best)
+                best = snapshot(state, replicated)
+                if ckpt:
+                    _check_finite(state, ckpt)
+                    ckpt.save(int(state.step), {"state": state, "best": best})
+        finally:  # an interrupted run still completes its last save
             if ckpt:
-                _check_finite(state, ckpt)
-                ckpt.save(int(state.step), {"state": state, "best": best})
-    finally:  # an interrupted run still completes its last save
-        if ckpt:
-            ckpt.close()
-        if run.writer:
-            run.writer.close()
+                ckpt.close()
+            if run.writer:
+                run.writer.close()
 
     # -- the nested compressor, and its validation scores at every size
     logits = jax.tree.map(np.asarray, state.ads) if cfg.ads.enabled else None
@@ -381,6 +384,9 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
             if run.on_step:
                 for done in range(step - n + 1, step + 1):
                     run.on_step(done)
+            interrupts.point("train-step", step)
+            if run.term is not None and run.term.requested:
+                _preempt(run, state, best, step)
     finally:
         feed.close()
     # Final validation, then keep the best params of the stage and fix S_t.
@@ -389,6 +395,18 @@ def _run_stage(run: _Run, state: TrainState, best: dict) -> TrainState:
             best = _validate(run, state, best, stage, final=True)[1]
         state = state.replace(params=best["params"], ads=best["ads"])
     return next_stage(state, cfg, run.mesh)
+
+
+def _preempt(run: _Run, state: TrainState, best: dict, step: int) -> None:
+    """Saves the state at ``step`` (with a workdir) and raises :class:`interrupts.Preempted`."""
+    if run.ckpt is None:
+        raise interrupts.Preempted(f"SIGTERM at step {step}; nothing saved (no workdir)")
+    _check_finite(state, run.ckpt)
+    run.ckpt.save(step, {"state": state, "best": best})
+    raise interrupts.Preempted(
+        f"SIGTERM at step {step}: saved a checkpoint of step {step} in {run.ckpt.directory}; "
+        "rerun the same command to resume"
+    )
 
 
 def _stage_selection(state: TrainState, stage: smrl.Stage, sizes, ads_enabled: bool) -> np.ndarray:
