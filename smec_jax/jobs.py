@@ -339,10 +339,10 @@ def evaluate_index(
         raise DataError(f"{query_codes}: no codes for query {missing!r} of {ds.name}")
     sel = np.asarray([q_row[q] for q in evaluator.qids])
     k = TOP_K + int(evaluator.exclude_self)
+    id_rank = np.empty(len(doc_ids), np.int64)
+    id_rank[retrieval.trec_tie_order(doc_ids)] = np.arange(len(doc_ids))
     start = time.perf_counter()
     if rescore:
-        id_rank = np.empty(len(doc_ids), np.int64)
-        id_rank[retrieval.trec_tie_order(doc_ids)] = np.arange(len(doc_ids))
         rows, scores, read = funnel.funnel_search(
             index,
             np.asarray(q_codes[sel]),
@@ -353,8 +353,10 @@ def evaluate_index(
             doc_ids,
             id_rank,
         )
-    else:
-        scores, rows = index.search(np.asarray(q_codes[sel]), q_man, k)
+    else:  # every document tied at the cut is seen, then cut as the Evaluator cuts
+        scores, rows = faiss_index.search_tie_complete(
+            index, np.asarray(q_codes[sel]), q_man, k, id_rank
+        )
         read = 0
     qps = len(sel) / (time.perf_counter() - start)
     ranked = faiss_index.ranked_by_trec_order(

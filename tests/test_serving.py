@@ -426,6 +426,76 @@ def test_evaluate_through_a_flat_index_equals_the_evaluator(served):
     assert row["bytes_per_vector"] == 64 and row["index_bytes"] > 300 * 64
 
 
+def tied_corpus(tmp_path):
+    """A BEIR folder whose 4 queries all rank 90 documents first, then 30 exact duplicates
+    (rows 90-119, tied), then the rest: the cut at rank 100 falls inside the tie. Each query
+    judges the tied document with the highest id relevant (trec_eval's order keeps it in the
+    top 100, the lowest rows do not hold it), and one of the first 90."""
+    rng = np.random.default_rng(3)
+    d = 32
+    e = np.eye(d, dtype=np.float32)
+    top = [0.95 * e[0] - (0.001 * i) * e[1] + 0.2 * e[2 + i % 10] for i in range(90)]
+    tied = [0.5 * e[0] + 0.8 * e[1]] * 30
+    rest = unit(rng.normal(size=(180, d)) * np.r_[0.05, np.ones(d - 1)])
+    docs = np.concatenate([unit(np.stack(top)), unit(np.stack(tied)), rest]).astype(np.float32)
+    queries = unit(e[:1] + 0.001 * rng.normal(size=(4, d))).astype(np.float32)
+    ids, qids = [f"d{i:03d}" for i in range(300)], [f"q{i}" for i in range(4)]
+    qrels = {"test": {q: {"d119": 1, f"d{10 + i:03d}": 1} for i, q in enumerate(qids)}}
+    ds = write_beir(tmp_path, "ties", ids, docs, qids, queries, qrels)
+    npz = export.save(export.original(d), tmp_path / "identity.npz", encoder="enc")
+    return ds, npz
+
+
+def test_faiss_and_the_funnel_cut_ties_as_the_evaluator_does(tmp_path):
+    """faiss keeps its own subset of the documents tied at the cut; the served paths widen the
+    search and cut by trec_eval's order, so launch.evaluate --index (plain and as a funnel)
+    scores what the Evaluator scores on a corpus whose duplicates straddle rank 100."""
+    pytest.importorskip("faiss")
+    from smec_jax.datasets import sources
+    from smec_jax.evaluation.evaluator import TOP_K, Evaluator
+    from smec_jax.serving import faiss_index, funnel
+
+    ds, npz = tied_corpus(tmp_path)
+    emb = ds / "embeddings" / "enc"
+    c = compress.compress_embeddings(
+        npz, emb, tmp_path / "c", size=32, precision="float32", verbose=False
+    )
+    q = compress.compress_embeddings(
+        npz, emb, tmp_path / "q", part="queries", like=c, verbose=False
+    )
+    index = faiss_index.build(c, "flat")
+    q_arr, _, q_man = codes_folder.load_codes(q)
+    doc_ids = (ds / "embeddings" / "enc" / "corpus_ids.txt").read_text().split()
+    rank = np.empty(300, np.int64)
+    rank[retrieval.trec_tie_order(doc_ids)] = np.arange(300)
+    # brute force: score descending, then doc id descending
+    scores = np.asarray(q_arr) @ np.asarray(codes_folder.load_codes(c)[0]).T
+    want = np.lexsort((rank[None, :].repeat(4, 0), -scores), axis=1)[:, :TOP_K]
+    _, plain = index.search(np.asarray(q_arr), q_man, TOP_K)
+    assert (np.sort(plain, 1) != np.sort(want, 1)).any(), "faiss alone must cut the tie otherwise"
+    _, rows = faiss_index.search_tie_complete(index, np.asarray(q_arr), q_man, TOP_K, rank)
+    np.testing.assert_array_equal(rows, want)
+    stage = funnel.Rescore(str(c), str(q), TOP_K)
+    f_rows, _, _ = funnel.funnel_search(
+        index, np.asarray(q_arr), q_man, TOP_K, [stage], [f"q{i}" for i in range(4)], doc_ids, rank
+    )
+    np.testing.assert_array_equal(f_rows, want)
+    # end to end: launch.evaluate --index and its funnel equal the Evaluator
+    cfg = tiny_config()
+    cfg.data.update(source="beir", root=str(ds.parent), dataset="ties", encoder="enc")
+    cfg.ladder = (32,)
+    data = sources.load(cfg.data)
+    ev = Evaluator(data)
+    want_row = ev.summarize(ev.per_query(export.original(32), 32))
+    assert want_row["recall@100"] == 1.0  # d119 is in the Evaluator's top 100
+    built = jobs.build_index(str(c), "flat", str(tmp_path / "idx"))
+    for i, extra in enumerate(({}, {"rescore": [stage], "shortlist": TOP_K})):
+        doc = jobs.evaluate_index(cfg, str(built), str(q), str(tmp_path / f"e{i}"), **extra)
+        (row,) = (r["32"] for r in doc["results"].values())
+        for m in ("ndcg@10", "recall@100", "mrr@10"):
+            assert row[m] == pytest.approx(want_row[m], abs=1e-9), (extra, m)
+
+
 # ---------------------------------------------------------------------------- exports
 
 

@@ -131,6 +131,35 @@ class Index:
         return self.index.search(q, k)
 
 
+def search_tie_complete(
+    index: Index, query_codes: np.ndarray, query_manifest, k: int, tie_rank: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) (nq, k) as the Evaluator ranks: score descending, then ``tie_rank``
+    ascending (:func:`smec_jax.core.retrieval.trec_tie_order`'s ranks: doc id descending).
+
+    faiss keeps its own subset of the documents tied at the k-th score; here the search is
+    widened (doubling k) until, for every query, the last hit scores below its k-th (or the
+    whole index is returned), so every tied document is seen before the cut."""
+    n = index.index.ntotal
+    width = min(k, n)
+    while True:
+        scores, rows = index.search(query_codes, query_manifest, width)
+        if width >= n:
+            break
+        kth = scores[:, min(k, width) - 1]
+        if not ((rows[:, -1] >= 0) & (scores[:, -1] >= kth)).any():
+            break
+        width = min(n, 2 * width)
+    valid = rows >= 0
+    rank = np.where(valid, tie_rank[np.where(valid, rows, 0)], np.iinfo(np.int64).max)
+    order = np.lexsort((rank, -np.where(valid, scores, -np.inf)), axis=1)[:, :k]
+    out_s = np.full((len(rows), k), -np.inf, np.float32)
+    out_r = np.full((len(rows), k), -1, np.int64)
+    take_s, take_r = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+    out_s[:, : take_s.shape[1]], out_r[:, : take_r.shape[1]] = take_s, take_r
+    return out_s, out_r
+
+
 def build(
     codes_dir: str | Path, kind: str, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
 ) -> Index:

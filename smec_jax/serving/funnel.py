@@ -45,7 +45,12 @@ def funnel_search(
     the rescoring stages (each finds its queries' codes by id).
 
     Returns (rows (Q, k), scores (Q, k), bytes read per query by the rescoring stages)."""
-    _, rows = index.search(first_query_codes, first_query_manifest, shortlist)
+    from smec_jax.serving.faiss_index import search_tie_complete
+
+    # the shortlist cut as the Evaluator cuts: ties at it by trec_eval's order, not faiss's
+    _, rows = search_tie_complete(
+        index, first_query_codes, first_query_manifest, shortlist, tie_rank
+    )
     bytes_read = 0
     prev_keep = shortlist
     scores = None
