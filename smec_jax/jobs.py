@@ -225,9 +225,15 @@ def embed(
     ``beir_dir`` (:func:`smec_jax.datasets.pooling.sts_to_beir`) unless it is there already."""
     from smec_jax.datasets import encode, pooling
     from smec_jax.datasets import pseudo_queries as pq
+    from smec_jax.datasets.data import DataError
 
     if from_sts and not (Path(beir_dir) / "corpus.jsonl").is_file():
         print(f"wrote {pooling.sts_to_beir(from_sts, beir_dir)} from {from_sts}")
+    if not (Path(beir_dir) / "corpus.jsonl").is_file():  # before the model loads
+        raise DataError(
+            f"{beir_dir}: no corpus.jsonl here; give a BEIR folder (corpus.jsonl, "
+            "queries.jsonl) or --from_sts with an STS Benchmark file"
+        )
 
     model_path = encode.resolve_model(model)
     name = Path(model).name if Path(model).exists() else model

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -165,8 +166,14 @@ def compress_embeddings(
         settings["corpus_codes_sha256"] = file_sha256(corpus_codes)
     settings["calibration"] = cal.to_json()
     work = job.out.with_name(job.out.name + ".partial")
+    fresh = not work.exists()
     _open_partial(work, settings, cal, n)
-    _write_chunks(job, work, cal, spans, mine, verbose, stop_after_chunks)
+    try:
+        _write_chunks(job, work, cal, spans, mine, verbose, stop_after_chunks)
+    except DataError:  # a bad row: the input must be fixed, so a folder this run began goes
+        if fresh and jax.process_index() == 0:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     _finish(job, work, cal)
     return job.out
 
