@@ -141,3 +141,11 @@ def test_with_no_training_judgments_every_test_query_is_unseen(synthetic):
     row = ev.summarize(ev.per_query(Truncate(), 16))
     assert row["ndcg@10_unseen"] == row["ndcg@10"]
     assert Evaluator(synthetic, "test").n_unseen < len(ev.qids)  # with training judgments: fewer
+    # and the report says why every test query is unseen
+    from smec_jax.evaluation import reporting
+
+    doc = reporting.results_document(no_train, "test", {"truncate": {"16": row}}, ev.n_unseen)
+    assert doc["unseen_rule"] == "no training judgments: every test query is unseen"
+    assert "(no training judgments: every test query is unseen)" in reporting.format_table(doc)
+    with_train = reporting.results_document(synthetic, "test", {"truncate": {"16": row}}, 3)
+    assert "unseen_rule" not in with_train

@@ -34,7 +34,12 @@ def results_document(
     doc = {"dataset": data.name, "encoder": data.encoder, "split": split, "results": results}
     if unseen_queries is not None:
         doc["unseen_queries"] = unseen_queries
+        if "train" not in data.qrels and split != "train":
+            doc["unseen_rule"] = ALL_UNSEEN
     return doc
+
+
+ALL_UNSEEN = "no training judgments: every test query is unseen"
 
 
 def verdict(
@@ -138,6 +143,8 @@ def format_table(document: Mapping, metric: str = "ndcg@10") -> str:
             lines.append(f"{method:<{width}} " + " ".join(cells))
     if not unseen and document["split"] != "train":
         lines.append(f"({NO_UNSEEN})")
+    if unseen and "unseen_rule" in document:
+        lines.append(f"({document['unseen_rule']})")
     return "\n".join(lines)
 
 
