@@ -22,6 +22,12 @@ cli.define_config_and_workdir("runs/pareto")
 flags.DEFINE_list("methods", list(pareto.DEFAULT_METHODS), "Methods to place on the axis.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (trained methods; closed-form: one fit).")
 flags.DEFINE_bool(
+    "faiss_codes", True, "Also faiss PQ, OPQ+PQ and RaBitQ codes of every dense method."
+)
+flags.DEFINE_list(
+    "pq_bytes", [str(b) for b in pareto.PQ_BYTES], "Bytes per vector of the faiss PQ/OPQ codes."
+)
+flags.DEFINE_bool(
     "from_saved",
     False,
     "Fit and score nothing: recompute the choices, intervals and tables of the report in "
@@ -34,7 +40,12 @@ if __name__ == "__main__":
             pareto.rerender(FLAGS.workdir)
             if FLAGS.from_saved
             else pareto.run(
-                FLAGS.config, FLAGS.workdir, FLAGS.methods, [int(s) for s in FLAGS.seeds]
+                FLAGS.config,
+                FLAGS.workdir,
+                FLAGS.methods,
+                [int(s) for s in FLAGS.seeds],
+                FLAGS.faiss_codes,
+                tuple(int(b) for b in FLAGS.pq_bytes),
             )
         )
     )

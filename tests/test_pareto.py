@@ -41,21 +41,33 @@ def test_paired_bootstrap_brackets_the_difference_and_sees_a_real_gain():
 
 
 @pytest.mark.slow
-def test_pareto_command_on_the_tiny_config(tmp_path):
-    doc = pareto.run(tiny_config(), tmp_path, ["truncate", "pca", "smec", "smec_int2"], [0, 1])
+def test_pareto_command_on_the_tiny_config(tmp_path, monkeypatch):
+    monkeypatch.setattr(pareto, "OPQ_ITERATIONS", 2)  # faiss's OPQ in seconds, not minutes
+    doc = pareto.run(
+        tiny_config(), tmp_path, ["truncate", "pca", "smec", "smec_int2"], [0, 1], pq_bytes=(8,)
+    )
     for f in ("pareto.md", "pareto.json", "pareto.png", "variants.png", "per_query.npz"):
         assert (tmp_path / f).stat().st_size > 100, f
     pts = {p["name"]: p for p in doc["points"]}
     # every size x precision x scoring, plus funnels for the nested compressors
     assert "smec: 8-d binary symm" in pts and "pca: funnel 16-d int2 top 100 -> 32-d float16" in pts
     assert pts["smec: 8-d binary symm"]["bytes"] == 1 and pts["pca: 32-d float32"]["bytes"] == 128
+    # faiss's codes of every dense method, priced as faiss stores them
+    assert pts["truncate: 32-d faiss PQ8"]["bytes"] == 8 and "pca: 16-d faiss OPQ8 PQ8" in pts
+    assert pts["smec: 32-d faiss RaBitQ"]["bytes"] == 12  # 4 B of bits + 8 B of factors
     # per-query scores recompute the reported means
     pq = pareto.load_per_query(tmp_path)
     for name in ("smec: 16-d int8 asym", "truncate: 32-d float16"):
         assert np.isclose(pq[name].mean(axis=1).mean(), pts[name]["test"])
     # each budget's choice is the best validation score among the method's points that fit
     for b, chosen in doc["budgets"].items():
+        # the best free code: the best validation score among truncation's and PCA's points
+        # (their own codes and faiss's PQ / OPQ / RaBitQ codes of their vectors)
+        free = [p for p in doc["points"] if p["method"] in pareto.FREE and p["bytes"] <= int(b)]
+        assert pts[chosen["best free code"]["name"]]["val"] == max(p["val"] for p in free)
         for m, c in chosen.items():
+            if m == "best free code":
+                continue
             fits = [p for p in doc["points"] if p["method"] == m and p["bytes"] <= int(b)]
             assert c["bytes"] <= int(b)
             assert pts[c["name"]]["val"] == max(p["val"] for p in fits)
@@ -113,7 +125,7 @@ def test_pareto_command_on_the_tiny_config(tmp_path):
             assert np.isclose(
                 r["share_of_full_test"], r["test"] / pts["truncate: 32-d float32"]["test"]
             )
-            assert set(r["vs"]) == {"truncate", "pca"}
+            assert set(r["vs"]) == {"truncate", "pca", "best free code"}
             for m, v in r["vs"].items():
                 base = doc[key][str(r["budget"])][m]["name"]
                 assert v["name"] == base
@@ -158,3 +170,33 @@ def test_a_funnel_rescored_with_the_original_over_the_whole_corpus_is_the_origin
     np.testing.assert_allclose(
         own["ndcg@10"], ev.per_query(pca, 32, None, "float16")["ndcg@10"], atol=1e-9
     )
+
+
+@pytest.mark.parametrize("spec", ["PQ8", "OPQ8,PQ8"])
+def test_faiss_product_codes_score_as_a_brute_force_search_over_their_reconstructions(
+    synthetic, spec
+):
+    """Evaluator.per_query_faiss: float queries against faiss PQ / OPQ codes rank as inner
+    products with the codes' reconstructions, ties at rank 100 by doc id descending, scored
+    as pytrec_eval scores that ranking."""
+    import pytrec_eval
+
+    from smec_jax.core import retrieval
+    from smec_jax.evaluation import evaluator as evaluator_lib
+
+    pca = methods.get("pca").fit(tiny_config(), synthetic).compressor
+    ev = Evaluator(synthetic, "test")
+    got = ev.per_query_faiss(pca, 16, None, spec)["ndcg@10"]
+    index = evaluator_lib._faiss_index(pca, 16, spec, synthetic.corpus)
+    recon = index.reconstruct_n(0, index.ntotal)
+    q = np.asarray(pca.compress_queries(synthetic.queries[synthetic.query_rows(ev.qids)], 16))
+    s = q @ recon.T
+    tie = np.empty(len(synthetic.corpus_ids), np.int64)
+    tie[retrieval.trec_tie_order(synthetic.corpus_ids)] = np.arange(len(tie))
+    run = {}
+    for i, qid in enumerate(ev.qids):
+        top = np.lexsort((tie, -s[i]))[:100]
+        run[qid] = {synthetic.corpus_ids[j]: float(100 - r) for r, j in enumerate(top)}
+    rels = {q: synthetic.qrels["test"][q] for q in ev.qids}
+    want = pytrec_eval.RelevanceEvaluator(rels, {"ndcg_cut.10"}).evaluate(run)
+    np.testing.assert_allclose(got, [want[q]["ndcg_cut_10"] for q in ev.qids], atol=1e-6)

@@ -109,6 +109,42 @@ class Evaluator:
         qids = self.qids if qids is None else list(qids)
         return metrics.score_run(ranked, qids, self.data.corpus_ids, self.qrels)
 
+    def per_query_faiss(
+        self,
+        comp: Compressor,
+        dim: int,
+        qids: Sequence[str] | None = None,
+        spec: str = "PQ32",
+        opq_iterations: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Per-query metrics of ``comp`` at ``dim`` with the documents in a faiss
+        ``index_factory(spec)`` index (``"PQ32"``, ``"OPQ16,PQ16"``, ``"RaBitQ"``) trained
+        on this corpus's compressed vectors, searched with float queries (asymmetric
+        distance, inner product); ties at the cut as this Evaluator cuts them.
+        ``opq_iterations``: OPQ's iterations (None: faiss's default)."""
+        from smec_jax.serving import faiss_index
+
+        qids = self.qids if qids is None else list(qids)
+        index = _faiss_index(comp, dim, spec, self.data.corpus, opq_iterations)
+        q = np.asarray(
+            comp.compress_queries(jnp.asarray(self.data.queries[self.data.query_rows(qids)]), dim),
+            np.float32,
+        )
+        n = len(self.data.corpus_ids)
+        rank = np.empty(n, np.int64)
+        rank[self.tie_order if self.tie_order is not None else np.arange(n)] = np.arange(n)
+        k = TOP_K + int(self.exclude_self)
+        _, rows = faiss_index.tie_complete(lambda w: index.search(q, w), n, k, rank)
+        if self.exclude_self:
+            own = retrieval.self_exclusion(qids, self.data.corpus_ids)
+            rows = np.stack(
+                [
+                    np.r_[r[r != o], np.full(int((r == o).sum()), -1)]
+                    for r, o in zip(rows, own, strict=True)
+                ]
+            )
+        return metrics.score_run(rows[:, :TOP_K], qids, self.data.corpus_ids, self.qrels)
+
     def agreement(self, comp: Compressor, dim: int, reference: np.ndarray) -> np.ndarray:
         """Per judged query, the share of ``reference``'s top k (rows of :meth:`search`, k its
         width; e.g. the uncompressed embeddings' ranking) that ``comp`` at ``dim`` also
@@ -246,3 +282,20 @@ class Evaluator:
         if own is not None:
             return int(own)
         return 4 * int(comp.compress(self.corpus[:1], dim).shape[1])
+
+
+_FAISS_CACHE: list = []  # [(comp, dim, spec, corpus, index)]: the last one built
+
+
+def _faiss_index(comp, dim: int, spec: str, corpus: np.ndarray, opq_iterations=None):
+    """The faiss index of ``comp``'s ``dim``-d corpus codes under ``spec``, built once for
+    consecutive calls (a report scores the same point on validation, then on test)."""
+    from smec_jax.serving import faiss_index
+
+    for c, d, sp, corp, index in _FAISS_CACHE:
+        if c is comp and d == dim and sp == spec and corp is corpus:
+            return index
+    x = np.asarray(comp.compress(jnp.asarray(corpus), dim), np.float32)
+    index = faiss_index.factory_index(x, spec, opq_iterations=opq_iterations)
+    _FAISS_CACHE[:] = [(comp, dim, spec, corpus, index)]
+    return index

@@ -134,16 +134,27 @@ class Index:
 def search_tie_complete(
     index: Index, query_codes: np.ndarray, query_manifest, k: int, tie_rank: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) (nq, k) of an :class:`Index` as the Evaluator ranks:
+    :func:`tie_complete` over its search."""
+    return tie_complete(
+        lambda width: index.search(query_codes, query_manifest, width),
+        index.index.ntotal,
+        k,
+        tie_rank,
+    )
+
+
+def tie_complete(search, n: int, k: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows) (nq, k) as the Evaluator ranks: score descending, then ``tie_rank``
     ascending (:func:`smec_jax.core.retrieval.trec_tie_order`'s ranks: doc id descending).
 
-    faiss keeps its own subset of the documents tied at the k-th score; here the search is
-    widened (doubling k) until, for every query, the last hit scores below its k-th (or the
-    whole index is returned), so every tied document is seen before the cut."""
-    n = index.index.ntotal
+    ``search(width) -> (scores, rows)`` is a faiss-like search over ``n`` documents. faiss
+    keeps its own subset of the documents tied at the k-th score; here the search is widened
+    (doubling the width) until, for every query, the last hit scores below its k-th (or all
+    ``n`` are returned), so every tied document is seen before the cut."""
     width = min(k, n)
     while True:
-        scores, rows = index.search(query_codes, query_manifest, width)
+        scores, rows = search(width)
         if width >= n:
             break
         kth = scores[:, min(k, width) - 1]
@@ -158,6 +169,36 @@ def search_tie_complete(
     take_s, take_r = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
     out_s[:, : take_s.shape[1]], out_r[:, : take_r.shape[1]] = take_s, take_r
     return out_s, out_r
+
+
+def factory_index(x: np.ndarray, spec: str, seed: int = 0, opq_iterations: int | None = None):
+    """A faiss ``index_factory`` index of ``spec`` (e.g. ``"PQ32"``, ``"OPQ16,PQ16"``,
+    ``"RaBitQ"``) over the rows of ``x``, inner-product metric, trained on ``x`` itself
+    (codebooks on the corpus they code) and holding it. Its bytes per vector:
+    ``index.sa_code_size()``; shared state (codebooks, rotations) is not counted.
+    ``opq_iterations``: OPQ's alternating iterations (None: faiss's default, 50)."""
+    faiss = faiss_module()
+    x = np.ascontiguousarray(x, np.float32)
+    index = faiss.index_factory(x.shape[1], spec, faiss.METRIC_INNER_PRODUCT)
+    for sub in _sub_indexes(faiss, index):
+        pq = getattr(sub, "pq", None)
+        if isinstance(pq, faiss.ProductQuantizer):  # quiet, seeded k-means; a small corpus is fine
+            pq.cp.seed, pq.cp.verbose, pq.cp.min_points_per_centroid = seed, False, 1
+        if opq_iterations is not None and isinstance(sub, faiss.OPQMatrix):
+            sub.niter = opq_iterations
+        if hasattr(sub, "do_polysemous_training"):  # Hamming pre-filtering: unused here and
+            sub.do_polysemous_training = False  # 50x the codebooks' training time
+    index.train(x)
+    index.add(x)
+    return index
+
+
+def _sub_indexes(faiss, index):
+    yield index
+    if isinstance(index, faiss.IndexPreTransform):
+        yield faiss.downcast_index(index.index)
+        for i in range(index.chain.size()):
+            yield faiss.downcast_VectorTransform(index.chain.at(i))
 
 
 def build(

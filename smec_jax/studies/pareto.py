@@ -65,6 +65,39 @@ class Point:
 
 
 CSR_KS = (2, 4, 8, 16, 32, 64)
+# faiss's product quantizers as peers on the bytes axis: m sub-quantizers of 8 bits (m
+# bytes), with and without OPQ's learned rotation, and RaBitQ (1 bit per dim plus per-vector
+# factors), each trained on the corpus's vectors at that size; float queries.
+PQ_BYTES = (8, 16, 32, 64)
+OPQ_ITERATIONS = None  # faiss's default (50); the tests lower it
+FREE = ("truncate", "pca")  # the free methods: "best free code" is chosen among their points
+
+
+def faiss_points(comp, ladder, pq_bytes=PQ_BYTES) -> list[Point]:
+    """faiss PQ / OPQ+PQ at ``pq_bytes`` (where m divides the size) and RaBitQ on
+    ``comp``'s vectors at each size, priced as faiss stores a vector (``sa_code_size``)."""
+    from smec_jax.serving import faiss_index
+
+    faiss = faiss_index.faiss_module()
+    out = []
+    for d in ladder:
+        ms = [m for m in pq_bytes if m <= d and d % m == 0]
+        specs = [(f"PQ{m}", f"PQ{m}") for m in ms] + [
+            (f"OPQ{m},PQ{m}", f"OPQ{m} PQ{m}") for m in ms
+        ]
+        specs.append(("RaBitQ", "RaBitQ"))
+        for spec, label in specs:
+            size = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT).sa_code_size()
+            out.append(
+                Point(
+                    f"{d}-d faiss {label}",
+                    int(size),
+                    lambda ev, q, d=d, spec=spec: ev.per_query_faiss(
+                        comp, d, q, spec, OPQ_ITERATIONS
+                    ),
+                )
+            )
+    return out
 
 
 def points(comp, ladder, nested: bool, original=None) -> list[Point]:
@@ -139,8 +172,17 @@ def frontier(rows: list[dict], key: str) -> list[str]:
     return out
 
 
-def run(config, workdir: str | Path, method_names=DEFAULT_METHODS, seeds=(0, 1, 2)) -> dict:
-    """Scores every point of every method and seed; writes the report. See module doc."""
+def run(
+    config,
+    workdir: str | Path,
+    method_names=DEFAULT_METHODS,
+    seeds=(0, 1, 2),
+    faiss_codes=True,
+    pq_bytes=PQ_BYTES,
+) -> dict:
+    """Scores every point of every method and seed; writes the report. See module doc.
+    ``faiss_codes``: also faiss's PQ and OPQ+PQ codes at ``pq_bytes`` and RaBitQ codes of
+    every dense method (:func:`faiss_points`)."""
     import time
 
     methods.validate(config)
@@ -179,7 +221,10 @@ def run(config, workdir: str | Path, method_names=DEFAULT_METHODS, seeds=(0, 1, 
         # Rescoring with the original embeddings: for every nested compressor but
         # truncation, whose own funnels are exactly that.
         orig = None if m == "truncate" else original
-        for pt in points(comp, tuple(config.ladder), comp.nests, orig):
+        pts = points(comp, tuple(config.ladder), comp.nests, orig)
+        if faiss_codes and not comp.sparse:
+            pts += faiss_points(comp, tuple(config.ladder), pq_bytes)
+        for pt in pts:
             name = f"{m}: {pt.label}"
             t = pt.run(test, None)["ndcg@10"]
             v = float(pt.run(val_ev, val_q)["ndcg@10"].mean()) if val_q else float("nan")
@@ -519,6 +564,26 @@ def _budget_choices(points_out, per_query, unseen_mask, method_names, allow_funn
                 "config": pick["config"],
                 "bytes": pick["bytes"],
                 "chosen_on": how,
+                **{
+                    k: pick[k]
+                    for k in ("test", "test_std", "test_unseen", "test_unseen_std")
+                    if k in pick
+                },
+            }
+        free = [
+            p
+            for p in points_out
+            if p["method"] in FREE
+            and p["bytes"] <= b
+            and (allow_funnel or not p["config"].startswith("funnel"))
+        ]
+        if free and not np.isnan(free[0].get("val", np.nan)):  # chosen on validation only
+            pick = max(free, key=lambda p: (p["val"], -p["bytes"]))
+            chosen["best free code"] = {
+                "name": pick["name"],
+                "config": f"{pick['method']} {pick['config']}",
+                "bytes": pick["bytes"],
+                "chosen_on": "validation, among the free methods' points",
                 **{
                     k: pick[k]
                     for k in ("test", "test_std", "test_unseen", "test_unseen_std")
