@@ -27,12 +27,14 @@ flags.DEFINE_bool(
 flags.DEFINE_list(
     "pq_bytes", [str(b) for b in pareto.PQ_BYTES], "Bytes per vector of the faiss PQ/OPQ codes."
 )
+flags.DEFINE_integer("opq_iterations", None, "OPQ's alternating iterations (default: faiss's, 50).")
 flags.DEFINE_bool(
     "from_saved",
     False,
     "Fit and score nothing: recompute the choices, intervals and tables of the report in "
     "--workdir from its pareto.json and per_query.npz, and rewrite it.",
 )
+
 
 if __name__ == "__main__":
     cli.run_main(
@@ -46,6 +48,7 @@ if __name__ == "__main__":
                 [int(s) for s in FLAGS.seeds],
                 FLAGS.faiss_codes,
                 tuple(int(b) for b in FLAGS.pq_bytes),
+                FLAGS.opq_iterations,
             )
         )
     )

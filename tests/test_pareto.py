@@ -41,11 +41,11 @@ def test_paired_bootstrap_brackets_the_difference_and_sees_a_real_gain():
 
 
 @pytest.mark.slow
-def test_pareto_command_on_the_tiny_config(tmp_path, monkeypatch):
-    monkeypatch.setattr(pareto, "OPQ_ITERATIONS", 2)  # faiss's OPQ in seconds, not minutes
+def test_pareto_command_on_the_tiny_config(tmp_path):
     doc = pareto.run(
-        tiny_config(), tmp_path, ["truncate", "pca", "smec", "smec_int2"], [0, 1], pq_bytes=(8,)
-    )
+        tiny_config(), tmp_path, ["truncate", "pca", "smec", "smec_int2"], [0, 1], pq_bytes=(8,),
+        opq_iterations=2,  # faiss's OPQ in seconds, not minutes
+    )  # fmt: skip
     for f in ("pareto.md", "pareto.json", "pareto.png", "variants.png", "per_query.npz"):
         assert (tmp_path / f).stat().st_size > 100, f
     pts = {p["name"]: p for p in doc["points"]}

@@ -69,13 +69,13 @@ CSR_KS = (2, 4, 8, 16, 32, 64)
 # bytes), with and without OPQ's learned rotation, and RaBitQ (1 bit per dim plus per-vector
 # factors), each trained on the corpus's vectors at that size; float queries.
 PQ_BYTES = (8, 16, 32, 64)
-OPQ_ITERATIONS = None  # faiss's default (50); the tests lower it
 FREE = ("truncate", "pca")  # the free methods: "best free code" is chosen among their points
 
 
-def faiss_points(comp, ladder, pq_bytes=PQ_BYTES) -> list[Point]:
+def faiss_points(comp, ladder, pq_bytes=PQ_BYTES, opq_iterations=None) -> list[Point]:
     """faiss PQ / OPQ+PQ at ``pq_bytes`` (where m divides the size) and RaBitQ on
-    ``comp``'s vectors at each size, priced as faiss stores a vector (``sa_code_size``)."""
+    ``comp``'s vectors at each size, priced as faiss stores a vector (``sa_code_size``);
+    ``opq_iterations``: OPQ's iterations (None: faiss's default, 50)."""
     from smec_jax.serving import faiss_index
 
     faiss = faiss_index.faiss_module()
@@ -93,7 +93,7 @@ def faiss_points(comp, ladder, pq_bytes=PQ_BYTES) -> list[Point]:
                     f"{d}-d faiss {label}",
                     int(size),
                     lambda ev, q, d=d, spec=spec: ev.per_query_faiss(
-                        comp, d, q, spec, OPQ_ITERATIONS
+                        comp, d, q, spec, opq_iterations
                     ),
                 )
             )
@@ -179,10 +179,11 @@ def run(
     seeds=(0, 1, 2),
     faiss_codes=True,
     pq_bytes=PQ_BYTES,
+    opq_iterations=None,
 ) -> dict:
     """Scores every point of every method and seed; writes the report. See module doc.
     ``faiss_codes``: also faiss's PQ and OPQ+PQ codes at ``pq_bytes`` and RaBitQ codes of
-    every dense method (:func:`faiss_points`)."""
+    every dense method (:func:`faiss_points`; ``opq_iterations`` None: faiss's 50)."""
     import time
 
     methods.validate(config)
@@ -223,7 +224,7 @@ def run(
         orig = None if m == "truncate" else original
         pts = points(comp, tuple(config.ladder), comp.nests, orig)
         if faiss_codes and not comp.sparse:
-            pts += faiss_points(comp, tuple(config.ladder), pq_bytes)
+            pts += faiss_points(comp, tuple(config.ladder), pq_bytes, opq_iterations)
         for pt in pts:
             name = f"{m}: {pt.label}"
             t = pt.run(test, None)["ndcg@10"]
