@@ -77,30 +77,29 @@ class EmbeddingCompressor:
         x = arrays.unit_rows(x, what, self.input_dim)
         return export.apply_exported(self.exported, x, self._check_size(size), queries)
 
-    def calibration(self, size: int, precision: str, docs=None) -> codes.Calibration:
-        """The kept calibration of (size, precision); fitted on ``docs`` if there is none."""
+    def calibration(self, size: int, precision: str) -> codes.Calibration:
+        """The kept calibration of (size, precision) document codes (see the module doc)."""
         codes.check_precision(precision)
         key = f"{int(size)}/{precision}"
         if key not in self.calibrations:
-            if docs is None:
-                raise ValueError(
-                    f"no {precision} calibration at size {size} yet: call "
-                    f"encode_documents(corpus, size={size}, precision={precision!r}) first"
-                )
-            y = docs if isinstance(docs, np.ndarray) and docs.shape[1] == size else None
-            if y is None:
-                y = self._map(docs, size, False, "docs")
-            self.calibrations[key] = codes.calibrate(y, precision)
+            raise ValueError(
+                f"no {precision} calibration at size {size} yet: call "
+                f"encode_documents(corpus, size={size}, precision={precision!r}) first"
+            )
         return self.calibrations[key]
 
     def encode_documents(self, docs, size: int, precision: str = "float32") -> np.ndarray:
         """(n, D) document embeddings (array or .npy path) -> codes at ``size``: float32 /
-        float16 unit vectors, uint8 (n, size) for int8, packed uint8 bits for binary."""
+        float16 unit vectors, uint8 (n, size) for int8, packed uint8 bits for binary. The
+        first call at a quantized (size, precision) fits its calibration on these documents."""
         codes.check_precision(precision)
         y = self._map(docs, size, False, "docs")
         if precision == "float32":
             return y
-        return codes.encode(y, self.calibration(size, precision, y))
+        key = f"{int(size)}/{precision}"
+        if key not in self.calibrations:
+            self.calibrations[key] = codes.calibrate(y, precision)
+        return codes.encode(y, self.calibrations[key])
 
     def encode_queries(self, queries, size: int) -> np.ndarray:
         """(n, D) query embeddings -> (n, size) float32 unit vectors (the query map of an
