@@ -11,6 +11,7 @@ def get_config():
     c = synthetic.get_config()
     c.data.synthetic.update(n_docs=600, n_train=120, n_test=40, dim=32, rank=8, seed=1)
     c.ladder = (32, 16, 8)
+    c.method = "smec"  # the paper's method: the tests' tiny runs train it
     c.train.update(
         batch_queries=16,
         n_hard=3,

@@ -8,11 +8,12 @@ tiny_config = tiny.get_config
 def tiny_overrides() -> dict[str, object]:
     """configs/tiny.py as ``{"dotted.field": value}``, to shrink another config file (the
     pod's) to the same tiny run: its data, ladder and every train and memory field (memory
-    sharding stays the other file's)."""
+    sharding stays the other file's), and its method."""
     t = tiny.get_config()
     out: dict[str, object] = {"data.source": t.data.source}
     out.update({f"data.synthetic.{k}": v for k, v in t.data.synthetic.items()})
     out["ladder"] = tuple(t.ladder)
+    out["method"] = t.method
     for section in ("train", "memory"):
         for k, v in t[section].items():
             if (section, k) != ("memory", "sharded"):
