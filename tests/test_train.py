@@ -476,3 +476,19 @@ def test_first_step_gradients_equal_on_one_and_eight_devices(synthetic):
     assert not all(
         np.allclose(b, a, rtol=1e-4, atol=1e-6) for a, b in zip(one, scaled, strict=True)
     )
+
+
+def test_a_field_added_since_the_record_matches_at_its_default(synthetic):
+    """A run recorded by an older version (its record lacks a field added since) resumes when
+    the new field is at its default, and is refused when it is not."""
+    from smec_jax.training import run_record
+
+    rec = run_record.record(tiny_config(), synthetic)
+    old = {"config": dict(rec["config"]), "data": rec["data"]}
+    del old["config"]["eval.verdict_size"], old["config"]["data.corpus"]
+    assert run_record.differences(old, rec) == []
+    changed = tiny_config()
+    changed.eval.verdict_size = 16
+    assert run_record.differences(old, run_record.record(changed, synthetic)) == [
+        "eval.verdict_size null -> 16"
+    ]

@@ -7,7 +7,8 @@ under another configuration or other data: restoring a checkpoint and training o
 new settings would give a model that matches neither run. Fields that cannot change what is
 trained (logging and checkpoint cadence, steps per dispatch, what is scored at the end, the
 device layout) may differ: :data:`RESUME_SAFE`. A workdir written before records existed
-resumes as it did (its shapes are still checked by the restore).
+resumes as it did (its shapes are still checked by the restore), and a field added since
+the record was written matches when it is at its default.
 """
 
 from __future__ import annotations
@@ -68,11 +69,21 @@ def differences(old: dict, new: dict) -> list[str]:
         what = [k for k in b if a.get(k) != b[k]]
         out.append(f"data ({', '.join(what)} differ: {a.get('name')!r} -> {b['name']!r})")
     oc, nc = old.get("config", {}), new["config"]
+    added = _defaults() if any(f not in oc for f in nc) else {}
     for f in [*nc, *(f for f in oc if f not in nc)]:
         if f in RESUME_SAFE or oc.get(f) == nc.get(f):
             continue
+        if f not in oc and nc[f] == added.get(f):  # a field newer than the record, at its default
+            continue
         out.append(f"{f} {_shown(oc.get(f))} -> {_shown(nc.get(f))}")
     return out
+
+
+def _defaults() -> dict:
+    """Every field of ``configs/default.py`` at its default (JSON values)."""
+    from configs import default
+
+    return json.loads(json.dumps(checks.fields(default.get_config())))
 
 
 def check(workdir: str | Path, rec: dict) -> None:
