@@ -52,8 +52,9 @@ def train_and_evaluate(
     only_test = set(ds.qrels) <= {config.eval.split}  # no judgments to train on
     if only_test and not methods.auto.label_free_ok(config.method, ds, config.train.split):
         print(
-            f"{ds.name}: no training judgments, so only label-free methods are offered; {config.method} "
-            "needs judgments: training method auto (label-free candidates) instead",
+            f"{ds.name}: no training judgments, so only label-free methods are offered; "
+            f"{config.method} needs judgments: training method auto (label-free candidates) "
+            "instead",
             flush=True,
         )
         config = config.copy_and_resolve_references()
