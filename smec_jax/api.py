@@ -178,7 +178,7 @@ def load(path) -> EmbeddingCompressor:
         raise ValueError(f"{path}: no {NPZ} here; give a folder written by save() or a .npz")
     exported = export.load_numpy(npz)
     settings = {}
-    if npz.parent.joinpath(SETTINGS).is_file() and path.is_dir():
+    if path.is_dir() and (path / SETTINGS).is_file():
         try:
             settings = json.loads((path / SETTINGS).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:

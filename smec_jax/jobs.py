@@ -346,8 +346,7 @@ def evaluate_index(
         raise DataError(f"{query_codes}: no codes for query {missing!r} of {ds.name}")
     sel = np.asarray([q_row[q] for q in evaluator.qids])
     k = TOP_K + int(evaluator.exclude_self)
-    id_rank = np.empty(len(doc_ids), np.int64)
-    id_rank[retrieval.trec_tie_order(doc_ids)] = np.arange(len(doc_ids))
+    id_rank = retrieval.tie_ranks(retrieval.trec_tie_order(doc_ids))
     start = time.perf_counter()
     if rescore:
         rows, scores, read = funnel.funnel_search(

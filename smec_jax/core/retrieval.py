@@ -261,6 +261,14 @@ def trec_tie_order(doc_ids: list[str]) -> np.ndarray:
     return np.asarray(sorted(range(len(doc_ids)), key=doc_ids.__getitem__, reverse=True))
 
 
+def tie_ranks(order: np.ndarray) -> np.ndarray:
+    """Each row's place in the tie order ``order`` (a permutation of the rows, e.g.
+    :func:`trec_tie_order`'s): lower wins a tie."""
+    ranks = np.empty(len(order), np.int64)
+    ranks[np.asarray(order)] = np.arange(len(order))
+    return ranks
+
+
 @jax.jit
 def _normalize_keep_dtype(c_nd: jax.Array) -> jax.Array:
     """Unit rows, computed in float32; float16/bfloat16 corpora stay compact (upcast per chunk

@@ -13,6 +13,7 @@ cosines.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
@@ -131,10 +132,8 @@ class Evaluator:
             np.float32,
         )
         n = len(self.data.corpus_ids)
-        rank = np.empty(n, np.int64)
-        rank[self.tie_order if self.tie_order is not None else np.arange(n)] = np.arange(n)
         k = TOP_K + int(self.exclude_self)
-        _, rows = faiss_index.tie_complete(lambda w: index.search(q, w), n, k, rank)
+        _, rows = faiss_index.tie_complete(lambda w: index.search(q, w), n, k, self.tie_rank)
         if self.exclude_self:
             own = retrieval.self_exclusion(qids, self.data.corpus_ids)
             rows = np.stack(
@@ -144,6 +143,12 @@ class Evaluator:
                 ]
             )
         return metrics.score_run(rows[:, :TOP_K], qids, self.data.corpus_ids, self.qrels)
+
+    @functools.cached_property
+    def tie_rank(self) -> np.ndarray:
+        """Each corpus row's place in this Evaluator's tie order (lower wins a tie)."""
+        n = len(self.data.corpus_ids)
+        return retrieval.tie_ranks(self.tie_order if self.tie_order is not None else np.arange(n))
 
     def agreement(self, comp: Compressor, dim: int, reference: np.ndarray) -> np.ndarray:
         """Per judged query, the share of ``reference``'s top k (rows of :meth:`search`, k its
@@ -207,9 +212,7 @@ class Evaluator:
             c = codes.decode(codes.encode(c, cal), cal)
         bias = comp.doc_bias()
         bias = None if bias is None else np.asarray(bias, np.float32)
-        tie_rank = np.empty(len(self.data.corpus_ids), np.int64)
-        order = self.tie_order if self.tie_order is not None else np.arange(len(tie_rank))
-        tie_rank[order] = np.arange(len(tie_rank))
+        tie_rank = self.tie_rank
         ranked = np.full((len(qids), TOP_K), -1, np.int64)
         for i, rows in enumerate(cand):
             rows = rows[rows >= 0]

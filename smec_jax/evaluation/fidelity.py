@@ -82,11 +82,15 @@ def run(
     doc = {"k": k, "queries": len(queries), "sizes": sizes, "map": {}}
     if table is not None:
         doc["codes"] = {}
+
+    def map_agreement(ex, d):  # per query, at size d, of the exported map ex
+        q = export.apply_exported(ex, queries, d, queries=True)
+        _, top = retrieval.search(q, export.apply_exported(ex, corpus, d), k)
+        return top_k_agreement(full_top, top), q
+
     per_query = {}
     for d in sizes:
-        q = export.apply_exported(exported, queries, d, queries=True)
-        _, top = retrieval.search(q, export.apply_exported(exported, corpus, d), k)
-        per_query[d] = top_k_agreement(full_top, top)
+        per_query[d], q = map_agreement(exported, d)
         doc["map"][str(d)] = float(per_query[d].mean())
         if table is not None:
             _, top = retrieval.search(q, table[:, :d], k)  # cosine: it normalises the rows
@@ -102,9 +106,7 @@ def run(
             raise ValueError(f"{versus} has none of the sizes {sizes} of {compressor}")
         doc["versus"] = {"compressor": str(versus), "map": {}, "diff": {}}
         for d in both:
-            q = export.apply_exported(other, queries, d, queries=True)
-            _, top = retrieval.search(q, export.apply_exported(other, corpus, d), k)
-            theirs = top_k_agreement(full_top, top)
+            theirs, _ = map_agreement(other, d)
             doc["versus"]["map"][str(d)] = float(theirs.mean())
             doc["versus"]["diff"][str(d)] = stats.paired_bootstrap(per_query[d], theirs)
     if out is not None:

@@ -29,7 +29,6 @@ Without judgments the chosen compressor is the one fitted without the held-out r
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,7 @@ from smec_jax.datasets import pseudo_queries
 from smec_jax.datasets.data import DataError, RetrievalData
 from smec_jax.evaluation.evaluator import Evaluator
 from smec_jax.evaluation.fidelity import agreement_at
-from smec_jax.methods.registry import Fitted, apply_overrides, get
+from smec_jax.methods.registry import Fitted, apply_overrides, get, names
 from smec_jax.training import batches
 from smec_jax.training.splits import split_train_val
 
@@ -156,7 +155,7 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
     candidate, the table's order) and writes ``workdir/auto.json``."""
     sizes = [int(d) for d in cfg.ladder[1:]] or [int(cfg.ladder[0])]
     s = situation(data, cfg.train.split)
-    fit_data, score = data, None
+    fit_data = data
     if s == JUDGED:
         vs = split_train_val(
             data, cfg.train.split, cfg.train.val_fraction, cfg.seed, cfg.train.val_split
@@ -172,7 +171,7 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
 
     elif s == LOG:
         log_rows = data.query_rows(batches.unjudged_queries(data))
-        keep, val = _split_rows(len(log_rows), 0.2, cfg.seed)
+        _, val = _split_rows(len(log_rows), 0.2, cfg.seed)
         others = np.setdiff1d(np.arange(len(data.query_ids)), log_rows[val])
         fit_data = _subset(data, query_rows=others)  # the log without its held-out fifth
         metric, validation = f"validation top-{K} agreement", f"{len(val)} held-out logged queries"
@@ -224,12 +223,6 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
     return choice
 
 
-def record(workdir) -> dict | None:
-    """The ``auto.json`` of a finished ``auto`` run, or None."""
-    p = Path(workdir) / "auto.json"
-    return json.loads(p.read_text()) if p.is_file() else None
-
-
 LABEL_FREE_GROUPS = ("baseline", "label_free")
 
 
@@ -242,8 +235,6 @@ def label_free_ok(name: str, data: RetrievalData, split: str = "train") -> bool:
 def check_judgments(name: str, data: RetrievalData, split: str = "train") -> None:
     """Refuses, in one line, a method that needs judgments on data that has none."""
     if not label_free_ok(name, data, split):
-        from smec_jax.methods.registry import names
-
         free = [n for g in LABEL_FREE_GROUPS for n in names(g)]
         raise DataError(
             f"{data.name} has no {split!r} judgments, so only label-free methods train; "
