@@ -160,6 +160,12 @@ def get_config() -> ml_collections.ConfigDict:
     for name, block in checks.config_blocks().items():
         c[name] = block()
 
+    # method=auto (smec_jax/methods/auto.py): with budget_bytes > 0, every candidate is
+    # scored at each (size, precision) code of at most that many bytes per document, and
+    # the choice names its best code; 0 = score the float vectors at every size.
+    c.auto = ml_collections.ConfigDict()
+    c.auto.budget_bytes = 0
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.num_devices = 0  # 0 = all visible devices
     c.distributed = False  # call jax.distributed.initialize() (multi-host pods)

@@ -8,6 +8,11 @@
     comp.save("my_compressor/");  comp = smec_jax.load("my_compressor/")
     index = comp.to_faiss(docs, size=64, precision="int8", ids=doc_ids)
 
+    comp = smec_jax.fit(docs, budget_bytes=32)      # auto picks the method and the code
+    size, precision = comp.recommended["size"], comp.recommended["precision"]
+    d = comp.encode_documents(docs, size, precision)               # 32 bytes per document
+    scores = comp.encode_queries(q, size, precision) @ comp.decode_documents(d, size, precision).T
+
 ``fit`` is ``python -m launch.train`` on arrays: the same registered methods, config
 (``configs/default.py`` with ``data.source = "arrays"``), validation split, checkpoints and
 resume (give ``workdir``) and progress lines; ``method="auto"`` is
@@ -64,6 +69,12 @@ class EmbeddingCompressor:
         return export.input_dim(self.exported)
 
     @property
+    def recommended(self) -> dict | None:
+        """With a byte budget (``fit(..., budget_bytes=)``): the code ``auto`` chose on
+        validation, ``{"size", "precision", "bytes"}``; else None."""
+        return self.info.get("auto", {}).get("point")
+
+    @property
     def asymmetric(self) -> bool:
         """Whether queries have a map of their own (use :meth:`encode_queries` for them)."""
         return export.is_asymmetric(self.exported)
@@ -101,10 +112,24 @@ class EmbeddingCompressor:
             self.calibrations[key] = codes.calibrate(y, precision)
         return codes.encode(y, self.calibrations[key])
 
-    def encode_queries(self, queries, size: int) -> np.ndarray:
+    def encode_queries(self, queries, size: int, precision: str | None = None) -> np.ndarray:
         """(n, D) query embeddings -> (n, size) float32 unit vectors (the query map of an
-        asymmetric compressor), to score against any precision of document codes."""
-        return self._map(queries, size, True, "queries")
+        asymmetric compressor). With ``precision``, in the space of
+        :meth:`decode_documents` at that precision (the ``binary_itq`` rotation applied), so
+        ``encode_queries(q, s, p) @ decode_documents(codes, s, p).T`` scores float queries
+        against coded documents."""
+        q = self._map(queries, size, True, "queries")
+        if precision in (None, "float32", "float16"):
+            return q
+        return codes.query_vectors(q, self.calibration(size, precision))
+
+    def decode_documents(self, doc_codes, size: int, precision: str) -> np.ndarray:
+        """Codes of :meth:`encode_documents` -> (n, size) float32 vectors as an index scores
+        them (reconstructions; +-1 for binary), calibrated as they were encoded."""
+        codes.check_precision(precision)
+        if precision in ("float32", "float16"):
+            return np.asarray(doc_codes, np.float32)
+        return codes.decode(np.asarray(doc_codes), self.calibration(size, precision))
 
     def to_faiss(self, docs, size: int, precision: str = "float32", ids: Sequence | None = None):
         """A faiss index over ``docs`` at ``size``: exact inner product (``IndexFlatIP``) for
@@ -202,6 +227,7 @@ def fit(
     seed: int = 0,
     config=None,
     overrides: Mapping | None = None,
+    budget_bytes: int | None = None,
     verbose: bool = True,
 ) -> EmbeddingCompressor:
     """Fits a nested compressor of ``docs`` (see the module docstring).
@@ -217,12 +243,34 @@ def fit(
       workdir: checkpoints, metrics and ``auto.json`` go here; rerun to resume.
       seed: the run's seed. config: a config (``configs/default.py``'s ``get_config()`` or
         another file's) to start from. overrides: ``{"dotted.field": value}`` set on it.
+      budget_bytes: bytes per stored document (``method="auto"`` only): every candidate is
+        scored at each (size, precision) code within it and :attr:`~EmbeddingCompressor.
+        recommended` names the best.
     """
+    from smec_jax import methods
+
+    data = arrays.from_arrays(docs, queries, qrels, doc_ids=doc_ids, query_ids=query_ids)
+    cfg = fit_config(data, sizes, method, seed, config, overrides, budget_bytes)
+    if workdir is not None:
+        files.check_workdir(workdir)
+    name, fitted, choice = methods.auto.fit_any(cfg, data, workdir, verbose=verbose)
+    nested = export.nested_of(fitted.compressor, cfg.ladder)
+    if nested is None:
+        raise ValueError(f"method {name!r} has no exportable nested map; use launch.train for it")
+    exported = export.to_arrays(nested, "")
+    exported["sizes"] = np.asarray(sizes, np.int64)
+    info = {"val_ndcg": fitted.val_ndcg}
+    if choice is not None:
+        info["auto"] = choice.to_json()
+    return EmbeddingCompressor(exported, name, info)
+
+
+def fit_config(data, sizes, method="auto", seed=0, config=None, overrides=None, budget_bytes=None):
+    """The config :func:`fit` trains ``data`` with (its arguments as there), validated."""
     from configs import default
     from smec_jax import methods
     from smec_jax.methods.registry import apply_overrides
 
-    data = arrays.from_arrays(docs, queries, qrels, doc_ids=doc_ids, query_ids=query_ids)
     sizes = tuple(int(s) for s in sizes)
     if not sizes or any(s < 1 or s > data.dim for s in sizes) or len(set(sizes)) != len(sizes):
         raise ValueError(
@@ -235,16 +283,11 @@ def fit(
     cfg.eval.methods = ()
     if overrides:
         cfg = apply_overrides(cfg, overrides)
+    if budget_bytes is not None:
+        if method != "auto":
+            raise ValueError(
+                f"budget_bytes chooses among auto's candidates; use method='auto', not {method!r}"
+            )
+        cfg.auto.budget_bytes = int(budget_bytes)
     methods.validate(cfg)
-    if workdir is not None:
-        files.check_workdir(workdir)
-    name, fitted, choice = methods.auto.fit_any(cfg, data, workdir, verbose=verbose)
-    nested = export.nested_of(fitted.compressor, ladder)
-    if nested is None:
-        raise ValueError(f"method {name!r} has no exportable nested map; use launch.train for it")
-    exported = export.to_arrays(nested, "")
-    exported["sizes"] = np.asarray(sizes, np.int64)
-    info = {"val_ndcg": fitted.val_ndcg}
-    if choice is not None:
-        info["auto"] = choice.to_json()
-    return EmbeddingCompressor(exported, name, info)
+    return cfg

@@ -100,11 +100,15 @@ def train_and_evaluate(
         doc["verdict"] = reporting.verdict(
             name, size, ladder, per_query, evaluator.unseen_mask, config.eval.methods
         )
+        if choice is not None and choice.point:  # auto with a byte budget
+            doc["budget"] = methods.auto.budget_on_test(choice, evaluator)
     if jax.process_index() == 0:  # every process scored; one writes
         files.atomic_write(Path(workdir) / "config.json", resolved.to_json(indent=1) + "\n")
         if doc is not None:
             reporting.report(doc, workdir)
             print(reporting.verdict_lines(doc["verdict"]))
+            if "budget" in doc:
+                print(reporting.budget_lines(doc["budget"]))
         else:
             doc = fidelity.report_unjudged(comps, ds, config.ladder, workdir)
         comp = fitted.compressor

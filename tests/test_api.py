@@ -41,10 +41,12 @@ def low_rank(n=600, d=32, rank=8, seed=0, scale=10.0):
 
 @pytest.fixture(scope="module")
 def label_free(tmp_path_factory):
-    """A label-free ``auto`` fit of a low-rank matrix, saved to a folder."""
+    """A label-free ``auto`` fit of a low-rank matrix, saved to a folder; its checkpoints
+    in ``workdir`` (a budgeted fit resumes them instead of training again)."""
     docs = low_rank()
-    comp = smec_jax.fit(docs, sizes=(16, 8), overrides=TINY, verbose=False)
-    folder = comp.save(tmp_path_factory.mktemp("api") / "comp")
+    base = tmp_path_factory.mktemp("api")
+    comp = smec_jax.fit(docs, sizes=(16, 8), overrides=TINY, workdir=base / "w", verbose=False)
+    folder = comp.save(base / "comp")
     return docs, comp, folder
 
 
@@ -79,6 +81,75 @@ def test_auto_without_labels_keeps_the_best_row_of_a_table_brute_force_agrees_wi
         assert table["pca"]["sizes"][str(d)] == pytest.approx(agree, abs=1e-9)
     # truncation at 8 of 32 dims loses much of a rank-8 geometry; the chosen map does not
     assert table[comp.method]["sizes"]["8"] > table["truncate"]["sizes"]["8"] + 0.2
+
+
+def test_a_byte_budget_scores_every_code_within_it_and_the_api_serves_the_choice(label_free):
+    """``budget_bytes``: each candidate's row holds every (size, precision) code of at most
+    that many bytes, its PCA int4 cell is what a from-scratch quantizer gives, the choice is
+    the best cell of all, and the API's query and decoded-document vectors of the chosen code
+    rank as the validation scored them."""
+    docs, _, folder = label_free
+    workdir = folder.parent / "w"  # the fixture's checkpoints: the candidates resume
+    comp = smec_jax.fit(
+        docs, sizes=(16, 8), overrides=TINY, workdir=workdir, budget_bytes=8, verbose=False
+    )
+    table = comp.info["auto"]["table"]
+    want = {
+        f"{d}-d {p}"
+        for d in (16, 8)
+        for p in auto.BUDGET_PRECISIONS
+        if -(-d * {"float16": 16, "int8": 8, "int4": 4, "int2": 2, "binary_itq": 1}[p] // 8) <= 8
+    }
+    assert want == {"16-d int4", "16-d int2", "16-d binary_itq", "8-d int8", "8-d int4",
+                    "8-d int2", "8-d binary_itq"}  # fmt: skip
+    for row in table.values():
+        assert set(row["points"]) == want
+        assert row["score"] == max(row["points"].values())
+    best = max(table, key=lambda n: table[n]["score"])
+    point = comp.recommended
+    assert comp.method == best and f"{point['size']}-d {point['precision']}" == table[best]["best"]
+    assert point["bytes"] <= 8 == point["bytes_budget"]
+    # PCA at 16-d int4, from scratch: 16 equal-mass levels per dim, each decoded as its
+    # bin's mean; float queries against the decoded documents, top-10 against full size
+    keep, val = auto._split_rows(len(docs), 0.1, 0)
+    corpus, queries = unit(docs[keep]), unit(docs[val])
+    mean = corpus.mean(axis=0)
+    evals, evecs = np.linalg.eigh(np.cov((corpus - mean).T, bias=True))
+    w = evecs[:, np.argsort(-evals)][:, :16]
+    y, q = unit((corpus - mean) @ w), unit((queries - mean) @ w)
+    decoded = np.empty_like(y)
+    for j in range(16):
+        edges = np.quantile(y[:, j], np.arange(1, 16) / 16)
+        level = (y[:, j, None] > edges[None, :]).sum(axis=1)
+        for lv in np.unique(level):
+            decoded[level == lv, j] = y[level == lv, j].mean()
+    full = brute_top(queries, corpus, 10)
+    top = np.argsort(-(q @ decoded.T), axis=1, kind="stable")[:, :10]
+    agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(full, top, strict=True)])
+    assert table["pca"]["points"]["16-d int4"] == pytest.approx(agree, abs=1e-6)
+    # the API at each code of the chosen map (binary_itq's rotated queries included),
+    # calibrated on the fitted documents as validation was: the validation's agreement
+    for label, score in table[best]["points"].items():
+        size, precision = int(label.split("-d ")[0]), label.split("-d ")[1]
+        d = comp.encode_documents(docs[keep], size, precision)
+        s = comp.encode_queries(docs[val], size, precision) @ comp.decode_documents(
+            d, size, precision
+        ).T
+        top = np.argsort(-s, axis=1, kind="stable")[:, :10]
+        agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(full, top, strict=True)])
+        assert score == pytest.approx(agree, abs=0.01), label  # a near-tie may flip a row
+        if precision == "binary_itq":
+            # a document's own sign code is the +-1 vector its vector, rotated into the
+            # codes' space, scores highest (an unrotated query would not)
+            from smec_jax.core import codes
+
+            y = codes.query_vectors(comp.encode_documents(docs[keep], size), comp.calibration(size, precision))  # fmt: skip
+            s = y @ comp.decode_documents(d, size, precision).T
+            assert (np.diag(s) >= s.max(axis=1) - 1e-4).all()
+    with pytest.raises(DataError, match=r"budget_bytes=1: no code of sizes \[16\] fits .* 2 B"):
+        smec_jax.fit(docs, sizes=(16,), overrides=TINY, budget_bytes=1, verbose=False)
+    with pytest.raises(ValueError, match="budget_bytes chooses among auto's candidates"):
+        smec_jax.fit(docs, sizes=(8,), method="pca", budget_bytes=8)
 
 
 def test_saved_loaded_compressed_and_onnx_vectors_are_the_same(label_free, tmp_path):
@@ -150,7 +221,7 @@ def test_to_faiss_holds_the_same_codes_and_the_given_ids(label_free):
         assert (got == ids[want]).mean() > 0.99  # exact ties may order differently
 
 
-def test_auto_with_judgments_scores_candidates_as_pytrec_eval_does(synthetic):
+def test_auto_with_judgments_scores_candidates_as_pytrec_eval_does(synthetic, tmp_path):
     import pytrec_eval
 
     from smec_jax.training.splits import split_train_val
@@ -159,7 +230,7 @@ def test_auto_with_judgments_scores_candidates_as_pytrec_eval_does(synthetic):
     comp = smec_jax.fit(
         synthetic.corpus, synthetic.queries, qrels, sizes=(16, 8),
         doc_ids=synthetic.corpus_ids, query_ids=synthetic.query_ids, overrides=TINY,
-        verbose=False,
+        workdir=tmp_path / "w", verbose=False,
     )  # fmt: skip
     record = comp.info["auto"]
     table = record["table"]
@@ -181,6 +252,53 @@ def test_auto_with_judgments_scores_candidates_as_pytrec_eval_does(synthetic):
         ev = pytrec_eval.RelevanceEvaluator({q: qrels[q] for q in vs.val}, {"ndcg_cut.10"})
         want = np.mean([v["ndcg_cut_10"] for v in ev.evaluate(run).values()])
         assert table["truncate"]["sizes"][str(d)] == pytest.approx(want, abs=1e-5)
+
+    # a byte budget (the candidates resume from the checkpoints above), then the test
+    # queries: each candidate at its validation-best code, the choice against the best
+    # free code with the paired interval
+    from smec_jax.core import codes
+    from smec_jax.evaluation import stats
+    from smec_jax.evaluation.evaluator import Evaluator
+
+    test = synthetic.qrels["test"]
+    data = arrays.from_arrays(
+        synthetic.corpus, synthetic.queries, qrels, doc_ids=synthetic.corpus_ids,
+        query_ids=synthetic.query_ids, test_qrels=test,
+    )  # fmt: skip
+    cfg = api.fit_config(data, (16, 8), overrides=TINY, budget_bytes=8)
+    choice = auto.choose(cfg, data, tmp_path / "w", verbose=False)
+    evaluator = Evaluator.from_config(data, cfg.eval, split="test")
+    b = auto.budget_on_test(choice, evaluator)
+    assert b["chosen"] == choice.name and b["budget_bytes"] == 8
+    for name, row in b["candidates"].items():
+        assert row["point"] == choice.table[name]["best"]
+    # truncation's test score at its code, by pytrec_eval over the decoded documents
+    size, precision = b["candidates"]["truncate"]["point"].split("-d ")
+    size = int(size)
+    cal = codes.calibrate(unit(synthetic.corpus[:, :size]), precision)
+    docs = codes.decode(codes.encode(unit(synthetic.corpus[:, :size]), cal), cal)
+    qs = codes.query_vectors(unit(synthetic.queries[:, :size]), cal)
+    rows = synthetic.query_rows(evaluator.qids)
+    s = qs[rows] @ docs.T
+    run = {
+        q: {synthetic.corpus_ids[j]: float(s[i, j]) for j in np.argsort(-s[i])[:100]}
+        for i, q in enumerate(evaluator.qids)
+    }
+    ev = pytrec_eval.RelevanceEvaluator(test, {"ndcg_cut.10"})
+    want = np.mean([v["ndcg_cut_10"] for v in ev.evaluate(run).values()])
+    assert b["candidates"]["truncate"]["all"] == pytest.approx(want, abs=1e-5)
+    if choice.name not in auto.FREE:
+        free = max(auto.FREE, key=lambda n: choice.table[n]["score"])
+        assert b["versus"]["method"] == free
+        per = {
+            n: evaluator.per_query(choice.fits[n].compressor, int(p.split("-d ")[0]), None,
+                                   p.split("-d ")[1], "asymmetric")["ndcg@10"]
+            for n, p in ((n, b["candidates"][n]["point"]) for n in (choice.name, free))
+        }  # fmt: skip
+        want = stats.paired_bootstrap(per[choice.name], per[free])
+        assert b["versus"]["all"] == want
+    else:
+        assert "versus" not in b
 
 
 def test_launch_train_takes_a_bare_npy_without_judgments(tmp_path):

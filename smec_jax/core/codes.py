@@ -233,6 +233,16 @@ def decode(codes: np.ndarray, cal: Calibration) -> np.ndarray:
     return bits.astype(np.float32) * 2.0 - 1.0
 
 
+def query_vectors(q_nd: np.ndarray, cal: Calibration) -> np.ndarray:
+    """Float queries in the space of :func:`decode`'s documents, so that
+    ``query_vectors(q, cal) @ decode(codes, cal).T`` is the asymmetric score (a float query
+    against coded documents): ``q`` itself, or ``(q - center) R`` for ``binary_itq``."""
+    q = np.asarray(q_nd, np.float32)
+    if cal.precision == "binary_itq":
+        return (q - cal.center) @ cal.rotation
+    return q
+
+
 def code_dtype_and_width(cal: Calibration) -> tuple[np.dtype, int]:
     """Dtype and row width of the codes array."""
     if cal.precision == "float32":

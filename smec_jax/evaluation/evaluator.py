@@ -180,9 +180,7 @@ class Evaluator:
         q_codes = codes.encode(np.asarray(q), cal)
         if precision in codes.BINARY and scoring == "symmetric":
             return retrieval.search(q_codes, c_codes, k, metric="hamming", n_bits=dim, **kw)
-        qv = codes.decode(q_codes, cal) if scoring == "symmetric" else np.asarray(q, np.float32)
-        if precision == "binary_itq" and scoring == "asymmetric":  # the codes' rotated space
-            qv = (qv - cal.center) @ cal.rotation
+        qv = codes.decode(q_codes, cal) if scoring == "symmetric" else codes.query_vectors(q, cal)
         return retrieval.search(qv, codes.decode(c_codes, cal), k, metric="ip", **kw)
 
     def per_query_funnel(

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from smec_jax import files
-from smec_jax.core import export, retrieval
+from smec_jax.core import codes, export, retrieval
 from smec_jax.datasets.data import DataError, load_embedding_matrix, read_ids
 from smec_jax.evaluation import stats
 from smec_jax.serving import compress
@@ -145,16 +145,26 @@ def table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def agreement_at(comp, corpus, queries, sizes, k: int = 10, exclude=None) -> dict[str, float]:
+def agreement_at(
+    comp, corpus, queries, sizes, k: int = 10, exclude=None, precision: str = "float32"
+) -> dict[str, float]:
     """Mean top-``k`` agreement of ``comp`` (a :class:`~smec_jax.core.compressor.Compressor`)
     with the full-size ranking of ``queries`` over ``corpus``, at each size; ``exclude``:
-    per query, a corpus row to leave out of both rankings (a document used as a query)."""
+    per query, a corpus row to leave out of both rankings (a document used as a query).
+    ``precision``: the documents stored as codes calibrated on ``corpus``, searched by
+    float queries (asymmetric scoring, :func:`~smec_jax.core.codes.query_vectors`)."""
     k = min(k, len(corpus) - (exclude is not None))
     _, full = retrieval.search(queries, corpus, k, exclude=exclude)
     out = {}
     for d in sizes:
-        q = np.asarray(comp.compress_queries(queries, int(d)))
-        _, top = retrieval.search(q, np.asarray(comp.compress(corpus, int(d))), k, exclude=exclude)
+        q = np.asarray(comp.compress_queries(queries, int(d)), np.float32)
+        c = np.asarray(comp.compress(corpus, int(d)), np.float32)
+        metric = "cosine"
+        if precision != "float32":  # inner products with the reconstructions, as faiss's
+            cal = codes.calibrate(c, precision)
+            c, q = codes.decode(codes.encode(c, cal), cal), codes.query_vectors(q, cal)
+            metric = "ip"
+        _, top = retrieval.search(q, c, k, exclude=exclude, metric=metric)
         out[str(d)] = float(top_k_agreement(full, top).mean())
     return out
 

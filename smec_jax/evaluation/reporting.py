@@ -81,6 +81,29 @@ def verdict_lines(v: Mapping) -> str:
     return "\n".join(lines)
 
 
+def budget_lines(b: Mapping) -> str:
+    """:func:`smec_jax.methods.auto.budget_on_test` in a few lines."""
+    c = b["candidates"][b["chosen"]]
+    unseen = f", {c['unseen']:.3f} on unseen" if "unseen" in c else ""
+    lines = [
+        f"at {b['budget_bytes']} B per document: {b['chosen']} {c['point']} nDCG@10 "
+        f"{c['all']:.3f} on all test queries{unseen}"
+    ]
+    v = b.get("versus")
+    if v:
+        parts = [
+            f"{k} {v[k]['diff']:+.3f} [{v[k]['lo']:+.3f}, {v[k]['hi']:+.3f}]"
+            for k in ("all", "unseen")
+            if k in v
+        ]
+        lines.append(
+            f"  vs {v['method']} {v['point']} (the best free code on validation): "
+            + ", ".join(parts)
+            + " (paired 95% interval)"
+        )
+    return "\n".join(lines)
+
+
 NO_UNSEEN = (
     "no unseen test queries: every test query has a relevant document that is also judged "
     "relevant for a training query, so only all-query scores are reported"

@@ -20,7 +20,11 @@ Where the texts are at hand (a BEIR folder with ``corpus.jsonl``), ``distill_pse
 the label-free lists (before ``distill_docs``).
 
 The score is the mean over the compressed sizes (every ladder size but the first, the
-original). A candidate that cannot run here (no texts or encoder for pseudo-queries) is
+original). With a byte budget (``auto.budget_bytes``, ``fit(..., budget_bytes=)``) each
+candidate is scored instead at every (size, precision) code that fits the budget
+(:data:`BUDGET_PRECISIONS`, float queries against the coded documents, calibrated on the
+corpus), its score is its best such code, and the choice comes with that code
+(:attr:`Choice.point`). A candidate that cannot run here (no texts or encoder for pseudo-queries) is
 listed with the reason and skipped. The trained candidates with judgments early-stop on the
 same validation queries, which favours them slightly against the closed-form ones.
 Without judgments the chosen compressor is the one fitted without the held-out rows.
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from smec_jax import files, parallel
+from smec_jax.core import codes
 from smec_jax.datasets import pseudo_queries
 from smec_jax.datasets.data import DataError, RetrievalData
 from smec_jax.evaluation.evaluator import Evaluator
@@ -50,6 +55,31 @@ K = 10  # top-k agreement without judgments
 JUDGED = "judgments"
 LOG = "query log"
 DOCS = "documents alone"
+# the precisions a byte budget is spent on (float32 is float16's size at twice the bytes;
+# binary_itq, not median binary: the rotation loses less, and its codes no longer nest)
+BUDGET_PRECISIONS = ("float16", "int8", "int4", "int2", "binary_itq")
+
+
+def budget_points(sizes, budget: int) -> list[tuple[int, str]]:
+    """The (size, precision) codes of ``sizes`` that take at most ``budget`` bytes; refuses,
+    in one line, a budget below every code."""
+    pts = [
+        (int(d), p)
+        for d in sizes
+        for p in BUDGET_PRECISIONS
+        if codes.bytes_per_vector(p, int(d)) <= budget
+    ]
+    if not pts:
+        least = min(codes.bytes_per_vector(p, int(d)) for d in sizes for p in BUDGET_PRECISIONS)
+        raise DataError(
+            f"auto.budget_bytes={budget}: no code of sizes {list(sizes)} fits (the smallest "
+            f"takes {least} B); raise the budget or add a smaller size"
+        )
+    return pts
+
+
+def point_label(size: int, precision: str) -> str:
+    return f"{size}-d {precision}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +90,11 @@ class Choice:
       name: the chosen method. fitted: its fit.
       situation: judgments | query log | documents alone.
       metric: what the table holds. validation: which queries it was measured on.
-      table: per candidate, ``{"sizes": {size: score}, "mean": score}`` or ``{"skipped": why}``.
+      table: per candidate, ``{"sizes": {size: score}, "mean": score}``; with a byte budget
+        ``{"points": {"<size>-d <precision>": score}, "best": label, "score": score}``; or
+        ``{"skipped": why}``.
+      point: with a byte budget, the chosen candidate's best code: ``{"size", "precision",
+        "bytes", "bytes_budget"}``; else None.
     """
 
     name: str
@@ -70,30 +104,50 @@ class Choice:
     validation: str
     table: dict[str, dict]
     fits: dict[str, Fitted] = dataclasses.field(default_factory=dict)  # every candidate fitted
+    point: dict | None = None
 
     def summary(self) -> str:
         """The table as text, the choice last."""
-        sizes = next(iter(r["sizes"] for r in self.table.values() if "sizes" in r), {})
-        head = f"{'candidate':<22}" + "".join(f"{d:>8}" for d in sizes) + f"{'mean':>8}"
+        key, total = ("points", "best") if self.point else ("sizes", "mean")
+        cols = next(iter(r[key] for r in self.table.values() if key in r), {})
+        width = max([8] + [len(c) + 2 for c in cols])
+        head = f"{'candidate':<22}" + "".join(f"{c:>{width}}" for c in cols) + f"{total:>8}"
         lines = [f"auto ({self.situation}): {self.metric} on {self.validation}", head]
         for name, r in self.table.items():
             if "skipped" in r:
                 lines.append(f"{name:<22}  skipped: {r['skipped']}")
                 continue
             mark = "  <- chosen" if name == self.name else ""
-            cells = "".join(f"{r['sizes'][d]:>8.4f}" for d in r["sizes"])
-            lines.append(f"{name:<22}{cells}{r['mean']:>8.4f}{mark}")
-        lines.append(f"auto chose {self.name}: the highest mean {self.metric} over the sizes")
+            cells = "".join(f"{r[key][c]:>{width}.4f}" for c in r[key])
+            lines.append(f"{name:<22}{cells}{_score(r):>8.4f}{mark}")
+        if self.point:
+            p = self.point
+            lines.append(
+                f"auto chose {self.name} at {point_label(p['size'], p['precision'])} "
+                f"({p['bytes']} B per document): the highest {self.metric} of any code "
+                f"within the budget"
+            )
+        else:
+            lines.append(f"auto chose {self.name}: the highest mean {self.metric} over the sizes")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "chosen": self.name,
             "situation": self.situation,
             "metric": self.metric,
             "validation": self.validation,
             "table": self.table,
         }
+        if self.point:
+            out["point"] = self.point
+        return out
+
+
+def _score(row: dict) -> float:
+    """What a candidate's table row is chosen by: its mean over the sizes, or, with a byte
+    budget, its best code's score."""
+    return row["score"] if "points" in row else row["mean"]
 
 
 def situation(data: RetrievalData, split: str = "train") -> str:
@@ -154,6 +208,9 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
     rerun resumes), scores each on the validation set, returns the best (ties: the earlier
     candidate, the table's order) and writes ``workdir/auto.json``."""
     sizes = [int(d) for d in cfg.ladder[1:]] or [int(cfg.ladder[0])]
+    budget = int(cfg.auto.budget_bytes)
+    # (size, precision) codes scored: every size at float32, or the codes within the budget
+    pts = budget_points(sizes, budget) if budget else [(d, "float32") for d in sizes]
     s = situation(data, cfg.train.split)
     fit_data = data
     if s == JUDGED:
@@ -166,8 +223,9 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
         metric = "validation nDCG@10"
         validation = f"{len(vs.val)} held-out training queries ({vs.strategy})"
 
-        def score(comp):
-            return {str(d): evaluator.mean_ndcg(comp, d, vs.val) for d in sizes}
+        def score(comp, d, p):
+            scoring = "symmetric" if p == "float32" else "asymmetric"
+            return float(evaluator.per_query(comp, d, vs.val, p, scoring)["ndcg@10"].mean())
 
     elif s == LOG:
         log_rows = data.query_rows(batches.unjudged_queries(data))
@@ -177,8 +235,8 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
         metric, validation = f"validation top-{K} agreement", f"{len(val)} held-out logged queries"
         val_q, corpus = data.queries[log_rows[val]], data.corpus
 
-        def score(comp):
-            return agreement_at(comp, corpus, val_q, sizes, K)
+        def score(comp, d, p):
+            return agreement_at(comp, corpus, val_q, [d], K, precision=p)[str(d)]
 
     else:
         keep, val = _split_rows(len(data.corpus_ids), 0.1, cfg.seed)
@@ -187,8 +245,8 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
         validation = f"{len(val)} held-out documents as queries (left out of the fitted corpus)"
         val_q, corpus = data.corpus[val], fit_data.corpus
 
-        def score(comp):
-            return agreement_at(comp, corpus, val_q, sizes, K)
+        def score(comp, d, p):
+            return agreement_at(comp, corpus, val_q, [d], K, precision=p)[str(d)]
 
     table: dict[str, dict] = {}
     fits: dict[str, Fitted] = {}
@@ -207,20 +265,68 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
             table[name] = {"skipped": str(e)}
             continue
         fits[name] = fitted
-        by_size = score(fitted.compressor)
-        table[name] = {"sizes": by_size, "mean": float(np.mean(list(by_size.values())))}
+        if budget:
+            by_point = {point_label(d, p): score(fitted.compressor, d, p) for d, p in pts}
+            best = max(by_point, key=lambda lb: (by_point[lb], -list(by_point).index(lb)))
+            table[name] = {"points": by_point, "best": best, "score": by_point[best]}
+        else:
+            by_size = {str(d): score(fitted.compressor, d, p) for d, p in pts}
+            table[name] = {"sizes": by_size, "mean": float(np.mean(list(by_size.values())))}
     if not fits:
         raise DataError(
             "auto: no candidate could be fitted: "
             + "; ".join(f"{n}: {r['skipped']}" for n, r in table.items())
         )
-    best = max(fits, key=lambda n: (table[n]["mean"], -list(table).index(n)))
-    choice = Choice(best, fits[best], s, metric, validation, table, fits)
+    best = max(fits, key=lambda n: (_score(table[n]), -list(table).index(n)))
+    point = None
+    if budget:
+        d, p = pts[list(table[best]["points"]).index(table[best]["best"])]
+        point = {
+            "size": d,
+            "precision": p,
+            "bytes": codes.bytes_per_vector(p, d),
+            "bytes_budget": budget,
+        }
+    choice = Choice(best, fits[best], s, metric, validation, table, fits, point)
     if workdir:
         files.write_json(Path(workdir) / "auto.json", choice.to_json())
     if verbose:
         print(choice.summary(), flush=True)
     return choice
+
+
+FREE = ("pca", "truncate")  # the free candidates: what the budget's choice must beat
+
+
+def budget_on_test(choice: Choice, evaluator: Evaluator) -> dict:
+    """After the choice (nothing here feeds back into it): each fitted candidate at its
+    validation-best code within the budget, scored on ``evaluator``'s queries (nDCG@10, all
+    and unseen), and the chosen code against the best free code (the free candidate with the
+    higher validation score) with paired 95% intervals."""
+    from smec_jax.evaluation import stats
+
+    mask = np.asarray(evaluator.unseen_mask, bool)
+    rows, per_query = {}, {}
+    for name in choice.fits:
+        label = choice.table[name]["best"]
+        size, precision = label.split("-d ")
+        pq = evaluator.per_query(
+            choice.fits[name].compressor, int(size), None, precision, "asymmetric"
+        )["ndcg@10"]
+        per_query[name] = pq
+        rows[name] = {"point": label, "all": float(pq.mean())}
+        if mask.any():
+            rows[name]["unseen"] = float(pq[mask].mean())
+    out = {"budget_bytes": choice.point["bytes_budget"], "chosen": choice.name, "candidates": rows}
+    free = [n for n in FREE if n in choice.fits]
+    if free and choice.name not in FREE:
+        best_free = max(free, key=lambda n: choice.table[n]["score"])
+        mine, theirs = per_query[choice.name], per_query[best_free]
+        v = {"all": stats.paired_bootstrap(mine, theirs)}
+        if mask.any():
+            v["unseen"] = stats.paired_bootstrap(mine[mask], theirs[mask])
+        out["versus"] = {"method": best_free, "point": rows[best_free]["point"], **v}
+    return out
 
 
 LABEL_FREE_GROUPS = ("baseline", "label_free")

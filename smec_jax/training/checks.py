@@ -160,6 +160,7 @@ RULES: dict[str, Callable] = {
     "memory.neighbour_mode": one_of(NEIGHBOUR_MODES),
     "memory.list_size": integer(1),
     "mesh.num_devices": integer(0),
+    "auto.budget_bytes": integer(0),
     "eval.split": text,
     "eval.methods": method_names,
     "eval.exclude_self": boolean,

@@ -33,6 +33,8 @@ RESUME_SAFE = frozenset(
         "train.steps_per_call",
         "eval.methods",
         "eval.split",
+        "eval.verdict_size",
+        "auto.budget_bytes",  # how auto scores its candidates, not how they train
         "mesh.num_devices",
         "distributed",
         "data.root",  # where the data lives; what it is, is the data fingerprint's
