@@ -28,4 +28,5 @@ def get_config():
     )
     c.memory.update(size=64, k=4)
     c.csr.update(k=4, steps=16)
+    c.pq.update(bytes=(4,), steps=20, opq_iterations=2)
     return c

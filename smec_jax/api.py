@@ -198,6 +198,10 @@ def load(path) -> EmbeddingCompressor:
     """A compressor saved by :meth:`EmbeddingCompressor.save`, or any ``compressor.npz``
     (``launch.train`` / ``launch.export`` writes one)."""
     path = Path(path)
+    from smec_jax.methods import pq
+
+    if (path / pq.FILE).is_file() or path.name == pq.FILE:
+        return pq.load(path)
     npz = path / NPZ if path.is_dir() else path
     if path.is_dir() and not npz.is_file():
         raise ValueError(f"{path}: no {NPZ} here; give a folder written by save() or a .npz")
@@ -237,7 +241,9 @@ def fit(
         L2-normalised). queries: optional (m, D) query embeddings (a query log).
       qrels: optional training judgments ``{query id: {doc id: grade}}`` or a TSV path (ids
         default to row numbers as strings: "0", "1", ...); validation is carved from them.
-      sizes: the output sizes, every one a prefix of the larger (at most D).
+      sizes: the output sizes, every one a prefix of the larger (at most D); for the
+        learned product quantizers (``distill_pq``, ``distill_pq_docs``: the object returned
+        is :class:`smec_jax.methods.pq.LearnedPQ`, of the same shape), bytes per document.
       method: a registered method (``docs/guide/methods.md``) or "auto".
       doc_ids, query_ids: ids of the rows (lists or ids files).
       workdir: checkpoints, metrics and ``auto.json`` go here; rerun to resume.
@@ -254,6 +260,8 @@ def fit(
     if workdir is not None:
         files.check_workdir(workdir)
     name, fitted, choice = methods.auto.fit_any(cfg, data, workdir, verbose=verbose)
+    if getattr(fitted.compressor, "product_codes", False):  # a learned product quantizer
+        return fitted.compressor
     nested = export.nested_of(fitted.compressor, cfg.ladder)
     if nested is None:
         raise ValueError(f"method {name!r} has no exportable nested map; use launch.train for it")
@@ -281,6 +289,8 @@ def fit_config(data, sizes, method="auto", seed=0, config=None, overrides=None, 
     cfg.data.source = "arrays"
     cfg.ladder, cfg.seed, cfg.method = ladder, int(seed), method
     cfg.eval.methods = ()
+    if method in methods.pq.NAMES:  # a learned product quantizer: sizes are bytes
+        cfg.pq.bytes = sizes
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     if budget_bytes is not None:

@@ -47,6 +47,11 @@ def train_and_evaluate(
     if config.distributed:  # first: nothing may touch the XLA backend before it
         parallel.initialize_distributed(coordinator_address, num_processes, process_id)
     methods.validate(config)
+    if config.method in methods.pq.NAMES:
+        raise ValueError(
+            f"{config.method} stores codes priced in bytes, not sizes in dims: place it on "
+            f"the bytes axis with python -m launch.pareto --methods truncate,pca,{config.method}"
+        )
     files.check_workdir(workdir)
     ds = sources.load(config.data)
     only_test = set(ds.qrels) <= {config.eval.split}  # no judgments to train on

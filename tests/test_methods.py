@@ -36,6 +36,8 @@ REPORT_ORDER = [
     "distill_docs",
     "distill_pseudo_log",
     "distill_pseudo_codes",
+    "distill_pq",
+    "distill_pq_docs",
     "mrl",
     "mrl_smrl",
     "mrl_ads",
@@ -93,6 +95,12 @@ def test_every_registered_method_fits_and_compresses_at_every_size(tmp_path, syn
     evaluator = Evaluator(synthetic)
     for name in methods.names():
         fitted = methods.get(name).fit(cfg, synthetic, tmp_path / name, verbose=False)
+        if getattr(fitted.compressor, "product_codes", False):  # size = bytes: tests/test_pq.py
+            assert fitted.compressor.sizes == tuple(sorted(cfg.pq.bytes, reverse=True))
+            for m in fitted.compressor.sizes:
+                assert fitted.compressor.encode(x, m).shape == (7, m), name
+                assert 0.0 < evaluator.mean_ndcg(fitted.compressor, m) <= 1.0, (name, m)
+            continue
         for d in cfg.ladder:
             y = np.asarray(fitted.compressor.compress(jax.numpy.asarray(x), d))
             if name == "csr":  # d active latents of the sparse autoencoder's hidden layer

@@ -93,6 +93,11 @@ def arrays_cfg(f, **fields):
     return cfg
 
 
+def with_method(cfg, name):
+    cfg.method = name
+    return cfg
+
+
 # (id, builds the call from the files, the output path it must leave unchanged, words)
 CASES = [
     ("compress-nan-row", lambda f: compress_case(f, src=f["tmp"] / "nan.npy", precision="float32"),
@@ -145,6 +150,8 @@ CASES = [
      "x", ["--config.data.source=arrays needs --config.data.corpus=DOCS.npy"]),
     ("train-arrays-ids-short", lambda f: lambda: jobs.train_and_evaluate(arrays_cfg(f, corpus=f["tmp"] / "x5.npy", corpus_ids=f["tmp"] / "short.txt"), str(f["tmp"] / "x")),
      "x", ["short.txt: 2 ids but", "x5.npy has 5 rows"]),
+    ("train-a-product-quantizer", lambda f: lambda: jobs.train_and_evaluate(with_method(arrays_cfg(f, corpus=f["tmp"] / "x5.npy"), "distill_pq_docs"), str(f["tmp"] / "x")),
+     "x", ["distill_pq_docs stores codes priced in bytes", "launch.pareto --methods truncate,pca,distill_pq_docs"]),
 ]  # fmt: skip
 
 

@@ -9,7 +9,8 @@
 One file per family: :mod:`.closed_form` (truncate, pca), :mod:`.score_preserving`
 (closed-form maps that keep query-document scores), :mod:`.doc_prior` (the
 memorisation control), :mod:`.smec` (SMEC, label-free SMEC and the ablations),
-:mod:`.matryoshka_adaptor` and :mod:`.search_adaptor` (peer methods). Importing this package
+:mod:`.matryoshka_adaptor` and :mod:`.search_adaptor` (peer methods), :mod:`.csr` (a sparse
+code), :mod:`.pq` (learned product quantizers: faiss PQ codes trained by distillation). Importing this package
 registers them all; the order below is the order within each report group.
 """
 
@@ -35,6 +36,7 @@ from smec_jax.methods import search_adaptor  # noqa: E402
 from smec_jax.methods import matryoshka_adaptor  # noqa: E402
 from smec_jax.methods import csr  # noqa: E402
 from smec_jax.methods import smec  # noqa: E402
+from smec_jax.methods import pq  # noqa: E402
 from smec_jax.methods import auto  # noqa: E402  (chooses among the methods above)
 # isort: on
 
@@ -53,6 +55,7 @@ __all__ = [
     "doc_prior",
     "matryoshka_adaptor",
     "score_preserving",
+    "pq",
     "search_adaptor",
     "smec",
 ]

@@ -107,6 +107,11 @@ def points(comp, ladder, nested: bool, original=None) -> list[Point]:
     With ``original`` (truncation: the original embeddings), a nested compressor also gets
     funnels whose shortlist is rescored with the original full-size float16 vectors instead
     of its own: the same bytes in the index and the same bytes read per query."""
+    if getattr(comp, "product_codes", False):  # a learned product quantizer: m bytes
+        return [
+            Point(f"learned PQ{m}", m, lambda ev, q, m=m: ev.per_query(comp, m, q))
+            for m in comp.sizes
+        ]
     if comp.sparse:
         return [
             Point(
@@ -223,7 +228,7 @@ def run(
         # truncation, whose own funnels are exactly that.
         orig = None if m == "truncate" else original
         pts = points(comp, tuple(config.ladder), comp.nests, orig)
-        if faiss_codes and not comp.sparse:
+        if faiss_codes and not comp.sparse and not getattr(comp, "product_codes", False):
             pts += faiss_points(comp, tuple(config.ladder), pq_bytes, opq_iterations)
         for pt in pts:
             name = f"{m}: {pt.label}"
