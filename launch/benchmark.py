@@ -1,6 +1,6 @@
 """Speed benchmarks (not tests): medians of several runs, printed and optionally saved.
 
-  python -m launch.benchmark [--bench eval,matmul,train_step,retrieval] [--config ...] \
+  python -m launch.benchmark [--bench eval,matmul,train_step,retrieval,learned_pq,...] [--config ...] \
       [--repeats 5] [--out FILE.json]
 
 What each benchmark measures: smec_jax/studies/profiling.py.

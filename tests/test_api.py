@@ -132,9 +132,10 @@ def test_a_byte_budget_scores_every_code_within_it_and_the_api_serves_the_choice
     for label, score in table[best]["points"].items():
         size, precision = int(label.split("-d ")[0]), label.split("-d ")[1]
         d = comp.encode_documents(docs[keep], size, precision)
-        s = comp.encode_queries(docs[val], size, precision) @ comp.decode_documents(
-            d, size, precision
-        ).T
+        s = (
+            comp.encode_queries(docs[val], size, precision)
+            @ comp.decode_documents(d, size, precision).T
+        )
         top = np.argsort(-s, axis=1, kind="stable")[:, :10]
         agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(full, top, strict=True)])
         assert score == pytest.approx(agree, abs=0.01), label  # a near-tie may flip a row

@@ -51,7 +51,9 @@ def test_faiss_searches_the_exported_index_as_we_score_its_codes(fitted):
     for m in (8, 4):
         index = pq.to_faiss(comp, m, data.corpus)
         assert index.ntotal == len(data.corpus) and index.sa_code_size() == m
-        np.testing.assert_array_equal(index.sa_encode(unit(data.corpus)), comp.encode(data.corpus, m))
+        np.testing.assert_array_equal(
+            index.sa_encode(unit(data.corpus)), comp.encode(data.corpus, m)
+        )
         scores, rows = index.search(q, 10)
         s = np.asarray(comp.compress_queries(q, m)) @ np.asarray(comp.compress(data.corpus, m)).T
         want = np.sort(s, axis=1)[:, ::-1][:, :10]

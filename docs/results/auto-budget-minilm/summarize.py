@@ -35,9 +35,13 @@ def main() -> None:
                 a0 = autos[0]
                 picks = Counter(f"{a['chosen']} {a['point']['size']}-d {a['point']['precision']}" for a in autos)  # fmt: skip
                 print(f"## {budgets[0]['budget_bytes']} B, {ds}, {kind}: {a0['situation']}\n")
-                print(f"Validation: {a0['metric']} on {a0['validation']} (seed 0). Seeds: {len(runs)}.")
+                print(
+                    f"Validation: {a0['metric']} on {a0['validation']} (seed 0). Seeds: {len(runs)}."
+                )
                 print(f"Chosen: {', '.join(f'{n} x{c}' for n, c in picks.most_common())}.\n")
-                print("| candidate | best code on validation (seeds) | validation | test all | test unseen |")
+                print(
+                    "| candidate | best code on validation (seeds) | validation | test all | test unseen |"
+                )
                 print("|---|---|---|---|---|")
                 for n in a0["table"]:
                     if any("score" not in a["table"][n] for a in autos):
