@@ -314,7 +314,11 @@ def build_index(codes_dir: str, kind: str, out: str, **params) -> Path:
     start = time.perf_counter()
     index = faiss_index.build(codes_dir, kind, **params)
     path = faiss_index.save(index, out)
-    shutil.copyfile(Path(codes_dir) / "ids.txt", path / "ids.txt")
+    if index.manifest.shards:  # launch.compress_beam's shards: their ids, in order
+        _, ids, _ = codes_folder.load_codes(codes_dir)
+        files.atomic_write(path / "ids.txt", "".join(f"{i}\n" for i in ids).encode("utf-8"))
+    else:
+        shutil.copyfile(Path(codes_dir) / "ids.txt", path / "ids.txt")
     print(
         f"wrote {path}: {kind} index of {index.index.ntotal} vectors, "
         f"{faiss_index.disk_bytes(path):,} bytes on disk, built in {time.perf_counter() - start:.1f}s"

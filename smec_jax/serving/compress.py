@@ -50,7 +50,7 @@ def _source(path: Path, part: str, ids_file: str | None) -> tuple[Path, Path | N
     return path, Path(ids_file) if ids_file else None, ""
 
 
-def _normalized(x: np.ndarray, path: Path, start: int) -> np.ndarray:
+def normalized(x: np.ndarray, path: Path, start: int) -> np.ndarray:
     x = np.asarray(x, np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     bad = ~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0)
@@ -106,7 +106,7 @@ class _Job:
     def _mapped(self, take, first_row: int) -> np.ndarray:
         if self.table is not None:
             return _unit(self.table[take, : self.size])
-        x = _normalized(self.x_all[take], self.npy, first_row)
+        x = normalized(self.x_all[take], self.npy, first_row)
         return export.apply_exported(self.exported, x, self.size, self.part == "queries")
 
     def compressed(self, start: int, end: int) -> np.ndarray:
