@@ -20,6 +20,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -575,7 +576,7 @@ def bench_compress(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -
             for r in range(max(1, repeats // 2)):
                 code = (
                     "import json, resource, time\n"
-                    "from smec_jax import compress\n"
+                    "from smec_jax.serving import compress\n"
                     "t = time.perf_counter()\n"
                     f"compress.compress_embeddings({npz!r}, {npy!r}, '{tmp}/o{size}{r}', "
                     f"size={size}, precision={precision!r}, verbose=False)\n"
@@ -597,6 +598,99 @@ def bench_compress(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -
             print(
                 f"compress {corpus_size:,} x 768 -> {size}-d {precision}: "
                 f"{corpus_size / med:,.0f} rows/s, peak RSS {out[key]['peak_rss_bytes'] / 2**30:.2f} GiB"
+            )
+    return out
+
+
+def memory_bandwidth_gb_s(n_bytes: int = 1 << 30, repeats: int = 3) -> float:
+    """Median copy rate of an ``n_bytes`` array (bytes read plus bytes written, per second)."""
+    src = np.ones(n_bytes // 8, np.float64)
+    dst = np.empty_like(src)
+    r = timed(lambda: np.copyto(dst, src), repeats)
+    return 2 * n_bytes / r["median_s"] / 1e9
+
+
+def bench_compress_beam(config, repeats: int, *, corpus_size: int = 10_000_000, **_) -> dict:
+    """``corpus_size`` random 768-d float16 rows to 64-d int8 codes, each run in a fresh
+    process: ``launch.compress`` on one ``.npy``, and ``launch.compress_beam`` on the same
+    rows in 10 ``.npy`` shards (DirectRunner, 2 worker processes). Rows/s, peak RSS (the
+    launcher, and its largest worker), and the rows/s that the machine's memory bandwidth
+    allows for reading each input row twice (calibration, then codes), which both do."""
+    import json as json_lib
+    import subprocess
+    import sys
+    import tempfile
+
+    del config
+    n_shards = 10
+    bw = memory_bandwidth_gb_s()
+    row_bytes = 768 * 2
+    out: dict = {
+        "rows": corpus_size,
+        "input": "768-d float16",
+        "code": "64-d int8",
+        "shards": n_shards,
+        "memory_bandwidth_gb_s": bw,
+        "bandwidth_rows_per_s_two_reads": bw * 1e9 / (2 * row_bytes),
+    }
+    print(f"memory bandwidth (copy): {bw:.1f} GB/s", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        npy, npz = f"{tmp}/corpus.npy", f"{tmp}/c.npz"
+        _synthetic_npy(npy, corpus_size, 768)
+        _random_compressor(npz, 768, (768, 256, 64))
+        whole = np.load(npy, mmap_mode="r")
+        bounds = np.linspace(0, corpus_size, n_shards + 1).astype(int)
+        Path(f"{tmp}/shards").mkdir()
+        for k in range(n_shards):
+            a, b = bounds[k], bounds[k + 1]
+            np.save(f"{tmp}/shards/part-{k:03d}.npy", whole[a:b])
+            Path(f"{tmp}/shards/part-{k:03d}.ids.txt").write_text(
+                "".join(f"{i}\n" for i in range(a, b))
+            )
+        del whole
+        runs = {
+            "launch_compress": (
+                "from smec_jax.serving import compress\n"
+                f"compress.compress_embeddings({npz!r}, {npy!r}, '{tmp}/o-{{r}}', size=64, "
+                "precision='int8', verbose=False)\n"
+            ),
+            "beam_direct_2_workers": (
+                "from smec_jax.serving import beam\n"
+                f"beam.run('{tmp}/shards/part-*.npy', {npz!r}, '{tmp}/b-{{r}}', size=64, "
+                "precision='int8', verbose=False, pipeline_args=['--direct_num_workers=2', "
+                "'--direct_running_mode=multi_processing'])\n"
+            ),
+        }
+        for name, body in runs.items():
+            res_runs = []
+            for r in range(max(1, repeats // 2)):
+                code = (
+                    "import json, resource, time\n"
+                    "t = time.perf_counter()\n"
+                    + body.format(r=r)
+                    + "print(json.dumps({'s': time.perf_counter() - t, "
+                    "'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "
+                    "'child_rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))\n"
+                )
+                res = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, check=True
+                )
+                res_runs.append(json_lib.loads(res.stdout.strip().splitlines()[-1]))
+            med = statistics.median(x["s"] for x in res_runs)
+            out[name] = {
+                "rows_per_s": corpus_size / med,
+                "median_s": med,
+                "peak_rss_bytes": max(x["rss"] for x in res_runs),
+                "peak_worker_rss_bytes": max(x["child_rss"] for x in res_runs),
+                "runs": len(res_runs),
+            }
+            v = out[name]
+            print(
+                f"{name}: {corpus_size:,} rows in {med:.1f}s, {v['rows_per_s']:,.0f} rows/s "
+                f"({v['rows_per_s'] / out['bandwidth_rows_per_s_two_reads']:.1%} of the "
+                f"bandwidth bound), peak RSS {v['peak_rss_bytes'] / 2**30:.2f} GiB "
+                f"(workers {v['peak_worker_rss_bytes'] / 2**30:.2f} GiB)",
+                flush=True,
             )
     return out
 
@@ -773,4 +867,5 @@ BENCHES["learned_pq"] = bench_learned_pq
 BENCHES["torch_peer"] = bench_torch_peer
 BENCHES["train_4096"] = bench_train_4096
 BENCHES["compress"] = bench_compress
+BENCHES["compress_beam"] = bench_compress_beam
 BENCHES["faiss"] = bench_faiss
