@@ -150,3 +150,15 @@ def test_the_launcher_takes_pipeline_options_after_a_double_dash(data):
     assert run.returncode == 0, run.stderr[-2000:]
     codes_arr, ids, man = codes_folder.load_codes(out)
     assert man.rows == 520 and len(man.shards) == 2 and ids[0] == "doc-0"
+
+
+def test_the_workers_import_no_jax():
+    """What a Beam worker imports (the transform, the numpy half of the export, the codes)
+    loads neither JAX nor the trainer: a worker image needs numpy and apache-beam."""
+    code = (
+        "import sys; import smec_jax.serving.beam as b; b._dofn_class(); "
+        "bad = [m for m in ('jax', 'flax', 'optax') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-1500:]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import zipfile
 from pathlib import Path
 
 import jax
@@ -27,6 +26,13 @@ import numpy as np
 from smec_jax import files
 from smec_jax.core import model
 from smec_jax.core.compressor import Compressor
+from smec_jax.core.exported import (  # noqa: F401  (the numpy-only half, re-exported)
+    apply_exported,
+    input_dim,
+    is_asymmetric,
+    load_numpy,
+    npz_path,
+)
 from smec_jax.core.retrieval import l2_normalize
 
 
@@ -104,54 +110,3 @@ def to_arrays(comp: NestedCompressor, encoder: str = "") -> dict[str, np.ndarray
     kind = "residual_mlp" if "w1" in p else "linear"
     meta = {"kind": np.asarray(kind), "sizes": np.asarray(comp.sizes, np.int64)}
     return {"encoder": np.asarray(encoder), **meta, **p}
-
-
-def npz_path(path: str | Path) -> Path:
-    """``path``, or ``path/compressor.npz`` for a folder (``smec_jax.api``'s ``save``)."""
-    path = Path(path)
-    return path / "compressor.npz" if path.is_dir() else path
-
-
-def load_numpy(path: str | Path) -> dict[str, np.ndarray]:
-    """An exported compressor's arrays; one-line errors for anything that is not one."""
-    path = npz_path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: compressor file not found; write it with launch.export")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            out = {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(
-            f"{path}: not a compressor .npz ({e}): a truncated or damaged copy? write it again "
-            "with `python -m launch.export`"
-        ) from None
-    missing = {"w", "b", "sizes", "kind"} - set(out)
-    if missing:
-        raise ValueError(f"{path}: not a compressor .npz (no {', '.join(sorted(missing))})")
-    return out
-
-
-def input_dim(exported: dict[str, np.ndarray]) -> int:
-    return int(exported["w1" if "w1" in exported else "w"].shape[0])
-
-
-def is_asymmetric(exported: dict[str, np.ndarray]) -> bool:
-    """Whether an exported compressor maps queries by a map of their own."""
-    return "wq" in exported
-
-
-def apply_exported(
-    exported: dict[str, np.ndarray], x: np.ndarray, dim: int, queries: bool = False
-) -> np.ndarray:
-    """Numpy-only application of an exported compressor at size ``dim`` (unit vectors);
-    ``queries``: map ``x`` as queries (the query map of an asymmetric compressor).
-
-    The linear kind multiplies by the first ``dim`` columns only."""
-    x = np.asarray(x, np.float32)
-    if "w1" in exported:
-        params = {k: exported[k] for k in ("w", "b", "w1", "b1")}
-        y = model.apply_numpy(params, x)[:, :dim]
-    else:
-        w, b = ("wq", "bq") if queries and is_asymmetric(exported) else ("w", "b")
-        y = x @ exported[w][:, :dim] + exported[b][:dim]
-    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)

@@ -171,12 +171,3 @@ def replace_params(fresh: Params, given: dict) -> Params:
 
 def to_numpy(params: Params) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in params.items()}
-
-
-def apply_numpy(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """The same forward pass in numpy alone (used by exported compressors)."""
-    x = np.asarray(x, np.float32)
-    if "w1" in params:
-        h = np.maximum(x @ params["w1"] + params["b1"], 0.0)
-        return x + h @ params["w"] + params["b"]
-    return x @ params["w"] + params["b"]

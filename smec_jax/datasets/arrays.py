@@ -47,6 +47,17 @@ def _matrix(x, what: str) -> tuple[np.ndarray, str]:
     return x, what
 
 
+def normalized_chunk(x: np.ndarray, path, start: int) -> np.ndarray:
+    """Rows ``start ..`` of the file ``path`` as unit float32 rows; the first NaN, infinite
+    or all-zero row refused, named by its row in the file."""
+    x = np.asarray(x, np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    bad = ~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0)
+    if bad.any():
+        raise DataError(f"{path}: row {start + int(np.argmax(bad))} is NaN/Inf or a zero vector")
+    return x / norms
+
+
 def unit_rows(x, what: str, dim: int | None = None) -> np.ndarray:
     """``x`` (an array or a .npy path) as L2-normalised float32 rows, checked: 2-D, float,
     ``dim`` columns if given, no NaN/Inf or zero row (the first such row is named)."""

@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from smec_jax import files
-from smec_jax.core import codes, export
+from smec_jax.core import codes
+from smec_jax.core import exported as export  # numpy only: workers need no JAX
+from smec_jax.datasets import arrays
 from smec_jax.datasets.data import DataError
-from smec_jax.serving import compress as compress_lib
 from smec_jax.serving.codes_folder import MANIFEST, Manifest, file_sha256, read_manifest
 
 FORMATS = ("npy", "parquet")
@@ -116,7 +117,7 @@ def _mapped(exported: dict, x: np.ndarray, size: int, queries: bool, path: str, 
             f"{export.input_dim(exported)}-d embeddings"
         )
     try:
-        unit = compress_lib.normalized(x, Path(path), first)
+        unit = arrays.normalized_chunk(x, path, first)
     except DataError as e:
         raise DataError(f"{_TAG}{e}") from None
     return export.apply_exported(exported, unit, size, queries)

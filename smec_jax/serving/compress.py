@@ -31,6 +31,7 @@ import numpy as np
 
 from smec_jax import files, interrupts
 from smec_jax.core import codes, export
+from smec_jax.datasets import arrays
 from smec_jax.datasets.data import DataError, read_ids
 from smec_jax.progress import eta
 from smec_jax.serving.codes_folder import MANIFEST, Manifest, file_sha256, read_manifest
@@ -48,15 +49,6 @@ def _source(path: Path, part: str, ids_file: str | None) -> tuple[Path, Path | N
         )
         return npy, ids, str(encoder)
     return path, Path(ids_file) if ids_file else None, ""
-
-
-def normalized(x: np.ndarray, path: Path, start: int) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    bad = ~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0)
-    if bad.any():
-        raise DataError(f"{path}: row {start + int(np.argmax(bad))} is NaN/Inf or a zero vector")
-    return x / norms
 
 
 def _unit(y: np.ndarray) -> np.ndarray:
@@ -106,7 +98,7 @@ class _Job:
     def _mapped(self, take, first_row: int) -> np.ndarray:
         if self.table is not None:
             return _unit(self.table[take, : self.size])
-        x = normalized(self.x_all[take], self.npy, first_row)
+        x = arrays.normalized_chunk(self.x_all[take], self.npy, first_row)
         return export.apply_exported(self.exported, x, self.size, self.part == "queries")
 
     def compressed(self, start: int, end: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from smec_jax import parallel
-from smec_jax.core import ads, memory, model, smrl
+from smec_jax.core import ads, exported, memory, model, smrl
 
 
 @flax.struct.dataclass
@@ -166,7 +166,7 @@ def init_stage_logits(
     """Stage logits from the output variance of each kept dim on the corpus (standardised
     log-variance x scale): selection starts from the dims that carry the most signal and
     ADS learns from there. Deterministic, so a resumed run recomputes the same values."""
-    y = model.apply_numpy(jax.device_get(state.params), corpus[:4096])[:, stage.kept]
+    y = exported.apply_numpy(jax.device_get(state.params), corpus[:4096])[:, stage.kept]
     lv = np.log(y.var(axis=0) + 1e-12)
     z = scale * (lv - lv.mean()) / (lv.std() + 1e-12)
     logits = dict(state.ads, **{ads.stage_name(stage.index): jnp.asarray(z, jnp.float32)})
