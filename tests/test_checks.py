@@ -43,7 +43,7 @@ def test_every_default_field_has_a_check_and_every_rule_a_field():
 
 
 def test_method_families_declare_their_own_blocks():
-    assert set(checks.config_blocks()) == {"adaptor", "csr"}
+    assert set(checks.config_blocks()) == {"adaptor", "csr", "pq"}
     assert "csr" not in {f.split(".")[0] for f in checks.RULES}
 
 

@@ -488,7 +488,7 @@ def test_a_field_added_since_the_record_matches_at_its_default(synthetic):
     del old["config"]["eval.verdict_size"], old["config"]["data.corpus"]
     assert run_record.differences(old, rec) == []
     changed = tiny_config()
-    changed.eval.verdict_size = 16
+    changed.data.corpus = "docs.npy"
     assert run_record.differences(old, run_record.record(changed, synthetic)) == [
-        "eval.verdict_size null -> 16"
+        "data.corpus null -> 'docs.npy'"
     ]
