@@ -6,7 +6,8 @@ The free codes are every truncation and PCA point within the budget (no funnel) 
 report and of ``docs/results/pareto-scifact-minilm-pq`` (the same test queries; it adds the
 256-d sizes and OPQ with 10 iterations, marked ``[pq run]``). Two of them are compared:
 the one with the best validation score (a fair choice) and the one with the best unseen
-test score (a choice made on the test queries, which favours the free side). Run from the
+test score (a choice made on the test queries, which favours the free side). Then SciFact
+and NFCorpus (``docs/results/pareto-nfcorpus-minilm-learned-pq``) pooled. Run from the
 repository root:
 
   python docs/results/pareto-scifact-minilm-learned-pq/versus_free.py \
@@ -68,6 +69,38 @@ def main() -> None:
             )
     seeds = per["distill_pq: learned PQ32"][:, unseen].mean(axis=1)
     print(f"\nLearned PQ32 on unseen queries per seed: {', '.join(f'{s:.4f}' for s in seeds)}.")
+    pooled(per, pts)
+
+
+def pooled(sci_per, sci_pts) -> None:
+    """SciFact and NFCorpus (its own report beside this one) pooled: every test query of
+    both, the learned code against each corpus's free code chosen on validation."""
+    nf = HERE.parent / "pareto-nfcorpus-minilm-learned-pq"
+    if not (nf / "per_query.npz").is_file():
+        return
+    _, _, nf_per, nf_pts = load(nf)
+    print("\n## Pooled: SciFact and NFCorpus test queries (all), free code chosen on validation\n")
+    print("| budget | corpus | learned | free code | free | learned - free |")
+    print("|---|---|---|---|---|---|")
+    for m in (16, 32):
+        mine_all, theirs_all = [], []
+        for corpus, per, pts in (("SciFact", sci_per, sci_pts), ("NFCorpus", nf_per, nf_pts)):
+            mine = per[f"distill_pq: learned PQ{m}"]
+            free = [
+                n
+                for n, p in pts.items()
+                if p["method"] in ("truncate", "pca") and p["bytes"] <= m and "funnel" not in n
+            ]
+            by_val = max(free, key=lambda n: np.nanmean(pts[n]["val"]))
+            theirs = np.repeat(per[by_val][:1], len(mine), 0)
+            mine_all.append(mine.ravel())
+            theirs_all.append(theirs.ravel())
+            print(
+                f"| {m} B | {corpus} | {mine.mean():.4f} | {by_val} | {theirs.mean():.4f} | "
+                f"{ci(mine, theirs)} |"
+            )
+        a, b = np.concatenate(mine_all), np.concatenate(theirs_all)
+        print(f"| {m} B | pooled | {a.mean():.4f} | (each corpus's) | {b.mean():.4f} | {ci(a, b)} |")
 
 
 if __name__ == "__main__":
