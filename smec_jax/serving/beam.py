@@ -293,7 +293,12 @@ def run(
     verbose: bool = True,
 ) -> Path:
     """Compresses every shard of ``input_glob`` into the codes folder ``out`` on the runner
-    ``pipeline_args`` name (DirectRunner by default). See the module docstring."""
+    ``pipeline_args`` name (DirectRunner by default). See the module docstring.
+
+    ``out`` is a path on a file system that the launcher and every worker see (local for
+    the DirectRunner; a shared mount such as NFS or a gcsfuse bucket for a cluster): the
+    folder is renamed into place, which object stores cannot do. Inside your own pipeline,
+    :func:`CompressEmbeddings` writes to any Beam file system (``gs://`` included)."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -357,11 +362,10 @@ def run(
     if len(shard_list) != len(shards):
         shutil.rmtree(work, ignore_errors=True)
         raise DataError(f"{len(shard_list)} of {len(shards)} shards finished; rerun")
-    first_x = read_shard(shards[0], vector_column)[1]
     manifest = Manifest(
         compressor_sha256=file_sha256(npz),
         encoder=str(exported.get("encoder", "")),
-        input_dim=int(first_x.shape[1]),
+        input_dim=export.input_dim(exported),  # every shard was checked against it
         size=int(size),
         precision=precision,
         calibration=cal.to_json(),
