@@ -145,12 +145,7 @@ class EmbeddingCompressor:
         kind = kinds[precision]
         y = self.encode_documents(docs, size, precision)
         if ids is not None:
-            ids = np.asarray(ids)
-            if ids.shape != (len(y),) or not np.issubdtype(ids.dtype, np.integer):
-                raise ValueError(
-                    f"ids: expected {len(y)} integers (one per document), got {ids.dtype} "
-                    f"{ids.shape}; faiss ids are int64"
-                )
+            ids = faiss_index.checked_ids(ids, len(y))
         cal = self.calibrations.get(f"{size}/{precision}", codes.Calibration(precision, size))
         index = faiss_index.new_index(kind, int(size), cal)
         if ids is not None:

@@ -145,16 +145,32 @@ def table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def full_top(corpus, queries, k: int = 10, exclude=None) -> np.ndarray:
+    """The full-size top-``k`` rows of ``queries`` over ``corpus`` (``exclude``: per query,
+    a corpus row left out): the reference :func:`agreement_at` compares with."""
+    k = min(k, len(corpus) - (exclude is not None))
+    return retrieval.search(queries, corpus, k, exclude=exclude)[1]
+
+
 def agreement_at(
-    comp, corpus, queries, sizes, k: int = 10, exclude=None, precision: str = "float32"
+    comp,
+    corpus,
+    queries,
+    sizes,
+    k: int = 10,
+    exclude=None,
+    precision: str = "float32",
+    full=None,
 ) -> dict[str, float]:
     """Mean top-``k`` agreement of ``comp`` (a :class:`~smec_jax.core.compressor.Compressor`)
     with the full-size ranking of ``queries`` over ``corpus``, at each size; ``exclude``:
     per query, a corpus row to leave out of both rankings (a document used as a query).
     ``precision``: the documents stored as codes calibrated on ``corpus``, searched by
-    float queries (asymmetric scoring, :func:`~smec_jax.core.codes.query_vectors`)."""
-    k = min(k, len(corpus) - (exclude is not None))
-    _, full = retrieval.search(queries, corpus, k, exclude=exclude)
+    float queries (asymmetric scoring, :func:`~smec_jax.core.codes.query_vectors`).
+    ``full``: :func:`full_top` of the same arguments, where the caller already has it."""
+    if full is None:
+        full = full_top(corpus, queries, k, exclude)
+    k = full.shape[1]
     out = {}
     for d in sizes:
         q = np.asarray(comp.compress_queries(queries, int(d)), np.float32)

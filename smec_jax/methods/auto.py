@@ -42,7 +42,7 @@ from smec_jax.core import codes
 from smec_jax.datasets import pseudo_queries
 from smec_jax.datasets.data import DataError, RetrievalData
 from smec_jax.evaluation.evaluator import Evaluator
-from smec_jax.evaluation.fidelity import agreement_at
+from smec_jax.evaluation.fidelity import agreement_at, full_top
 from smec_jax.methods.registry import Fitted, apply_overrides, get, names
 from smec_jax.training import batches
 from smec_jax.training.splits import split_train_val
@@ -235,9 +235,6 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
         metric, validation = f"validation top-{K} agreement", f"{len(val)} held-out logged queries"
         val_q, corpus = data.queries[log_rows[val]], data.corpus
 
-        def score(comp, d, p):
-            return agreement_at(comp, corpus, val_q, [d], K, precision=p)[str(d)]
-
     else:
         keep, val = _split_rows(len(data.corpus_ids), 0.1, cfg.seed)
         fit_data = _subset(data, doc_rows=keep)
@@ -245,8 +242,11 @@ def choose(cfg, data: RetrievalData, workdir=None, *, verbose: bool = True) -> C
         validation = f"{len(val)} held-out documents as queries (left out of the fitted corpus)"
         val_q, corpus = data.corpus[val], fit_data.corpus
 
+    if s != JUDGED:
+        full = full_top(corpus, val_q, K)  # once: every candidate and code compares with it
+
         def score(comp, d, p):
-            return agreement_at(comp, corpus, val_q, [d], K, precision=p)[str(d)]
+            return agreement_at(comp, corpus, val_q, [d], K, precision=p, full=full)[str(d)]
 
     table: dict[str, dict] = {}
     fits: dict[str, Fitted] = {}

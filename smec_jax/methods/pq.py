@@ -167,16 +167,11 @@ class LearnedPQ(Compressor):
             return to_faiss(self, size, x)
         from smec_jax.serving import faiss_index
 
-        ids = np.asarray(ids)
-        if ids.shape != (len(x),) or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(
-                f"ids: expected {len(x)} integers (one per document), got {ids.dtype} "
-                f"{ids.shape}; faiss ids are int64"
-            )
+        ids = faiss_index.checked_ids(ids, len(x))
         inner = to_faiss(self, size)
         out = faiss_index.faiss_module().IndexIDMap2(inner)
         out.referenced_objects = [inner]  # the wrapped index lives as long as the map
-        out.add_with_ids(x, ids.astype(np.int64))
+        out.add_with_ids(x, ids)
         return out
 
     def save(self, path) -> Path:

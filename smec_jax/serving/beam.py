@@ -257,17 +257,27 @@ def calibrate(compressor, shards, size, precision, part="corpus", vector_column=
     if precision in ("float32", "float16"):
         return codes.Calibration(precision, size)
     exported = export.load_numpy(compressor)
-    sizes = []
-    for s in shards:
-        ids, x = read_shard(s, vector_column)
-        sizes.append(len(ids))
-    cal = codes.Calibrator(precision, size, int(sum(sizes)))
+    cal = codes.Calibrator(precision, size, sum(shard_rows(s) for s in shards))
     start = 0
-    for s, n in zip(shards, sizes, strict=True):
+    for s in shards:
         _, x = read_shard(s, vector_column)
         cal.add(_mapped(exported, x, size, part == "queries", s, 0), start)
-        start += n
+        start += len(x)
     return cal.finish()
+
+
+def shard_rows(path: str) -> int:
+    """A shard's row count from its header (``.npy``) or footer (Parquet), not its data."""
+    with _open(path) as f:
+        if path.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return int(pq.read_metadata(f).num_rows)
+        fmt = np.lib.format
+        major, _ = fmt.read_magic(f)
+        read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+        shape, _, _ = read(f)
+        return int(shape[0]) if shape else 0
 
 
 def _one_line(e: Exception) -> str:

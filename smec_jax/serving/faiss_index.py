@@ -249,6 +249,17 @@ def new_index(kind: str, d: int, cal: codes.Calibration, **params):
     raise ValueError(f"unknown faiss index kind {kind!r}; use one of flat, hnsw, sq8, binary")
 
 
+def checked_ids(ids, n: int) -> np.ndarray:
+    """``ids`` as the int64 faiss ids of ``n`` vectors, or one line saying what is wrong."""
+    ids = np.asarray(ids)
+    if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"ids: expected {n} integers (one per document), got {ids.dtype} {ids.shape}; "
+            "faiss ids are int64"
+        )
+    return ids.astype(np.int64)
+
+
 def add_codes(index, kind: str, arr: np.ndarray, ids: np.ndarray | None = None) -> None:
     """Adds codes (float rows, int8 codes, packed bits) to an index of :func:`new_index`,
     or to its ``IndexIDMap`` / ``IndexBinaryIDMap`` with int64 ``ids``."""

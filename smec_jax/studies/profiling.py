@@ -557,12 +557,41 @@ def _random_compressor(path, dim: int, sizes, seed: int = 0):
     return save(comp, path)
 
 
-def bench_compress(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -> dict:
-    """launch.compress on corpus_size x 768 float16 rows to 64-d int8 and 256-d binary, each
-    run in a fresh process (rows/s and that process's peak RSS)."""
+def _timed_processes(body: str, runs: int, rows: int) -> dict:
+    """Runs the Python ``body`` (``{r}`` in it: the run's number) ``runs`` times, each in a
+    fresh process: the median time, rows/s, and the peak RSS of the process and of its
+    largest child (a worker)."""
     import json as json_lib
     import subprocess
     import sys
+
+    results = []
+    for r in range(runs):
+        code = (
+            "import json, resource, time\n"
+            "t = time.perf_counter()\n"
+            + body.format(r=r)
+            + "print(json.dumps({'s': time.perf_counter() - t, "
+            "'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "
+            "'child_rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))\n"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        results.append(json_lib.loads(res.stdout.strip().splitlines()[-1]))
+    med = statistics.median(x["s"] for x in results)
+    return {
+        "rows_per_s": rows / med,
+        "median_s": med,
+        "peak_rss_bytes": max(x["rss"] for x in results),
+        "peak_worker_rss_bytes": max(x["child_rss"] for x in results),
+        "runs": len(results),
+    }
+
+
+def bench_compress(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -> dict:
+    """launch.compress on corpus_size x 768 float16 rows to 64-d int8 and 256-d binary, each
+    run in a fresh process (rows/s and that process's peak RSS)."""
     import tempfile
 
     del config
@@ -572,29 +601,14 @@ def bench_compress(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -
         _synthetic_npy(npy, corpus_size, 768)
         _random_compressor(npz, 768, (768, 256, 64))
         for size, precision in ((64, "int8"), (256, "binary")):
-            runs = []
-            for r in range(max(1, repeats // 2)):
-                code = (
-                    "import json, resource, time\n"
-                    "from smec_jax.serving import compress\n"
-                    "t = time.perf_counter()\n"
-                    f"compress.compress_embeddings({npz!r}, {npy!r}, '{tmp}/o{size}{r}', "
-                    f"size={size}, precision={precision!r}, verbose=False)\n"
-                    "print(json.dumps({'s': time.perf_counter() - t, "
-                    "'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
-                )
-                res = subprocess.run(
-                    [sys.executable, "-c", code], capture_output=True, text=True, check=True
-                )
-                runs.append(json_lib.loads(res.stdout.strip().splitlines()[-1]))
-            med = statistics.median(r["s"] for r in runs)
+            body = (
+                "from smec_jax.serving import compress\n"
+                f"compress.compress_embeddings({npz!r}, {npy!r}, '{tmp}/o{size}{{r}}', "
+                f"size={size}, precision={precision!r}, verbose=False)\n"
+            )
             key = f"{size}d_{precision}"
-            out[key] = {
-                "rows_per_s": corpus_size / med,
-                "median_s": med,
-                "peak_rss_bytes": max(r["rss"] for r in runs),
-                "runs": len(runs),
-            }
+            out[key] = _timed_processes(body, max(1, repeats // 2), corpus_size)
+            med = out[key]["median_s"]
             print(
                 f"compress {corpus_size:,} x 768 -> {size}-d {precision}: "
                 f"{corpus_size / med:,.0f} rows/s, peak RSS {out[key]['peak_rss_bytes'] / 2**30:.2f} GiB"
@@ -616,9 +630,6 @@ def bench_compress_beam(config, repeats: int, *, corpus_size: int = 10_000_000, 
     rows in 10 ``.npy`` shards (DirectRunner, 2 worker processes). Rows/s, peak RSS (the
     launcher, and its largest worker), and the rows/s that the machine's memory bandwidth
     allows for reading each input row twice (calibration, then codes), which both do."""
-    import json as json_lib
-    import subprocess
-    import sys
     import tempfile
 
     del config
@@ -662,29 +673,8 @@ def bench_compress_beam(config, repeats: int, *, corpus_size: int = 10_000_000, 
             ),
         }
         for name, body in runs.items():
-            res_runs = []
-            for r in range(max(1, repeats // 2)):
-                code = (
-                    "import json, resource, time\n"
-                    "t = time.perf_counter()\n"
-                    + body.format(r=r)
-                    + "print(json.dumps({'s': time.perf_counter() - t, "
-                    "'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "
-                    "'child_rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))\n"
-                )
-                res = subprocess.run(
-                    [sys.executable, "-c", code], capture_output=True, text=True, check=True
-                )
-                res_runs.append(json_lib.loads(res.stdout.strip().splitlines()[-1]))
-            med = statistics.median(x["s"] for x in res_runs)
-            out[name] = {
-                "rows_per_s": corpus_size / med,
-                "median_s": med,
-                "peak_rss_bytes": max(x["rss"] for x in res_runs),
-                "peak_worker_rss_bytes": max(x["child_rss"] for x in res_runs),
-                "runs": len(res_runs),
-            }
-            v = out[name]
+            out[name] = v = _timed_processes(body, max(1, repeats // 2), corpus_size)
+            med = v["median_s"]
             print(
                 f"{name}: {corpus_size:,} rows in {med:.1f}s, {v['rows_per_s']:,.0f} rows/s "
                 f"({v['rows_per_s'] / out['bandwidth_rows_per_s_two_reads']:.1%} of the "

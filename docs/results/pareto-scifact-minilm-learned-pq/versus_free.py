@@ -100,7 +100,9 @@ def pooled(sci_per, sci_pts) -> None:
                 f"{ci(mine, theirs)} |"
             )
         a, b = np.concatenate(mine_all), np.concatenate(theirs_all)
-        print(f"| {m} B | pooled | {a.mean():.4f} | (each corpus's) | {b.mean():.4f} | {ci(a, b)} |")
+        print(
+            f"| {m} B | pooled | {a.mean():.4f} | (each corpus's) | {b.mean():.4f} | {ci(a, b)} |"
+        )
 
 
 if __name__ == "__main__":
