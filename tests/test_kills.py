@@ -94,7 +94,7 @@ def test_a_killed_compression_reruns_to_the_same_bytes(uninterrupted, tmp_path):
 
 
 def test_a_reproduction_killed_between_runs_reruns_to_the_same_report(tmp_path):
-    args = [*TINY, "--methods=pca,smec", "--seeds=0,1"]
+    args = [*TINY, "--methods=pca,smec", "--seeds=0"]  # pca once, then smec: killed between
     whole = launch("reproduce", [*args, f"--workdir={tmp_path / 'whole'}"])
     assert whole.returncode == 0, whole.stderr[-2000:]
     work = tmp_path / "killed"
@@ -102,7 +102,7 @@ def test_a_reproduction_killed_between_runs_reruns_to_the_same_report(tmp_path):
     assert killed.returncode == -signal.SIGKILL
     again = launch("reproduce", [*args, f"--workdir={work}"])
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "[2/3] smec seed 0" in again.stdout  # the finished runs were read, not retrained
+    assert "[2/2] smec seed 0" in again.stdout  # the finished run was read, not retrained
     names = sorted(p.name for p in (tmp_path / "whole").iterdir() if p.is_file())
     assert "results.json" in names
     same_files(tmp_path / "whole", work, names)

@@ -84,8 +84,9 @@ def test_every_override_names_a_config_field_and_is_applied_to_a_copy():
 
 
 @pytest.mark.slow
-def test_every_registered_method_fits_and_compresses_at_every_size(tmp_path, synthetic):
-    """Fit each method (training ones resumable in their own workdir), then: unit vectors of
+@pytest.mark.parametrize("name", REPORT_ORDER)
+def test_every_registered_method_fits_and_compresses_at_every_size(name, tmp_path, synthetic):
+    """Fit the method (a training one resumable in its own workdir), then: unit vectors of
     each ladder size (unit vectors unless the method scores by inner products), a validation
     score for every size a supervised trained method reports, a test score in (0, 1], and,
     for every compressor that says it nests, each size equal to the normalised prefix of the
@@ -93,31 +94,30 @@ def test_every_registered_method_fits_and_compresses_at_every_size(tmp_path, syn
     cfg = tiny_config()
     x = synthetic.queries[:7]
     evaluator = Evaluator(synthetic)
-    for name in methods.names():
-        fitted = methods.get(name).fit(cfg, synthetic, tmp_path / name, verbose=False)
-        if getattr(fitted.compressor, "product_codes", False):  # size = bytes: tests/test_pq.py
-            assert fitted.compressor.sizes == tuple(sorted(cfg.pq.bytes, reverse=True))
-            for m in fitted.compressor.sizes:
-                assert fitted.compressor.encode(x, m).shape == (7, m), name
-                assert 0.0 < evaluator.mean_ndcg(fitted.compressor, m) <= 1.0, (name, m)
-            continue
-        for d in cfg.ladder:
-            y = np.asarray(fitted.compressor.compress(jax.numpy.asarray(x), d))
-            if name == "csr":  # d active latents of the sparse autoencoder's hidden layer
-                assert y.shape == (7, 4 * synthetic.dim) and np.all((y != 0).sum(1) <= d)
-            else:
-                expect = synthetic.dim if name == "doc_prior" else d  # the control: no compression
-                assert y.shape == (7, expect), (name, d)
-            if fitted.compressor.metric == "cosine":
-                np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5, err_msg=name)
-            assert 0.0 < evaluator.mean_ndcg(fitted.compressor, d) <= 1.0, (name, d)
-        comp = fitted.compressor
-        if comp.nests:  # every size is the normalised prefix of the largest, for both routes
-            for route in (comp.compress, comp.compress_queries):
-                full = np.asarray(route(jax.numpy.asarray(x), cfg.ladder[0]))
-                for d in cfg.ladder[1:]:
-                    prefix = full[:, :d] / np.linalg.norm(full[:, :d], axis=1, keepdims=True)
-                    got = np.asarray(route(jax.numpy.asarray(x), d))
-                    np.testing.assert_allclose(got, prefix, atol=1e-5, err_msg=f"{name} {d}")
-        if methods.get(name).seeded and methods.get(name).group != "label_free":
-            assert {str(d) for d in cfg.ladder[1:]} <= set(fitted.val_ndcg), name
+    fitted = methods.get(name).fit(cfg, synthetic, tmp_path / name, verbose=False)
+    if getattr(fitted.compressor, "product_codes", False):  # size = bytes: tests/test_pq.py
+        assert fitted.compressor.sizes == tuple(sorted(cfg.pq.bytes, reverse=True))
+        for m in fitted.compressor.sizes:
+            assert fitted.compressor.encode(x, m).shape == (7, m), name
+            assert 0.0 < evaluator.mean_ndcg(fitted.compressor, m) <= 1.0, (name, m)
+        return
+    for d in cfg.ladder:
+        y = np.asarray(fitted.compressor.compress(jax.numpy.asarray(x), d))
+        if name == "csr":  # d active latents of the sparse autoencoder's hidden layer
+            assert y.shape == (7, 4 * synthetic.dim) and np.all((y != 0).sum(1) <= d)
+        else:
+            expect = synthetic.dim if name == "doc_prior" else d  # the control: no compression
+            assert y.shape == (7, expect), (name, d)
+        if fitted.compressor.metric == "cosine":
+            np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5, err_msg=name)
+        assert 0.0 < evaluator.mean_ndcg(fitted.compressor, d) <= 1.0, (name, d)
+    comp = fitted.compressor
+    if comp.nests:  # every size is the normalised prefix of the largest, for both routes
+        for route in (comp.compress, comp.compress_queries):
+            full = np.asarray(route(jax.numpy.asarray(x), cfg.ladder[0]))
+            for d in cfg.ladder[1:]:
+                prefix = full[:, :d] / np.linalg.norm(full[:, :d], axis=1, keepdims=True)
+                got = np.asarray(route(jax.numpy.asarray(x), d))
+                np.testing.assert_allclose(got, prefix, atol=1e-5, err_msg=f"{name} {d}")
+    if methods.get(name).seeded and methods.get(name).group != "label_free":
+        assert {str(d) for d in cfg.ladder[1:]} <= set(fitted.val_ndcg), name

@@ -38,6 +38,16 @@ def test_paired_bootstrap_brackets_the_difference_and_sees_a_real_gain():
     assert null["lo"] < 0 < null["hi"]
     with pytest.raises(ValueError, match="not paired"):
         stats.paired_bootstrap(base, base[:, :10])
+    # every replicate as its definition says, one at a time: the same draws give the same
+    # interval (up to the order of the float sums)
+    a, b, n_boot = better, rng.random((2, 200)), 300
+    draws = np.random.default_rng(5)
+    q = draws.integers(0, 200, size=(n_boot, 200))
+    sa, sb = draws.integers(0, 3, size=(n_boot, 3)), draws.integers(0, 2, size=(n_boot, 2))
+    diffs = [a[sa[i]][:, q[i]].mean() - b[sb[i]][:, q[i]].mean() for i in range(n_boot)]
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    got = stats.paired_bootstrap(a, b, n_boot=n_boot, seed=5)
+    assert got["lo"] == pytest.approx(lo, abs=1e-12) and got["hi"] == pytest.approx(hi, abs=1e-12)
 
 
 @pytest.mark.slow

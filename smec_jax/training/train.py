@@ -490,11 +490,28 @@ def _check_finite(state: TrainState, ckpt: Checkpointer | None) -> None:
         )
 
 
+def _summary_writer():
+    """tensorboardX's ``SummaryWriter``, imported without torch: tensorboardX imports torch
+    (about 1 s, every training process) only to accept torch tensors, and it writes our
+    Python floats the same way without it."""
+    import sys
+
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # `import torch` raises ImportError, which it tolerates
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if hide:
+            del sys.modules["torch"]
+    return SummaryWriter
+
+
 class _MetricWriter:
     """metrics.jsonl plus TensorBoard event files (tensorboardX: no TensorFlow needed)."""
 
     def __init__(self, workdir):
-        from tensorboardX import SummaryWriter
+        SummaryWriter = _summary_writer()
 
         self._path = Path(workdir) / "metrics.jsonl"
         self._path.parent.mkdir(parents=True, exist_ok=True)

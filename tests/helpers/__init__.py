@@ -21,6 +21,15 @@ def tiny_overrides() -> dict[str, object]:
     return out
 
 
+def pod_config():
+    """configs/tpu_pod.py shrunk to the tiny run (:func:`tiny_overrides`; its memory stays
+    sharded): the config the pod launch trains in the tests."""
+    from configs import tpu_pod
+    from smec_jax import methods
+
+    return methods.apply_overrides(tpu_pod.get_config(), tiny_overrides())
+
+
 def tiny_flags() -> list[str]:
     """:func:`tiny_overrides` as ``--config.x=y`` flags."""
     out = []

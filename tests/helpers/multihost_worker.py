@@ -3,10 +3,11 @@
   python -m tests.helpers.multihost_worker PROCESS_ID NUM_PROCESSES PORT OUT_DIR WORKDIR [restore-only]
 
 Each process sees 4 simulated CPU devices and joins the others through
-``jax.distributed.initialize`` (gloo collectives); together they train the tiny synthetic
-config, each feeding only its slice of every global batch. Process 0 writes the final
-parameters to OUT_DIR/params.npz. With ``restore-only``, any training step is an error (the
-workdir must hold a finished run).
+``jax.distributed.initialize`` (gloo collectives); together they train the pod config
+(configs/tpu_pod.py, its S-XBM memory sharded over every device) shrunk to the tiny synthetic
+run, each feeding only its slice of every global batch, then search a corpus sharded over
+both processes. Process 0 writes the final parameters and the search to OUT_DIR/params.npz.
+With ``restore-only``, any training step is an error (the workdir must hold a finished run).
 """
 
 import os
@@ -29,9 +30,9 @@ def main():
 
     from smec_jax.datasets import sources
     from smec_jax.training import train
-    from tests.helpers import tiny_config
+    from tests.helpers import pod_config
 
-    cfg = tiny_config()
+    cfg = pod_config()
     ds = sources.load(cfg.data)
 
     def no_steps(step):
