@@ -308,9 +308,11 @@ def build_index(codes_dir: str, kind: str, out: str, **params) -> Path:
     """``launch.index``: a faiss index over a codes folder, with its ids."""
     import shutil
 
-    from smec_jax.serving import faiss_index
+    from smec_jax.serving import faiss_index, ivf
 
     files.check_workdir(out, "--out")
+    if kind in faiss_index.IVF:  # block by block, merged on disk: any size
+        return ivf.build(codes_dir, kind, out, **params)
     start = time.perf_counter()
     index = faiss_index.build(codes_dir, kind, **params)
     path = faiss_index.save(index, out)

@@ -402,7 +402,7 @@ def test_hnsw_finds_nearly_what_the_flat_index_finds(served):
 
 def test_evaluate_through_a_flat_index_equals_the_evaluator(served):
     """launch.evaluate --index on float codes scores what the Evaluator scores for the same
-    compressor at that size."""
+    compressor at that size; so does an IVF index built on disk that probes every list."""
     pytest.importorskip("faiss")
     from smec_jax.datasets import sources
     from smec_jax.evaluation.evaluator import Evaluator
@@ -424,6 +424,10 @@ def test_evaluate_through_a_flat_index_equals_the_evaluator(served):
     for m in ("ndcg@10", "recall@100", "mrr@10"):
         assert abs(row[m] - want[m]) < 1e-6, m
     assert row["bytes_per_vector"] == 64 and row["index_bytes"] > 300 * 64
+    ivf = jobs.build_index(str(c), "ivf_flat", str(tmp / "ivf"), nlist=8, nprobe=8)
+    ivf_row = jobs.evaluate_index(cfg, str(ivf), str(q), str(tmp / "e-ivf"))["results"]
+    for m in ("ndcg@10", "recall@100", "mrr@10"):
+        assert abs(ivf_row["faiss ivf_flat (float32)"]["16"][m] - want[m]) < 1e-6, m
 
 
 def tied_corpus(tmp_path):
@@ -763,7 +767,7 @@ def test_the_scan_top_k_keeps_the_lowest_columns_among_ties():
 
     s = np.random.default_rng(0).integers(0, 4, size=(30, 50)).astype(np.float32)
     for k in (1, 7, 50, 60):
-        got_s, got_c = faiss_index._top_k_by_row(s, k)
+        got_s, got_c = faiss_index.top_k_by_row(s, k)
         for i in range(len(s)):
             want = sorted(sorted(range(50), key=lambda j: (-s[i, j], j))[:k])
             assert list(got_c[i]) == want and list(got_s[i]) == list(s[i, want])

@@ -15,9 +15,12 @@ Index kinds (``kind``), each for the codes it can hold without re-encoding them:
   (:class:`PackedScan`), with coded queries (symmetric) or float ones (asymmetric; rotated
   into the ITQ codes' space first); memory holds the packed codes.
 
-An index folder holds ``index.faiss`` (``codes.npy`` for ``scan``) and ``index.json`` (the
-kind, its parameters and the codes' manifest): searching it with query codes made with
-other settings is refused.
+* ``ivf_flat`` / ``ivf_sq8`` / ``ivf_pq``: inverted-file indexes for corpora larger than
+  memory, built block by block and merged on disk (:mod:`smec_jax.serving.ivf`).
+
+An index folder holds ``index.faiss`` (``codes.npy`` for ``scan``; plus ``lists.ivfdata``
+for the IVF kinds) and ``index.json`` (the kind, its parameters and the codes' manifest):
+searching it with query codes made with other settings is refused.
 Scores are inner products (float and int8) or ``d - 2 * hamming`` (binary), so higher is
 better everywhere.
 """
@@ -42,7 +45,13 @@ KINDS = {
     "binary": ("binary",),
     "hnsw": FLOATS,
     "scan": ("int4", "int2", "binary", "binary_itq"),
+    # built on disk, block by block (smec_jax/serving/ivf.py)
+    "ivf_flat": FLOATS,
+    "ivf_sq8": ("int8",),
+    "ivf_pq": FLOATS,
 }
+IVF = ("ivf_flat", "ivf_sq8", "ivf_pq")
+LISTS = "lists.ivfdata"  # an IVF index's inverted lists, next to its index.faiss
 
 
 class PackedScan:
@@ -67,7 +76,7 @@ class PackedScan:
         best_r = np.zeros((len(q), 0), np.int64)
         for start in range(0, self.ntotal, self.chunk):
             docs = codes.decode(self.packed[start : start + self.chunk], self.cal)
-            blocks = [_top_k_by_row(q[i : i + 256] @ docs.T, k) for i in range(0, len(q), 256)]
+            blocks = [top_k_by_row(q[i : i + 256] @ docs.T, k) for i in range(0, len(q), 256)]
             s = np.concatenate([best_s, np.concatenate([b[0] for b in blocks])], axis=1)
             r = np.concatenate([best_r, np.concatenate([b[1] for b in blocks]) + start], axis=1)
             # stable: equal scores keep their order, which is by row (kept rows are sorted
@@ -80,7 +89,7 @@ class PackedScan:
         return out_s, out_r
 
 
-def _top_k_by_row(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_by_row(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``k`` largest scores of ``s`` (nq, c) and their columns, ascending by
     column (not sorted by score); among scores equal to the k-th largest, the lowest
     columns. A partition, not a sort: linear in c."""
@@ -204,7 +213,10 @@ def _sub_indexes(faiss, index):
 def build(
     codes_dir: str | Path, kind: str, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
 ) -> Index:
-    """The faiss index (or :class:`PackedScan`) of ``kind`` over the codes in ``codes_dir``."""
+    """The faiss index (or :class:`PackedScan`) of ``kind`` over the codes in ``codes_dir``,
+    in memory (the IVF kinds are built on disk: :func:`smec_jax.serving.ivf.build`)."""
+    if kind in IVF:
+        raise ValueError(f"{kind} indexes are built on disk: smec_jax.serving.ivf.build")
     arr, _, man = codes_folder.load_codes(codes_dir)
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -309,8 +321,14 @@ def load(folder: str | Path) -> Index:
         cal = codes.Calibration.from_json(man.calibration)
         return Index(PackedScan(np.load(folder / "codes.npy"), cal), "scan", man, meta["params"])
     faiss = faiss_module()
-    read = faiss.read_index_binary if meta["kind"] == "binary" else faiss.read_index
-    index = read(str(folder / "index.faiss"))
+    if meta["kind"] in IVF:  # the lists memory-mapped from this folder, wherever it moved
+        moved = meta["lists"] != str(folder.resolve() / LISTS)
+        flags = faiss.IO_FLAG_ONDISK_SAME_DIR if moved else 0  # (it prints the new path)
+        index = faiss.read_index(str(folder / "index.faiss"), flags)
+        index.nprobe = int(meta["params"]["nprobe"])
+    else:
+        read = faiss.read_index_binary if meta["kind"] == "binary" else faiss.read_index
+        index = read(str(folder / "index.faiss"))
     if meta["kind"] == "hnsw":
         index.hnsw.efSearch = int(meta["params"]["ef_search"])
     return Index(
@@ -323,6 +341,8 @@ def load(folder: str | Path) -> Index:
 
 def disk_bytes(folder: str | Path) -> int:
     folder = Path(folder)
+    if (folder / LISTS).exists():
+        return (folder / "index.faiss").stat().st_size + (folder / LISTS).stat().st_size
     return (
         (folder / ("index.faiss" if (folder / "index.faiss").exists() else "codes.npy"))
         .stat()

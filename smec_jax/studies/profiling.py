@@ -685,6 +685,124 @@ def bench_compress_beam(config, repeats: int, *, corpus_size: int = 10_000_000, 
     return out
 
 
+def _sharded_int8_codes(folder: Path, n: int, dim: int, shard_rows: int, seed: int = 0):
+    """A sharded codes folder (``launch.compress_beam``'s layout) of ``n`` int8 codes of
+    ``dim``-d clustered unit rows (4,096 centres), ``shard_rows`` per ``.npy`` shard,
+    written shard by shard. Returns 200 float queries (fresh rows of the same mixture) and
+    the codes' calibration."""
+    import dataclasses
+
+    from smec_jax import files
+    from smec_jax.core import codes
+    from smec_jax.serving import codes_folder
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((4096, dim)).astype(np.float32)
+
+    def rows(m):
+        x = centres[rng.integers(0, 4096, m)] + rng.standard_normal((m, dim), np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    cal = codes.calibrate(rows(65536), "int8")
+    folder.mkdir(parents=True)
+    shards = []
+    for k, start in enumerate(range(0, n, shard_rows)):
+        m = min(shard_rows, n - start)
+        np.save(folder / f"part-{k:05d}.npy", codes.encode(rows(m), cal))
+        (folder / f"part-{k:05d}.ids.txt").write_text(
+            "".join(f"{i}\n" for i in range(start, start + m))
+        )
+        shards.append({"codes": f"part-{k:05d}.npy", "ids": f"part-{k:05d}.ids.txt", "rows": m})
+    man = codes_folder.Manifest(
+        compressor_sha256="benchmark", encoder="", input_dim=dim, size=dim, precision="int8",
+        calibration=cal.to_json(), rows=n, bytes_per_vector=dim, part="corpus",
+        source="synthetic", shards=shards,
+    )  # fmt: skip
+    files.write_json(folder / codes_folder.MANIFEST, dataclasses.asdict(man))
+    return rows(200), cal
+
+
+def _exact_top10(q: np.ndarray, folder: Path, cal) -> np.ndarray:
+    """The rows of each query's 10 best inner products over a codes folder's decoded int8
+    codes, read shard by shard."""
+    from smec_jax.core import codes
+    from smec_jax.serving import faiss_index, ivf
+
+    best_s = np.full((len(q), 0), -np.inf, np.float32)
+    best_r = np.zeros((len(q), 0), np.int64)
+    for start, arr, _ in ivf.blocks(folder):
+        top_s, top_c = faiss_index.top_k_by_row(q @ codes.decode(np.asarray(arr), cal).T, 10)
+        s, r = np.concatenate([best_s, top_s], 1), np.concatenate([best_r, top_c + start], 1)
+        order = np.argsort(-s, 1, kind="stable")[:, :10]
+        best_s, best_r = np.take_along_axis(s, order, 1), np.take_along_axis(r, order, 1)
+    return best_r
+
+
+def _ivf_search(folder: Path, q: np.ndarray, exact_rows: np.ndarray) -> dict:
+    """Queries/s (median of 3) and recall@10 against ``exact_rows`` of a built IVF index,
+    its lists memory-mapped, at nprobe 16 and 64."""
+    from smec_jax.serving import faiss_index
+
+    index = faiss_index.load(folder).index
+    out = {}
+    for nprobe in (16, 64):
+        index.nprobe = nprobe
+        t = timed(lambda: index.search(q, 10), 3)  # noqa: B023  (called in this iteration)
+        _, rows = index.search(q, 10)
+        hits = [len(set(a) & set(b)) / 10 for a, b in zip(rows, exact_rows, strict=True)]
+        out[f"nprobe_{nprobe}"] = {
+            "queries_per_s": len(q) / t["median_s"],
+            "recall@10": float(np.mean(hits)),
+        }
+    return out
+
+
+def bench_ivf_index(
+    config, repeats: int, *, corpus_size: int = 10_000_000, nlist: int = 1024, **_
+) -> dict:
+    """``launch.index --kind ivf_sq8`` (trained on a sample, filled shard by shard, merged
+    on disk) over sharded 64-d int8 codes of 1M rows per shard, at a fifth of
+    ``corpus_size`` and at ``corpus_size`` rows, each build in a fresh process: time, rows/s
+    and peak RSS (flat in the row count: one shard in memory), disk bytes; then 200 float
+    queries searched memory-mapped at nprobe 16 and 64: queries/s and recall@10 against the
+    exact scan of the same int8 codes."""
+    import shutil
+    import tempfile
+
+    from smec_jax.serving import faiss_index
+
+    del config
+    out: dict = {"code": "64-d int8", "shard_rows": 1_000_000, "nlist": nlist}
+    for n in (corpus_size // 5, corpus_size):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "codes"
+            q, cal = _sharded_int8_codes(folder, n, 64, 1_000_000)
+            body = (
+                "from smec_jax.serving import ivf\n"
+                f"ivf.build({str(folder)!r}, 'ivf_sq8', '{tmp}/idx-{{r}}', nlist={nlist}, "
+                "verbose=False)\n"
+            )
+            v = _timed_processes(body, max(1, repeats // 2), n)
+            idx = Path(tmp) / "idx-0"
+            v["disk_bytes"] = faiss_index.disk_bytes(idx)
+            exact_rows = _exact_top10(q, folder, cal)
+            v |= _ivf_search(idx, q, exact_rows)
+            out[str(n)] = v
+            print(
+                f"ivf_sq8 over {n:,} codes: built in {v['median_s']:.1f}s ({v['rows_per_s']:,.0f} "
+                f"rows/s), peak RSS {v['peak_rss_bytes'] / 2**30:.2f} GiB, "
+                f"{v['disk_bytes'] / 2**20:,.0f} MiB on disk; "
+                + ", ".join(
+                    f"nprobe {p}: {v[f'nprobe_{p}']['queries_per_s']:,.0f} q/s, recall@10 "
+                    f"{v[f'nprobe_{p}']['recall@10']:.3f}"
+                    for p in (16, 64)
+                ),
+                flush=True,
+            )
+            shutil.rmtree(folder)
+    return out
+
+
 def bench_faiss(config, repeats: int, *, corpus_size: int = 1_000_000, **_) -> dict:
     """Each faiss index kind next to the JAX exact search over the same codes: nDCG@10 on the
     configured dataset (compressed by its PCA, exported as a nested map), queries/s and
@@ -859,3 +977,4 @@ BENCHES["train_4096"] = bench_train_4096
 BENCHES["compress"] = bench_compress
 BENCHES["compress_beam"] = bench_compress_beam
 BENCHES["faiss"] = bench_faiss
+BENCHES["ivf_index"] = bench_ivf_index
