@@ -557,10 +557,48 @@ def _random_compressor(path, dim: int, sizes, seed: int = 0):
     return save(comp, path)
 
 
+# Peak memory of a process and of its workers, read from /proc (Linux): VmHWM is the peak
+# resident set of the process's own address space. (getrusage's ru_maxrss is not: Linux
+# carries it across fork and exec, so a child started by a large parent reports the
+# parent's size.) Workers are sampled every 0.1 s while they live.
+_PEAK_PROBE = """
+import os, threading, time as _time
+def _hwm(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return 0
+def _descendants(root):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], list(kids.get(root, []))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += kids.get(pid, [])
+    return out
+_worker_peak = {}
+def _sample():
+    while True:
+        for pid in _descendants(os.getpid()):
+            _worker_peak[pid] = max(_worker_peak.get(pid, 0), _hwm(pid))
+        _time.sleep(0.1)
+threading.Thread(target=_sample, daemon=True).start()
+"""
+
+
 def _timed_processes(body: str, runs: int, rows: int) -> dict:
     """Runs the Python ``body`` (``{r}`` in it: the run's number) ``runs`` times, each in a
-    fresh process: the median time, rows/s, and the peak RSS of the process and of its
-    largest child (a worker)."""
+    fresh process: the median time, rows/s, and the peak resident memory of the process
+    and of its largest child (a worker), each its own address space's (``_PEAK_PROBE``)."""
     import json as json_lib
     import subprocess
     import sys
@@ -568,12 +606,12 @@ def _timed_processes(body: str, runs: int, rows: int) -> dict:
     results = []
     for r in range(runs):
         code = (
-            "import json, resource, time\n"
-            "t = time.perf_counter()\n"
+            "import json, time\n"
+            + _PEAK_PROBE
+            + "t = time.perf_counter()\n"
             + body.format(r=r)
-            + "print(json.dumps({'s': time.perf_counter() - t, "
-            "'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "
-            "'child_rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))\n"
+            + "print(json.dumps({'s': time.perf_counter() - t, 'rss': _hwm(os.getpid()), "
+            "'child_rss': max(_worker_peak.values(), default=0)}))\n"
         )
         res = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -627,13 +665,14 @@ def memory_bandwidth_gb_s(n_bytes: int = 1 << 30, repeats: int = 3) -> float:
 def bench_compress_beam(config, repeats: int, *, corpus_size: int = 10_000_000, **_) -> dict:
     """``corpus_size`` random 768-d float16 rows to 64-d int8 codes, each run in a fresh
     process: ``launch.compress`` on one ``.npy``, and ``launch.compress_beam`` on the same
-    rows in 10 ``.npy`` shards (DirectRunner, 2 worker processes). Rows/s, peak RSS (the
-    launcher, and its largest worker), and the rows/s that the machine's memory bandwidth
-    allows for reading each input row twice (calibration, then codes), which both do."""
+    rows in ``.npy`` shards of 1M rows (DirectRunner, 2 worker processes). Rows/s, peak
+    resident memory (the launcher, and its largest worker: flat in the row count, set by
+    the shard size), and the rows/s that the machine's memory bandwidth allows for reading
+    each input row twice (calibration, then codes), which both do."""
     import tempfile
 
     del config
-    n_shards = 10
+    n_shards = max(1, -(-corpus_size // 1_000_000))
     bw = memory_bandwidth_gb_s()
     row_bytes = 768 * 2
     out: dict = {
