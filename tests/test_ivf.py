@@ -165,3 +165,18 @@ def test_the_command_line_builds_from_a_shard_folder_with_progress(folders, tmp_
     params = faiss_index.load(tmp_path / "i").params
     assert (params["nlist"], params["pq_m"], params["nprobe"]) == (8, 4, 8)
     assert faiss_index.load(tmp_path / "i").index.code_size == 4  # bytes per vector
+
+
+def test_an_ids_file_shorter_than_the_codes_is_one_line_and_writes_nothing(folders, tmp_path):
+    import shutil
+
+    from smec_jax.datasets.data import DataError
+
+    _, out = folders
+    short = tmp_path / "short"
+    shutil.copytree(out["float16"][0], short)
+    lines = (short / "ids.txt").read_text().splitlines(keepends=True)
+    (short / "ids.txt").write_text("".join(lines[:1100]))
+    with pytest.raises(DataError, match="ids.txt ends at line 1100 but codes.npy has 1200 rows"):
+        ivf.build(short, "ivf_flat", tmp_path / "x", nlist=8, block_rows=256, verbose=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()

@@ -24,6 +24,7 @@ evenly spaced rows. Searching probes ``nprobe`` lists; ``nprobe == nlist`` is ex
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import shutil
@@ -54,9 +55,12 @@ def default_train_rows(n: int, nlist: int, kind: str) -> int:
     return min(n, max(256 * nlist, 256 * 256 if kind == "ivf_pq" else 0))
 
 
-def blocks(folder: str | Path, block_rows: int = 1 << 20) -> Iterator[tuple[int, np.ndarray, list]]:
+def blocks(
+    folder: str | Path, block_rows: int = 1 << 20, with_ids: bool = True
+) -> Iterator[tuple[int, np.ndarray, list]]:
     """``(first row, codes, ids)`` of a codes folder in row order: each shard of a sharded
-    folder, or ``block_rows`` rows at a time of a memory-mapped ``codes.npy``."""
+    folder, or ``block_rows`` rows at a time of a memory-mapped ``codes.npy`` with the same
+    lines of ``ids.txt`` (read as they come; ``with_ids=False``: no ids, ``[]``)."""
     folder = Path(folder)
     man = codes_folder.read_manifest(folder)
     if man.shards:
@@ -66,9 +70,19 @@ def blocks(folder: str | Path, block_rows: int = 1 << 20) -> Iterator[tuple[int,
             yield start, arr, ids
             start += len(arr)
         return
-    arr, ids, _ = codes_folder.load_codes(folder)  # codes.npy memory-mapped
-    for start in range(0, len(arr), block_rows):
-        yield start, arr[start : start + block_rows], ids[start : start + block_rows]
+    arr = np.load(folder / "codes.npy", mmap_mode="r")
+    with open(folder / "ids.txt", encoding="utf-8") as lines:
+        for start in range(0, len(arr), block_rows):
+            block = arr[start : start + block_rows]
+            ids = []
+            if with_ids:  # the block's lines of ids.txt, no further
+                ids = [line.rstrip("\n") for line in itertools.islice(lines, len(block))]
+            if with_ids and len(ids) != len(block):
+                raise DataError(
+                    f"{folder}: ids.txt ends at line {start + len(ids)} but codes.npy has "
+                    f"{len(arr)} rows"
+                )
+            yield start, block, ids
 
 
 def _floats(arr: np.ndarray, man: codes_folder.Manifest) -> np.ndarray:
@@ -87,7 +101,7 @@ def sample(folder: str | Path, rows: int, block_rows: int = 1 << 20) -> np.ndarr
     man = codes_folder.read_manifest(folder)
     want = np.unique(np.linspace(0, man.rows - 1, rows).astype(np.int64))
     parts = []
-    for start, arr, _ in blocks(folder, block_rows):
+    for start, arr, _ in blocks(folder, block_rows, with_ids=False):
         take = want[(want >= start) & (want < start + len(arr))] - start
         if len(take):
             parts.append(_floats(np.asarray(arr[take]), man))
