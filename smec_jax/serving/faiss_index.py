@@ -218,13 +218,7 @@ def build(
     if kind in IVF:
         raise ValueError(f"{kind} indexes are built on disk: smec_jax.serving.ivf.build")
     arr, _, man = codes_folder.load_codes(codes_dir)
-    if kind not in KINDS:
-        raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
-    if man.precision not in KINDS[kind]:
-        raise ValueError(
-            f"a {kind} index holds {'/'.join(KINDS[kind])} codes but {codes_dir} holds "
-            f"{man.precision} codes; compress with --precision {KINDS[kind][0]}"
-        )
+    check_kind(kind, man, codes_dir)
     cal = codes.Calibration.from_json(man.calibration)
     if kind == "scan":
         return Index(index=PackedScan(np.asarray(arr), cal), kind=kind, manifest=man, params={})
@@ -234,6 +228,18 @@ def build(
     index = new_index(kind, man.size, cal, **params)
     add_codes(index, kind, arr)
     return Index(index=index, kind=kind, manifest=man, params=params)
+
+
+def check_kind(kind: str, man: codes_folder.Manifest, folder) -> None:
+    """Refuses an unknown index kind, or codes the kind cannot hold (one line)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
+    if man.precision not in KINDS[kind]:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ValueError(
+            f"{article} {kind} index holds {'/'.join(KINDS[kind])} codes but {folder} holds "
+            f"{man.precision} codes; compress with --precision {KINDS[kind][0]}"
+        )
 
 
 def new_index(kind: str, d: int, cal: codes.Calibration, **params):

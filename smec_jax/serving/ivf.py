@@ -39,7 +39,7 @@ from smec_jax.core import codes
 from smec_jax.datasets.data import DataError
 from smec_jax.progress import eta
 from smec_jax.serving import codes_folder
-from smec_jax.serving.faiss_index import IVF, KINDS, LISTS, disk_bytes, faiss_module
+from smec_jax.serving.faiss_index import IVF, LISTS, check_kind, disk_bytes, faiss_module
 
 
 def default_nlist(n: int) -> int:
@@ -120,11 +120,6 @@ def resolve(man: codes_folder.Manifest, kind: str, nlist=0, nprobe=16, train_row
     """The build's :class:`Params` (0: the defaults), or one line saying what is wrong."""
     if kind not in IVF:
         raise ValueError(f"unknown IVF kind {kind!r}; use one of {', '.join(IVF)}")
-    if man.precision not in KINDS[kind]:
-        raise ValueError(
-            f"an {kind} index holds {'/'.join(KINDS[kind])} codes but the folder holds "
-            f"{man.precision} codes; compress with --precision {KINDS[kind][0]}"
-        )
     n = man.rows
     nlist = nlist or default_nlist(n)
     if not 1 <= nlist <= n:
@@ -189,6 +184,7 @@ def build(
         raise ValueError(f"{out} already exists; remove it or choose another --out")
     files.check_workdir(out, "--out")
     man = codes_folder.read_manifest(codes_dir)
+    check_kind(kind, man, codes_dir)
     params = resolve(man, kind, nlist, nprobe, train_rows, pq_m)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
